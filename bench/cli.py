@@ -1,0 +1,166 @@
+"""How people call it: `bench spaces | search | report | export`, one argparse table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from dataclasses import fields
+from pathlib import Path
+
+from bench.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, TUNER_NAMES, ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_RESULTS = "results"
+
+
+class UsageError(Exception):
+    """Bad input from the command line; exit code 2."""
+
+
+def cmd_spaces(args) -> int:
+    from search_spaces import SPACES
+
+    for name, module in SPACES.items():
+        print(f"{name:10s} {module.DESCRIPTION}")
+    return EXIT_OK
+
+
+def search_config(args):
+    """The run's SearchConfig from the parsed flags, with the space's own fit defaults."""
+    from bench.config import SearchConfig, with_space_defaults
+    from search_spaces import get as get_space
+
+    known = {f.name for f in fields(SearchConfig)}
+    given = {k: v for k, v in vars(args).items() if k in known and v is not None}
+    config = SearchConfig(**given)
+    try:
+        space = get_space(config.space)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    return with_space_defaults(config, space.FIT_DEFAULTS, set(given)).validate()
+
+
+def cmd_search(args) -> int:
+    config = search_config(args)
+    from bench import data, report, search
+
+    splits = data.load(config.data_dir, config.val_size, config.train_limit, config.test_limit)
+    run_dir = search.run_search(config, splits)
+    index = report.write_report([run_dir], run_dir / "report")
+    print(f"report: {index}")
+    return EXIT_OK
+
+
+def _run_dirs(args) -> list[Path]:
+    from bench.config import check_run_name
+
+    return [Path(args.results) / check_run_name(name) for name in args.runs]
+
+
+def cmd_report(args) -> int:
+    from bench import report
+
+    run_dirs = _run_dirs(args)
+    out = Path(args.out) if args.out else run_dirs[0] / "report"
+    print(f"report: {report.write_report(run_dirs, out)}")
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from bench import export
+
+    (run_dir,) = _run_dirs(args)
+    out = export.export_run(run_dir, retrain_all=args.retrain, data_dir=args.data_dir)
+    print(f"exported: {out}")
+    return EXIT_OK
+
+
+def _add_search_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", help="search space (see `bench spaces`); default cnn")
+    p.add_argument("--tuner", choices=TUNER_NAMES, help="default hyperband")
+    p.add_argument("--run", required=True, help="run name: letters, digits, - _ . only")
+    p.add_argument("--max-trials", type=int, help="trial limit (default 20; hyperband: its schedule)")
+    p.add_argument("--max-epochs", type=int, help=f"epochs per trial (default {DEFAULT_MAX_EPOCHS})")
+    p.add_argument("--batch-size", type=int, help=f"default {DEFAULT_BATCH_SIZE}")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 3)")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--val-size", type=int, help="validation images from the end of train (10000)")
+    p.add_argument("--train-limit", type=int, help="keep only the first N training images")
+    p.add_argument("--test-limit", type=int, help="keep only the first N test images")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras fit verbosity")
+
+
+# name: (handler, help, extra flags)
+COMMANDS = {
+    "spaces": (cmd_spaces, "list the registered search spaces", None),
+    "search": (cmd_search, "run (or resume) a KerasTuner search, then write its report", _add_search_flags),
+    "report": (cmd_report, "write tables, figures and HTML/Markdown for one or more runs", None),
+    "export": (cmd_export, "ship the best trial (by validation accuracy) as a Keras model", None),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Find, compare and ship MNIST CNNs.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (handler, help_text, add_flags) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        # Accepted after the command too; SUPPRESS keeps the top-level value when absent here.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks")
+        if name in ("search", "export", "report"):
+            p.add_argument("--results", default=DEFAULT_RESULTS, help="folder of runs (results)")
+        if name in ("search", "export"):
+            p.add_argument("--data-dir", help="MNIST IDX folder (else $BENCH_DATA_DIR, data/mnist)")
+        if add_flags:
+            add_flags(p)
+    runs = sub.choices
+    runs["report"].add_argument("runs", nargs="+", metavar="RUN", help="run names to report on")
+    runs["report"].add_argument("--out", help="output folder (default results/<first RUN>/report)")
+    runs["export"].add_argument("runs", nargs=1, metavar="RUN", help="run to export")
+    runs["export"].add_argument("--retrain", action="store_true", help="retrain on all 60k images")
+    return parser
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean bad input (exit 2), imported only where already loaded."""
+    kinds: list[type[BaseException]] = [UsageError, ConfigError]
+    for module, name in (
+        ("bench.data", "DataError"),
+        ("bench.report", "ReportError"),
+        ("bench.export", "ExportError"),
+    ):
+        if module in sys.modules:
+            kinds.append(getattr(sys.modules[module], name))
+    return tuple(kinds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        bad_input = isinstance(exc, _bad_input_errors())
+        prefix = "error" if bad_input else f"error ({type(exc).__name__})"
+        hint = "" if bad_input or args.debug else " [--debug shows the traceback]"
+        message = (str(exc).strip().splitlines() or [""])[0]
+        print(f"{prefix}: {message}{hint}", file=sys.stderr)
+        return EXIT_USAGE if bad_input else EXIT_FAILURE
+
+
+def main_exit() -> None:
+    """Entry point of the `bench` console script."""
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""How a run is made: one frozen dataclass, validated, written next to the results as JSON."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from bench import data
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+TUNER_NAMES = ("random", "grid", "bayesian", "hyperband")
+DEFAULT_MAX_TRIALS = 20  # random, grid and bayesian; hyperband runs its own schedule
+DEFAULT_MAX_EPOCHS = 20
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_PATIENCE = 3
+# Fields that define what a run computes; a resumed run must agree on all of them.
+IDENTITY_FIELDS = (
+    "space", "tuner", "max_trials", "max_epochs", "batch_size", "patience", "seed",
+    "val_size", "train_limit", "test_limit", "hyperband_factor",
+)
+
+
+class ConfigError(ValueError):
+    """A setting that cannot make a run; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that decides what a search run does."""
+
+    run: str  # run name: the folder under results/
+    space: str = "cnn"  # search-space name from search_spaces.SPACES
+    tuner: str = "hyperband"  # one of TUNER_NAMES
+    max_trials: int | None = None  # None: DEFAULT_MAX_TRIALS, or hyperband's full schedule
+    max_epochs: int = DEFAULT_MAX_EPOCHS  # epochs per trial (hyperband: of its longest trials)
+    batch_size: int = DEFAULT_BATCH_SIZE  # training batch size
+    patience: int = DEFAULT_PATIENCE  # early stopping: epochs without val_accuracy gain
+    seed: int = 0  # seeds the tuner's oracle, weight init and shuffling
+    val_size: int = data.DEFAULT_VAL_SIZE  # validation = the last N of the 60k training images
+    train_limit: int | None = None  # keep the first N training images (smoke runs, tests)
+    test_limit: int | None = None  # keep the first N test images
+    hyperband_factor: int = 3  # hyperband's reduction factor
+    results: str = "results"  # folder that holds the runs
+    data_dir: str | None = None  # IDX folder; None: $BENCH_DATA_DIR, data/mnist, then Keras
+    verbose: int = 0  # Keras fit verbosity (0 silent, 2 one line per epoch)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.results) / self.run
+
+    def validate(self) -> SearchConfig:
+        """Raise ConfigError for a value no run can use; return self for chaining."""
+        check_run_name(self.run)
+        if self.tuner not in TUNER_NAMES:
+            raise ConfigError(f"unknown tuner {self.tuner!r}; known: {', '.join(TUNER_NAMES)}")
+        for name in ("max_trials", "max_epochs", "batch_size", "train_limit", "test_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be 0 or more, not {self.seed}")
+        if self.patience < 1 or self.hyperband_factor < 2:
+            raise ConfigError("patience must be >= 1 and hyperband factor >= 2")
+        return self
+
+    def identity(self) -> dict:
+        return {name: getattr(self, name) for name in IDENTITY_FIELDS}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def check_run_name(name: str) -> str:
+    if not RUN_NAME.match(name or "") or name in (".", ".."):
+        raise ConfigError(f"run name {name!r} may hold only letters, digits, '-', '_' and '.'")
+    return name
+
+
+def with_space_defaults(config: SearchConfig, space_defaults: dict, given: set[str]) -> SearchConfig:
+    """Apply a space's own fit defaults (the seed baseline trains 10 epochs at batch 200)
+    to every field the user did not set explicitly."""
+    known = {f.name for f in fields(SearchConfig)}
+    updates = {k: v for k, v in space_defaults.items() if k in known and k not in given}
+    return replace(config, **updates)

@@ -1,0 +1,250 @@
+"""MNIST from IDX files: find, validate, checksum, split and scale, once per process."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+NUM_CLASSES = 10
+IMAGE_SIDE = 28
+INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
+TRAIN_COUNT = 60_000
+TEST_COUNT = 10_000
+DEFAULT_VAL_SIZE = 10_000
+IMAGES_MAGIC = 2051  # IDX: unsigned byte, 3 dimensions
+LABELS_MAGIC = 2049  # IDX: unsigned byte, 1 dimension
+PIXEL_MAX = 255.0
+ENV_DATA_DIR = "BENCH_DATA_DIR"
+REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
+SUMS_RAW = "SHA256SUMS.raw"  # digests of the decompressed bytes
+SUMS_GZ = "SHA256SUMS"  # digests of the .gz files as shipped
+FILES = {
+    "train_images": ("train-images-idx3-ubyte", IMAGES_MAGIC, TRAIN_COUNT),
+    "train_labels": ("train-labels-idx1-ubyte", LABELS_MAGIC, TRAIN_COUNT),
+    "test_images": ("t10k-images-idx3-ubyte", IMAGES_MAGIC, TEST_COUNT),
+    "test_labels": ("t10k-labels-idx1-ubyte", LABELS_MAGIC, TEST_COUNT),
+}
+
+
+class DataError(Exception):
+    """Bad or missing data: the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Raw:
+    """The four MNIST arrays as uint8, where they came from, and their fingerprint."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Scaled float32 images (n, 28, 28, 1) and uint8 labels for train, val and test."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    sha256: str
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """Where to read IDX files from: --data-dir, $BENCH_DATA_DIR, the repo's copy; else None.
+
+    An explicitly named folder that does not exist is an error, not a silent fallback.
+    """
+    for origin, candidate in (("--data-dir", data_dir), (ENV_DATA_DIR, os.environ.get(ENV_DATA_DIR))):
+        if candidate:
+            path = Path(candidate)
+            if not path.is_dir():
+                raise DataError(f"data directory {path} (from {origin}) does not exist")
+            return path
+    return REPO_DATA_DIR if REPO_DATA_DIR.is_dir() else None
+
+
+def _idx_file(folder: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"{folder / (stem + '.gz')}: missing (neither {stem}.gz nor {stem} found)")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from exc
+
+
+def parse_idx(data: bytes, magic: int, count: int, name: str = "IDX data") -> np.ndarray:
+    """Parse and validate one IDX image or label file.
+
+    Args:
+        data: the decompressed file content.
+        magic: IMAGES_MAGIC or LABELS_MAGIC.
+        count: the number of items expected.
+        name: how error messages name the file.
+    Returns:
+        uint8 array (count, 28, 28) for images, (count,) for labels.
+    """
+    ndim = 3 if magic == IMAGES_MAGIC else 1
+    header_size = 4 * (1 + ndim)
+    if len(data) < header_size:
+        raise DataError(f"{name}: truncated header ({len(data)} bytes)")
+    found_magic, *dims = struct.unpack(f">{1 + ndim}I", data[:header_size])
+    if found_magic != magic:
+        raise DataError(f"{name}: wrong magic number {found_magic}, expected {magic}")
+    if dims[0] != count:
+        raise DataError(f"{name}: holds {dims[0]} items, expected {count}")
+    if ndim == 3 and tuple(dims[1:]) != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(f"{name}: images are {dims[1]}x{dims[2]}, expected 28x28")
+    expected = header_size + int(np.prod(dims))
+    if len(data) != expected:
+        raise DataError(f"{name}: {len(data)} bytes, expected {expected} (truncated or padded)")
+    array = np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+    if ndim == 1 and array.max(initial=0) >= NUM_CLASSES:
+        raise DataError(f"{name}: label {int(array.max())} outside 0-{NUM_CLASSES - 1}")
+    return array
+
+
+def _read_sums(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    sums = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            sums[name.strip().lstrip("*")] = digest.lower()
+    return sums
+
+
+def _check_sum(path: Path, content: bytes, sums: dict[str, str]) -> None:
+    expected = sums.get(path.name)
+    if expected and hashlib.sha256(content).hexdigest() != expected:
+        raise DataError(f"{path}: SHA256 mismatch with {path.parent.name}/SHA256SUMS (corrupted?)")
+
+
+def read_idx_dir(folder: Path) -> Raw:
+    """Read and validate the four IDX files of a folder (gzip or plain), checksums included."""
+    raw_sums, gz_sums = _read_sums(folder / SUMS_RAW), _read_sums(folder / SUMS_GZ)
+    arrays = {}
+    for key, (stem, magic, count) in FILES.items():
+        path = _idx_file(folder, stem)
+        if path.suffix == ".gz":
+            _check_sum(path, path.read_bytes(), gz_sums)
+        content = _read_bytes(path)
+        raw_path = path.with_suffix("") if path.suffix == ".gz" else path
+        _check_sum(raw_path, content, raw_sums)
+        arrays[key] = parse_idx(content, magic, count, name=str(path))
+    return _raw(arrays, source=str(folder))
+
+
+def _raw(arrays: dict[str, np.ndarray], source: str) -> Raw:
+    return Raw(
+        x_train=arrays["train_images"],
+        y_train=arrays["train_labels"],
+        x_test=arrays["test_images"],
+        y_test=arrays["test_labels"],
+        source=source,
+        sha256=fingerprint(arrays),
+    )
+
+
+def fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    """SHA256 over the pixel and label bytes, so that gzip, plain and Keras copies agree."""
+    digest = hashlib.sha256()
+    for key in FILES:
+        digest.update(np.ascontiguousarray(arrays[key], dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def _from_keras() -> Raw:
+    import keras  # only here: a download is the last resort and needs Keras anyway
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as exc:  # keras raises plain Exception on a failed download
+        raise DataError(f"no MNIST files found and Keras could not download them ({exc})") from exc
+    arrays = dict(train_images=x_train, train_labels=y_train, test_images=x_test, test_labels=y_test)
+    return _raw(arrays, source="keras.datasets.mnist")
+
+
+_CACHE: dict[str, Raw] = {}
+
+
+def load_raw(data_dir: str | os.PathLike | None = None) -> Raw:
+    """The validated MNIST arrays, read once per process and folder."""
+    folder = find_data_dir(data_dir)
+    key = str(folder.resolve()) if folder else "keras"
+    if key not in _CACHE:
+        _CACHE[key] = read_idx_dir(folder) if folder else _from_keras()
+    return _CACHE[key]
+
+
+def scale(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1]."""
+    return (images.astype(np.float32) / PIXEL_MAX)[..., np.newaxis]
+
+
+def make_splits(
+    raw: Raw,
+    val_size: int = DEFAULT_VAL_SIZE,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> Splits:
+    """Validation = the last val_size training images; the limits keep the first N."""
+    total = len(raw.y_train)
+    if not 0 < val_size < total:
+        raise DataError(f"--val-size must be between 1 and {total - 1}, not {val_size}")
+    for flag, limit in (("--train-limit", train_limit), ("--test-limit", test_limit)):
+        if limit is not None and limit < 1:
+            raise DataError(f"{flag} must be at least 1, not {limit}")
+    cut = total - val_size
+    train_end = cut if train_limit is None else min(train_limit, cut)
+    test_end = len(raw.y_test) if test_limit is None else min(test_limit, len(raw.y_test))
+    return Splits(
+        x_train=scale(raw.x_train[:train_end]),
+        y_train=raw.y_train[:train_end],
+        x_val=scale(raw.x_train[cut:]),
+        y_val=raw.y_train[cut:],
+        x_test=scale(raw.x_test[:test_end]),
+        y_test=raw.y_test[:test_end],
+        source=raw.source,
+        sha256=raw.sha256,
+    )
+
+
+def load(
+    data_dir: str | os.PathLike | None = None,
+    val_size: int = DEFAULT_VAL_SIZE,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> Splits:
+    """Find, validate and split MNIST (see find_data_dir for where it looks)."""
+    return make_splits(load_raw(data_dir), val_size, train_limit, test_limit)
+
+
+def full_training_set(raw: Raw) -> tuple[np.ndarray, np.ndarray]:
+    """All 60,000 training images and labels, scaled, for retraining a winner."""
+    return scale(raw.x_train), raw.y_train

@@ -1,0 +1,190 @@
+"""What ships: the best trial by validation accuracy as model.keras, config.json, model_card.md."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from bench import data, envinfo, records
+from bench.search import EVAL_BATCH_SIZE, test_metrics
+from search_spaces import get as get_space
+
+BEST_DIR = "best"
+CHECKPOINT = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in each trial folder
+# A re-evaluated model may differ from its record by this many test images (a near-tie flipped
+# by another summation order, as on a GPU); more means the checkpoint is not the recorded one.
+FLIPPED_IMAGES_ALLOWED = 1
+
+
+class ExportError(RuntimeError):
+    """The run cannot be exported; the message says why."""
+
+
+def build_model(space: str, hyperparameters: dict) -> keras.Model:
+    """The space's compiled model for exactly these hyperparameter values."""
+    hp = kt.HyperParameters()
+    hp.values = dict(hyperparameters)
+    return get_space(space).build(hp)
+
+
+def load_trial_model(run_dir: Path, record: dict) -> keras.Model:
+    """Rebuild a trial's model and load its best-epoch weights from KerasTuner's checkpoint."""
+    checkpoint = run_dir / records.TUNER_PROJECT / f"trial_{record['trial_id']}" / CHECKPOINT
+    if not checkpoint.is_file():
+        raise ExportError(f"{checkpoint}: missing; the trial's weights are gone")
+    model = build_model(record["space"], record["hyperparameters"])
+    with warnings.catch_warnings():
+        # The checkpoint holds optimizer slots that a fresh optimizer has not created yet.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(checkpoint)
+    return model
+
+
+def retrain(record: dict, config: dict, raw: data.Raw) -> tuple[keras.Model, float]:
+    """Train the winning config afresh on all 60,000 training images for its best epoch count."""
+    keras.utils.set_random_seed(config["seed"])
+    model = build_model(record["space"], record["hyperparameters"])
+    x, y = data.full_training_set(raw)
+    began = time.monotonic()
+    model.fit(x, y, epochs=record["best_epoch"], batch_size=config["batch_size"], verbose=0)
+    return model, time.monotonic() - began
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    # Keras insists on the .keras suffix, so the temporary file keeps it.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_run(run_dir: Path, retrain_all: bool = False, data_dir: str | None = None) -> Path:
+    """Write run_dir/best/: model.keras, config.json and model_card.md for the best trial.
+
+    The winner is chosen by validation accuracy only; the test set is reported, never used
+    to choose. With retrain_all, the winner is retrained on the full 60k training images.
+    """
+    if not (run_dir / records.CONFIG_FILE).is_file():
+        raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
+    config = records.load_config(run_dir)
+    record = records.best_by_validation(records.load_records(run_dir))
+    if record is None:
+        raise ExportError(f"{run_dir}: no finished trial to export")
+    raw = data.load_raw(data_dir or config.get("data_dir"))
+    if raw.sha256 != record["dataset"]["sha256"]:
+        raise ExportError("the data differs from the data the run was trained on (SHA256)")
+    splits = data.make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])
+    if retrain_all:
+        model, seconds = retrain(record, config, raw)
+    else:
+        model, seconds = load_trial_model(run_dir, record), record["train_seconds"]
+    probs = model.predict(splits.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    accuracy, loss = test_metrics(probs, splits.y_test)
+    allowed = FLIPPED_IMAGES_ALLOWED / len(splits.y_test)
+    if not retrain_all and abs(accuracy - record["test_accuracy"]) > allowed + 1e-12:
+        raise ExportError(
+            f"trial {record['trial_id']}: checkpoint gives test accuracy {accuracy:.4f}, "
+            f"record says {record['test_accuracy']:.4f}"
+        )
+    out = run_dir / BEST_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    save_model_atomic(model, out / "model.keras")
+    shipped = shipped_config(record, config, retrain_all, accuracy, loss, seconds, splits)
+    records.atomic_write_json(out / "config.json", shipped)
+    records.atomic_write_text(out / "model_card.md", model_card(shipped))
+    return out
+
+
+def shipped_config(record, config, retrained, accuracy, loss, seconds, splits) -> dict:
+    """Hyperparameters, training settings, metrics and provenance of the exported model."""
+    train_images = data.TRAIN_COUNT if retrained else splits.sizes()["train"]
+    return {
+        "run": record["run"],
+        "trial_id": record["trial_id"],
+        "space": record["space"],
+        "tuner": record["tuner"],
+        "hyperparameters": record["hyperparameters"],
+        "training": {
+            "batch_size": config["batch_size"],
+            "epochs": record["best_epoch"],
+            "seed": config["seed"],
+            "retrained_on_all_training_images": retrained,
+            "train_images": train_images,
+            "train_seconds": round(seconds, 3),
+        },
+        "selection": "highest validation accuracy (ties: lower validation loss)",
+        "val_accuracy": record["val_accuracy"],
+        "val_loss": record["val_loss"],
+        "val_images": splits.sizes()["val"],
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "test_images": splits.sizes()["test"],
+        "params": record["params"],
+        "dataset": record["dataset"],
+        "versions": record["versions"],
+        "trained_with_commit": record["git_commit"],
+        "exported_with_commit": envinfo.git_commit(),
+    }
+
+
+def model_card(shipped: dict) -> str:
+    """A short Markdown model card for people deciding whether to use the model."""
+    train = shipped["training"]
+    hps = "\n".join(f"| {k} | {v} |" for k, v in sorted(shipped["hyperparameters"].items()))
+    retrained = (
+        "Retrained from scratch on all 60,000 training images (validation images included), "
+        f"for the winning trial's best epoch count ({train['epochs']})."
+        if train["retrained_on_all_training_images"]
+        else f"Weights of the trial's best epoch ({train['epochs']}), trained on "
+        f"{train['train_images']} images."
+    )
+    val_note = (
+        " (measured before retraining, on images the retrained model has seen)"
+        if train["retrained_on_all_training_images"]
+        else ""
+    )
+    return f"""# Model card: MNIST digit classifier ({shipped['space']}, trial {shipped['trial_id']})
+
+Exported from run `{shipped['run']}` (tuner `{shipped['tuner']}`). Chosen by {shipped['selection']};
+the test set was never used to choose.
+
+## Data
+MNIST handwritten digits (LeCun, Cortes and Burges; CC BY-SA 3.0), 28x28 grey images scaled to
+[0, 1]. Validation: the last {shipped['val_images']} of the 60,000 training images. Test: {shipped['test_images']}
+test images. Dataset SHA256 (pixels and labels): `{shipped['dataset']['sha256']}`.
+
+## Training
+{retrained} Batch size {train['batch_size']}, seed {train['seed']}, {train['train_seconds']:.1f} s.
+
+## Metrics
+| metric | value |
+| --- | --- |
+| validation accuracy{val_note} | {shipped['val_accuracy']:.4f} |
+| validation loss | {shipped['val_loss']:.4f} |
+| test accuracy | {shipped['test_accuracy']:.4f} |
+| test loss | {shipped['test_loss']:.4f} |
+| parameters | {shipped['params']:,} |
+
+## Hyperparameters
+| name | value |
+| --- | --- |
+{hps}
+
+## Provenance
+Versions: {', '.join(f'{k} {v}' for k, v in shipped['versions'].items())}.
+Trained at commit `{shipped['trained_with_commit']}`, exported at `{shipped['exported_with_commit']}`.
+
+## Use
+`keras.saving.load_model("model.keras")`; input float32 (n, 28, 28, 1) in [0, 1]; output class
+probabilities (n, 10). Not evaluated on digits unlike MNIST (other scanners, handwriting styles).
+"""

@@ -1,0 +1,174 @@
+"""What a trial leaves behind: the per-trial record schema, atomic writes, and loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+TRIALS_DIR = "trials"
+CONFIG_FILE = "config.json"
+TUNER_PROJECT = "tuner"
+STATUS_COMPLETED = "completed"
+STATUS_FAILED = "failed"
+STATUSES = (STATUS_COMPLETED, STATUS_FAILED)
+HISTORY_KEYS = ("accuracy", "loss", "val_accuracy", "val_loss")
+
+# Every record carries these keys (None where a failed trial has no value).
+# The README documents each of them; tests check records against this tuple.
+RECORD_KEYS = (
+    "schema",  # SCHEMA_VERSION of the writer
+    "run",  # run name
+    "trial_id",  # KerasTuner's trial id (string)
+    "status",  # "completed" or "failed"
+    "space",  # search-space name
+    "tuner",  # tuner name (random, grid, bayesian, hyperband)
+    "hyperparameters",  # {name: value} of the space's hyperparameters
+    "tuner_state",  # KerasTuner's own "tuner/..." values (hyperband epochs, bracket, ...)
+    "val_accuracy",  # validation accuracy at the best epoch (the objective)
+    "val_loss",  # validation loss at the best epoch
+    "test_accuracy",  # test accuracy of the best-epoch model
+    "test_loss",  # test loss (sparse categorical cross-entropy) of the best-epoch model
+    "params",  # trainable + non-trainable parameter count
+    "epochs_run",  # epochs trained in this trial
+    "best_epoch",  # 1-based epoch (counting from the trial's initial epoch 0) of best val_accuracy
+    "initial_epoch",  # epoch the trial started from (hyperband continues earlier trials)
+    "batch_size",  # training batch size
+    "train_seconds",  # wall time of fit()
+    "eval_seconds",  # wall time of the test-set evaluation
+    "started_at",  # ISO 8601 UTC
+    "finished_at",  # ISO 8601 UTC
+    "history",  # {accuracy, loss, val_accuracy, val_loss: [per epoch]}
+    "error",  # one-line reason for a failed trial, else None
+    "traceback",  # full traceback of a failed trial, else None
+    "seed",  # the run's --seed
+    "dataset",  # {name, sha256, train, val, test}: fingerprint and split sizes
+    "versions",  # {python, tensorflow, keras, keras_tuner, numpy}
+    "git_commit",  # project commit (with "-dirty" if the tree had changes), or None
+    "predictions",  # file name under trials/ with the test predictions, or None
+)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write data to path so that readers see the old file or the new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays come out of Keras histories and KerasTuner values.
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def trials_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / TRIALS_DIR
+
+
+def record_path(run_dir: str | os.PathLike, trial_id: str) -> Path:
+    return trials_dir(run_dir) / f"{trial_id}.json"
+
+
+def predictions_name(trial_id: str) -> str:
+    return f"{trial_id}.npz"
+
+
+def write_record(run_dir: str | os.PathLike, record: dict) -> Path:
+    """Validate a record and write it atomically as trials/<trial_id>.json."""
+    validate_record(record)
+    path = record_path(run_dir, record["trial_id"])
+    atomic_write_json(path, record)
+    return path
+
+
+def validate_record(record: dict) -> None:
+    """Raise ValueError when a record does not follow the schema."""
+    missing = [key for key in RECORD_KEYS if key not in record]
+    if missing:
+        raise ValueError(f"record lacks keys: {', '.join(missing)}")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"record status must be one of {STATUSES}, not {record['status']!r}")
+    if record["status"] == STATUS_FAILED and not record["error"]:
+        raise ValueError("a failed record must say why (error)")
+    if record["status"] == STATUS_COMPLETED:
+        for key in ("val_accuracy", "test_accuracy", "test_loss", "params"):
+            if record[key] is None:
+                raise ValueError(f"a completed record needs {key}")
+
+
+def write_predictions(
+    run_dir: str | os.PathLike, trial_id: str, y_true: np.ndarray, probs: np.ndarray
+) -> str:
+    """Store a trial's test-set labels, predicted labels and class probabilities (float16)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        y_true=y_true.astype(np.uint8),
+        y_pred=probs.argmax(axis=1).astype(np.uint8),
+        probs=probs.astype(np.float16),
+    )
+    name = predictions_name(trial_id)
+    atomic_write_bytes(trials_dir(run_dir) / name, buffer.getvalue())
+    return name
+
+
+def load_predictions(run_dir: str | os.PathLike, record: dict) -> dict[str, np.ndarray] | None:
+    """The {y_true, y_pred, probs} arrays of a record, or None when it has none."""
+    if not record.get("predictions"):
+        return None
+    with np.load(trials_dir(run_dir) / record["predictions"]) as data:
+        return {key: data[key] for key in data.files}
+
+
+def load_records(run_dir: str | os.PathLike) -> list[dict]:
+    """All trial records of a run, ordered by start time then trial id."""
+    folder = trials_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    return sorted(records, key=lambda r: (r.get("started_at") or "", r["trial_id"]))
+
+
+def load_config(run_dir: str | os.PathLike) -> dict:
+    """The run's config.json as a dict."""
+    return json.loads((Path(run_dir) / CONFIG_FILE).read_text())
+
+
+def completed(records: Iterable[dict]) -> list[dict]:
+    return [r for r in records if r["status"] == STATUS_COMPLETED]
+
+
+def best_by_validation(records: Iterable[dict]) -> dict | None:
+    """The completed record with the highest val_accuracy (ties: lower val_loss), else None."""
+    done = completed(records)
+    if not done:
+        return None
+    return max(done, key=lambda r: (r["val_accuracy"], -(r["val_loss"] or 0.0)))

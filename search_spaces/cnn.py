@@ -1,0 +1,62 @@
+"""A VGG-style CNN: depth, filters, kernel, batch norm, dropout, head width and optimizer."""
+
+import keras
+from keras import layers
+
+DESCRIPTION = "1-4 conv blocks, 16-256 filters, k3/k5, BN, dropout, dense head, 4 optimizers"
+FIT_DEFAULTS: dict = {}
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+MAX_BLOCKS = 4
+MIN_FILTERS, MAX_FILTERS = 16, 256
+DENSE_UNITS = [0, 64, 128, 256, 512]  # 0: no hidden dense layer
+OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
+MIN_LR, MAX_LR = 1e-4, 3e-2
+SGD_MOMENTUM = 0.9
+MAX_DROPOUT = 0.5
+DROPOUT_STEP = 0.05
+
+
+def build(hp) -> keras.Model:
+    """A compiled CNN drawn from the space; conditional names carry the block index."""
+    blocks = hp.Int("conv_blocks", 1, MAX_BLOCKS)
+    kernel = hp.Choice("kernel_size", [3, 5])
+    batch_norm = hp.Boolean("batch_norm")
+    conv_dropout = hp.Float("conv_dropout", 0.0, MAX_DROPOUT, step=DROPOUT_STEP)
+    x = inputs = keras.Input(INPUT_SHAPE)
+    for i in range(blocks):
+        filters = hp.Int(f"filters_{i}", MIN_FILTERS, MAX_FILTERS, sampling="log")
+        x = layers.Conv2D(filters, kernel, padding="same", use_bias=not batch_norm)(x)
+        if batch_norm:
+            x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        # 28 -> 14 -> 7 -> 3 -> 1: every block can halve the map once.
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Dropout(conv_dropout)(x)
+    x = layers.Flatten()(x)
+    units = hp.Choice("dense_units", DENSE_UNITS)
+    if units:
+        x = layers.Dense(units, activation="relu")(x)
+        x = layers.Dropout(hp.Float("dense_dropout", 0.0, MAX_DROPOUT, step=DROPOUT_STEP))(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="cnn")
+    model.compile(
+        optimizer=_optimizer(hp.Choice("optimizer", OPTIMIZERS), _learning_rate(hp)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _learning_rate(hp) -> float:
+    return hp.Float("learning_rate", MIN_LR, MAX_LR, sampling="log")
+
+
+def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=SGD_MOMENTUM, nesterov=True)
+    return keras.optimizers.RMSprop(learning_rate)
