@@ -44,10 +44,9 @@ def search_config(args):
 
 def cmd_search(args) -> int:
     config = search_config(args)
-    from bench import data, report, search
+    from bench import report, search
 
-    splits = data.load(config.data_dir, config.val_size, config.train_limit, config.test_limit)
-    run_dir = search.run_search(config, splits)
+    run_dir = search.run_search(config)
     index = report.write_report([run_dir], run_dir / "report")
     print(f"report: {index}")
     return EXIT_OK
@@ -81,8 +80,12 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", help="search space (see `bench spaces`); default cnn")
     p.add_argument("--tuner", choices=TUNER_NAMES, help="default hyperband")
     p.add_argument("--run", required=True, help="run name: letters, digits, - _ . only")
-    p.add_argument("--max-trials", type=int, help="trial limit (default 20; hyperband: its schedule)")
-    p.add_argument("--max-epochs", type=int, help=f"epochs per trial (default {DEFAULT_MAX_EPOCHS})")
+    p.add_argument(
+        "--max-trials", type=int, help="trial limit (default 20; hyperband: its schedule)"
+    )
+    p.add_argument(
+        "--max-epochs", type=int, help=f"epochs per trial (default {DEFAULT_MAX_EPOCHS})"
+    )
     p.add_argument("--batch-size", type=int, help=f"default {DEFAULT_BATCH_SIZE}")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 3)")
     p.add_argument("--seed", type=int, help="default 0")
@@ -95,7 +98,11 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
 # name: (handler, help, extra flags)
 COMMANDS = {
     "spaces": (cmd_spaces, "list the registered search spaces", None),
-    "search": (cmd_search, "run (or resume) a KerasTuner search, then write its report", _add_search_flags),
+    "search": (
+        cmd_search,
+        "run (or resume) a KerasTuner search, then write its report",
+        _add_search_flags,
+    ),
     "report": (cmd_report, "write tables, figures and HTML/Markdown for one or more runs", None),
     "export": (cmd_export, "ship the best trial (by validation accuracy) as a Keras model", None),
 }

@@ -16,8 +16,17 @@ DEFAULT_BATCH_SIZE = 128
 DEFAULT_PATIENCE = 3
 # Fields that define what a run computes; a resumed run must agree on all of them.
 IDENTITY_FIELDS = (
-    "space", "tuner", "max_trials", "max_epochs", "batch_size", "patience", "seed",
-    "val_size", "train_limit", "test_limit", "hyperband_factor",
+    "space",
+    "tuner",
+    "max_trials",
+    "max_epochs",
+    "batch_size",
+    "patience",
+    "seed",
+    "val_size",
+    "train_limit",
+    "test_limit",
+    "hyperband_factor",
 )
 
 
@@ -72,12 +81,14 @@ class SearchConfig:
 
 
 def check_run_name(name: str) -> str:
-    if not RUN_NAME.match(name or "") or name in (".", ".."):
+    if not RUN_NAME.fullmatch(name or "") or name in (".", ".."):
         raise ConfigError(f"run name {name!r} may hold only letters, digits, '-', '_' and '.'")
     return name
 
 
-def with_space_defaults(config: SearchConfig, space_defaults: dict, given: set[str]) -> SearchConfig:
+def with_space_defaults(
+    config: SearchConfig, space_defaults: dict, given: set[str]
+) -> SearchConfig:
     """Apply a space's own fit defaults (the seed baseline trains 10 epochs at batch 200)
     to every field the user did not set explicitly."""
     known = {f.name for f in fields(SearchConfig)}

@@ -71,7 +71,10 @@ def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
 
     An explicitly named folder that does not exist is an error, not a silent fallback.
     """
-    for origin, candidate in (("--data-dir", data_dir), (ENV_DATA_DIR, os.environ.get(ENV_DATA_DIR))):
+    for origin, candidate in (
+        ("--data-dir", data_dir),
+        (ENV_DATA_DIR, os.environ.get(ENV_DATA_DIR)),
+    ):
         if candidate:
             path = Path(candidate)
             if not path.is_dir():
@@ -129,33 +132,36 @@ def parse_idx(data: bytes, magic: int, count: int, name: str = "IDX data") -> np
 
 
 def _read_sums(path: Path) -> dict[str, str]:
+    """{file name: digest} from a sha256sum-style file; {} when there is none."""
     if not path.is_file():
         return {}
     sums = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            sums[name.strip().lstrip("*")] = digest.lower()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DataError(f"{path}: line {number} is not '<sha256>  <file name>'")
+        sums[parts[1].strip().lstrip("*")] = parts[0].lower()
     return sums
 
 
-def _check_sum(path: Path, content: bytes, sums: dict[str, str]) -> None:
-    expected = sums.get(path.name)
+def _check_sum(path: Path, content: bytes, sums_file: Path) -> None:
+    expected = _read_sums(sums_file).get(path.name)
     if expected and hashlib.sha256(content).hexdigest() != expected:
-        raise DataError(f"{path}: SHA256 mismatch with {path.parent.name}/SHA256SUMS (corrupted?)")
+        raise DataError(f"{path}: SHA256 mismatch with {sums_file} (corrupted?)")
 
 
 def read_idx_dir(folder: Path) -> Raw:
     """Read and validate the four IDX files of a folder (gzip or plain), checksums included."""
-    raw_sums, gz_sums = _read_sums(folder / SUMS_RAW), _read_sums(folder / SUMS_GZ)
     arrays = {}
     for key, (stem, magic, count) in FILES.items():
         path = _idx_file(folder, stem)
         if path.suffix == ".gz":
-            _check_sum(path, path.read_bytes(), gz_sums)
+            _check_sum(path, path.read_bytes(), folder / SUMS_GZ)
         content = _read_bytes(path)
         raw_path = path.with_suffix("") if path.suffix == ".gz" else path
-        _check_sum(raw_path, content, raw_sums)
+        _check_sum(raw_path, content, folder / SUMS_RAW)
         arrays[key] = parse_idx(content, magic, count, name=str(path))
     return _raw(arrays, source=str(folder))
 
@@ -186,7 +192,9 @@ def _from_keras() -> Raw:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as exc:  # keras raises plain Exception on a failed download
         raise DataError(f"no MNIST files found and Keras could not download them ({exc})") from exc
-    arrays = dict(train_images=x_train, train_labels=y_train, test_images=x_test, test_labels=y_test)
+    arrays = dict(
+        train_images=x_train, train_labels=y_train, test_images=x_test, test_labels=y_test
+    )
     return _raw(arrays, source="keras.datasets.mnist")
 
 

@@ -36,8 +36,12 @@ def versions() -> dict[str, str | None]:
 def _git(*args: str) -> str | None:
     try:
         done = subprocess.run(
-            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-            timeout=GIT_TIMEOUT_S, check=False,
+            ["git", *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -12,7 +12,7 @@ import keras
 import keras_tuner as kt
 
 from bench import data, envinfo, records
-from bench.search import EVAL_BATCH_SIZE, test_metrics
+from bench.search import EVAL_BATCH_SIZE, OPTIMIZER_SLOTS_WARNING, test_metrics
 from search_spaces import get as get_space
 
 BEST_DIR = "best"
@@ -39,9 +39,8 @@ def load_trial_model(run_dir: Path, record: dict) -> keras.Model:
     if not checkpoint.is_file():
         raise ExportError(f"{checkpoint}: missing; the trial's weights are gone")
     model = build_model(record["space"], record["hyperparameters"])
-    with warnings.catch_warnings():
-        # The checkpoint holds optimizer slots that a fresh optimizer has not created yet.
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+    with warnings.catch_warnings():  # see search.TrialRecorder._complete
+        warnings.filterwarnings("ignore", message=OPTIMIZER_SLOTS_WARNING)
         model.load_weights(checkpoint)
     return model
 
@@ -137,10 +136,10 @@ def shipped_config(record, config, retrained, accuracy, loss, seconds, splits) -
     }
 
 
-def model_card(shipped: dict) -> str:
-    """A short Markdown model card for people deciding whether to use the model."""
-    train = shipped["training"]
-    hps = "\n".join(f"| {k} | {v} |" for k, v in sorted(shipped["hyperparameters"].items()))
+def model_card(s: dict) -> str:
+    """A short Markdown model card (from shipped_config's dict) for people choosing a model."""
+    train = s["training"]
+    hps = "\n".join(f"| {k} | {v} |" for k, v in sorted(s["hyperparameters"].items()))
     retrained = (
         "Retrained from scratch on all 60,000 training images (validation images included), "
         f"for the winning trial's best epoch count ({train['epochs']})."
@@ -153,27 +152,29 @@ def model_card(shipped: dict) -> str:
         if train["retrained_on_all_training_images"]
         else ""
     )
-    return f"""# Model card: MNIST digit classifier ({shipped['space']}, trial {shipped['trial_id']})
+    versions = ", ".join(f"{k} {v}" for k, v in s["versions"].items())
+    return f"""# Model card: MNIST digit classifier ({s["space"]}, trial {s["trial_id"]})
 
-Exported from run `{shipped['run']}` (tuner `{shipped['tuner']}`). Chosen by {shipped['selection']};
+Exported from run `{s["run"]}` (tuner `{s["tuner"]}`). Chosen by {s["selection"]};
 the test set was never used to choose.
 
 ## Data
 MNIST handwritten digits (LeCun, Cortes and Burges; CC BY-SA 3.0), 28x28 grey images scaled to
-[0, 1]. Validation: the last {shipped['val_images']} of the 60,000 training images. Test: {shipped['test_images']}
-test images. Dataset SHA256 (pixels and labels): `{shipped['dataset']['sha256']}`.
+[0, 1]. Validation: the last {s["val_images"]} of the 60,000 training images.
+Test: {s["test_images"]} test images.
+Dataset SHA256 (pixels and labels): `{s["dataset"]["sha256"]}`.
 
 ## Training
-{retrained} Batch size {train['batch_size']}, seed {train['seed']}, {train['train_seconds']:.1f} s.
+{retrained} Batch size {train["batch_size"]}, seed {train["seed"]}, {train["train_seconds"]:.1f} s.
 
 ## Metrics
 | metric | value |
 | --- | --- |
-| validation accuracy{val_note} | {shipped['val_accuracy']:.4f} |
-| validation loss | {shipped['val_loss']:.4f} |
-| test accuracy | {shipped['test_accuracy']:.4f} |
-| test loss | {shipped['test_loss']:.4f} |
-| parameters | {shipped['params']:,} |
+| validation accuracy{val_note} | {s["val_accuracy"]:.4f} |
+| validation loss | {s["val_loss"]:.4f} |
+| test accuracy | {s["test_accuracy"]:.4f} |
+| test loss | {s["test_loss"]:.4f} |
+| parameters | {s["params"]:,} |
 
 ## Hyperparameters
 | name | value |
@@ -181,8 +182,8 @@ test images. Dataset SHA256 (pixels and labels): `{shipped['dataset']['sha256']}
 {hps}
 
 ## Provenance
-Versions: {', '.join(f'{k} {v}' for k, v in shipped['versions'].items())}.
-Trained at commit `{shipped['trained_with_commit']}`, exported at `{shipped['exported_with_commit']}`.
+Versions: {versions}.
+Trained at commit `{s["trained_with_commit"]}`, exported at `{s["exported_with_commit"]}`.
 
 ## Use
 `keras.saving.load_model("model.keras")`; input float32 (n, 28, 28, 1) in [0, 1]; output class

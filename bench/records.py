@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ TUNER_PROJECT = "tuner"
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUSES = (STATUS_COMPLETED, STATUS_FAILED)
+DEFAULT_FILE_MODE = 0o666
 HISTORY_KEYS = ("accuracy", "loss", "val_accuracy", "val_loss")
 
 # Every record carries these keys (None where a failed trial has no value).
@@ -64,10 +66,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes 0600 files; results are for the whole team (and a web server) to read.
+        os.chmod(tmp, DEFAULT_FILE_MODE & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

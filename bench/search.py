@@ -7,6 +7,7 @@ import json
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ TUNER_CLASSES = {
 # KerasTuner's oracle treats seed=0 as "no seed" and draws one at random; shifting by one
 # keeps every user seed (0 included) distinct and really seeded.
 ORACLE_SEED_OFFSET = 1
+TUNER_PREFIX = "tuner/"
+OPTIMIZER_SLOTS_WARNING = "Skipping variable loading for optimizer"
 
 
 class SearchError(RuntimeError):
@@ -42,7 +45,7 @@ class StopSearch(Exception):
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def test_metrics(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -112,6 +115,18 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def trial_values(hp) -> dict:
+    """A trial's active hyperparameters, and KerasTuner's own "tuner/..." bookkeeping apart."""
+    values = hp.values
+    hyper = {k: v for k, v in values.items() if not k.startswith(TUNER_PREFIX) and hp.is_active(k)}
+    state = {k[len(TUNER_PREFIX) :]: v for k, v in values.items() if k.startswith(TUNER_PREFIX)}
+    return {
+        "hyperparameters": hyper,
+        "tuner_state": state,
+        "initial_epoch": int(state.get("initial_epoch", 0)),
+    }
+
+
 class TrialRecorder:
     """Turns each finished KerasTuner trial into a record with test-set metrics."""
 
@@ -128,9 +143,6 @@ class TrialRecorder:
         }
 
     def base_record(self, trial, started_at: str) -> dict:
-        values = dict(trial.hyperparameters.values)
-        hyper = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-        state = {k[len("tuner/"):]: v for k, v in values.items() if k.startswith("tuner/")}
         record = dict.fromkeys(records.RECORD_KEYS)
         record.update(
             schema=records.SCHEMA_VERSION,
@@ -138,9 +150,7 @@ class TrialRecorder:
             trial_id=trial.trial_id,
             space=self.config.space,
             tuner=self.config.tuner,
-            hyperparameters=hyper,
-            tuner_state=state,
-            initial_epoch=int(state.get("initial_epoch", 0)),
+            **trial_values(trial.hyperparameters),
             batch_size=self.config.batch_size,
             started_at=started_at,
             history={key: [] for key in records.HISTORY_KEYS},
@@ -155,16 +165,22 @@ class TrialRecorder:
         began = time.monotonic()
         try:
             histories = run(trial, *args, **kwargs)
+            # Hyperparameters first met while building exist only now.
+            record.update(trial_values(trial.hyperparameters))
             record["train_seconds"] = round(time.monotonic() - began, 3)
             self._complete(record, tuner, trial, histories[0].history)
         except Exception as exc:
+            record.update(trial_values(trial.hyperparameters))
             self._finish_failed(record, exc, time.monotonic() - began)
             raise
         return histories
 
     def _complete(self, record: dict, tuner, trial, history: dict) -> None:
         began = time.monotonic()
-        model = tuner.load_model(trial)  # the best epoch's weights, from KerasTuner's checkpoint
+        with warnings.catch_warnings():
+            # The checkpoint holds optimizer slots that a freshly built model has not made yet.
+            warnings.filterwarnings("ignore", message=OPTIMIZER_SLOTS_WARNING)
+            model = tuner.load_model(trial)  # the best epoch's weights
         probs = model.predict(self.splits.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
         test_accuracy, test_loss = test_metrics(probs, self.splits.y_test)
         best = best_epoch_index(history)
@@ -280,8 +296,14 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
     return False
 
 
-def run_search(config: SearchConfig, splits: data.Splits, stream=sys.stdout) -> Path:
+def load_splits(config: SearchConfig) -> data.Splits:
+    """The data a run trains and evaluates on, exactly as its config says."""
+    return data.load(config.data_dir, config.val_size, config.train_limit, config.test_limit)
+
+
+def run_search(config: SearchConfig, stream=sys.stdout) -> Path:
     """Run (or resume) the search described by config; returns the run directory."""
+    splits = load_splits(config)
     resumed = prepare_run_dir(config, splits)
     keras.utils.set_random_seed(config.seed)
     progress = Progress(total=None, stream=stream)

@@ -10,8 +10,10 @@ NUM_CLASSES = 10
 MAX_BLOCKS = 4
 MIN_FILTERS, MAX_FILTERS = 16, 256
 DENSE_UNITS = [0, 64, 128, 256, 512]  # 0: no hidden dense layer
+DEFAULT_DENSE_UNITS = 128
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 MIN_LR, MAX_LR = 1e-4, 3e-2
+DEFAULT_LR = 1e-3  # Adam's usual rate; the log-scale range's minimum would be a poor default
 SGD_MOMENTUM = 0.9
 MAX_DROPOUT = 0.5
 DROPOUT_STEP = 0.05
@@ -25,7 +27,9 @@ def build(hp) -> keras.Model:
     conv_dropout = hp.Float("conv_dropout", 0.0, MAX_DROPOUT, step=DROPOUT_STEP)
     x = inputs = keras.Input(INPUT_SHAPE)
     for i in range(blocks):
-        filters = hp.Int(f"filters_{i}", MIN_FILTERS, MAX_FILTERS, sampling="log")
+        # Conditional, so that oracles and records know filters_2 means nothing for 2 blocks.
+        with hp.conditional_scope("conv_blocks", list(range(i + 1, MAX_BLOCKS + 1))):
+            filters = hp.Int(f"filters_{i}", MIN_FILTERS, MAX_FILTERS, sampling="log")
         x = layers.Conv2D(filters, kernel, padding="same", use_bias=not batch_norm)(x)
         if batch_norm:
             x = layers.BatchNormalization()(x)
@@ -34,22 +38,23 @@ def build(hp) -> keras.Model:
         x = layers.MaxPooling2D(2)(x)
         x = layers.Dropout(conv_dropout)(x)
     x = layers.Flatten()(x)
-    units = hp.Choice("dense_units", DENSE_UNITS)
+    units = hp.Choice("dense_units", DENSE_UNITS, default=DEFAULT_DENSE_UNITS)
     if units:
+        with hp.conditional_scope("dense_units", [u for u in DENSE_UNITS if u]):
+            dense_dropout = hp.Float("dense_dropout", 0.0, MAX_DROPOUT, step=DROPOUT_STEP)
         x = layers.Dense(units, activation="relu")(x)
-        x = layers.Dropout(hp.Float("dense_dropout", 0.0, MAX_DROPOUT, step=DROPOUT_STEP))(x)
+        x = layers.Dropout(dense_dropout)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
     model = keras.Model(inputs, outputs, name="cnn")
     model.compile(
-        optimizer=_optimizer(hp.Choice("optimizer", OPTIMIZERS), _learning_rate(hp)),
+        optimizer=_optimizer(
+            hp.Choice("optimizer", OPTIMIZERS),
+            hp.Float("learning_rate", MIN_LR, MAX_LR, sampling="log", default=DEFAULT_LR),
+        ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model
-
-
-def _learning_rate(hp) -> float:
-    return hp.Float("learning_rate", MIN_LR, MAX_LR, sampling="log")
 
 
 def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
