@@ -45,14 +45,17 @@ def load_trial_model(run_dir: Path, record: dict) -> keras.Model:
     return model
 
 
-def retrain(record: dict, config: dict, raw: data.Raw) -> tuple[keras.Model, float]:
-    """Train the winning config afresh on all 60,000 training images for its best epoch count."""
+def retrain(record: dict, config: dict, raw: data.Raw) -> tuple[keras.Model, float, int]:
+    """Train the winning config afresh on all 60,000 training images for its best epoch count.
+
+    Returns the model, the training seconds and the number of training images.
+    """
     keras.utils.set_random_seed(config["seed"])
     model = build_model(record["space"], record["hyperparameters"])
     x, y = data.full_training_set(raw)
     began = time.monotonic()
     model.fit(x, y, epochs=record["best_epoch"], batch_size=config["batch_size"], verbose=0)
-    return model, time.monotonic() - began
+    return model, time.monotonic() - began, len(y)
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
@@ -60,6 +63,9 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
     os.close(fd)
     try:
+        # A model whose optimizer never trained saves it without slots, and then every
+        # load_model warns that they are missing; building them first keeps loading quiet.
+        model.optimizer.build(model.trainable_variables)
         model.save(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -83,30 +89,41 @@ def export_run(run_dir: Path, retrain_all: bool = False, data_dir: str | None = 
     if raw.sha256 != record["dataset"]["sha256"]:
         raise ExportError("the data differs from the data the run was trained on (SHA256)")
     splits = data.make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])
-    if retrain_all:
-        model, seconds = retrain(record, config, raw)
-    else:
-        model, seconds = load_trial_model(run_dir, record), record["train_seconds"]
+    model, trained = _final_model(run_dir, record, config, raw, retrain_all)
     probs = model.predict(splits.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
     accuracy, loss = test_metrics(probs, splits.y_test)
-    allowed = FLIPPED_IMAGES_ALLOWED / len(splits.y_test)
-    if not retrain_all and abs(accuracy - record["test_accuracy"]) > allowed + 1e-12:
-        raise ExportError(
-            f"trial {record['trial_id']}: checkpoint gives test accuracy {accuracy:.4f}, "
-            f"record says {record['test_accuracy']:.4f}"
-        )
+    if not retrain_all:
+        _check_matches_record(record, accuracy, len(splits.y_test))
+        trained["images"] = splits.sizes()["train"]
     out = run_dir / BEST_DIR
     out.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, out / "model.keras")
-    shipped = shipped_config(record, config, retrain_all, accuracy, loss, seconds, splits)
+    shipped = shipped_config(record, config, trained, (accuracy, loss), splits)
     records.atomic_write_json(out / "config.json", shipped)
     records.atomic_write_text(out / "model_card.md", model_card(shipped))
     return out
 
 
-def shipped_config(record, config, retrained, accuracy, loss, seconds, splits) -> dict:
+def _final_model(run_dir, record, config, raw, retrain_all) -> tuple[keras.Model, dict]:
+    if retrain_all:
+        model, seconds, images = retrain(record, config, raw)
+        return model, {"retrained": True, "seconds": seconds, "images": images}
+    model = load_trial_model(run_dir, record)
+    return model, {"retrained": False, "seconds": record["train_seconds"], "images": None}
+
+
+def _check_matches_record(record: dict, accuracy: float, test_images: int) -> None:
+    allowed = FLIPPED_IMAGES_ALLOWED / test_images + 1e-12
+    if abs(accuracy - record["test_accuracy"]) > allowed:
+        raise ExportError(
+            f"trial {record['trial_id']}: checkpoint gives test accuracy {accuracy:.4f}, "
+            f"record says {record['test_accuracy']:.4f}"
+        )
+
+
+def shipped_config(record, config, trained: dict, test: tuple, splits: data.Splits) -> dict:
     """Hyperparameters, training settings, metrics and provenance of the exported model."""
-    train_images = data.TRAIN_COUNT if retrained else splits.sizes()["train"]
+    accuracy, loss = test
     return {
         "run": record["run"],
         "trial_id": record["trial_id"],
@@ -117,9 +134,9 @@ def shipped_config(record, config, retrained, accuracy, loss, seconds, splits) -
             "batch_size": config["batch_size"],
             "epochs": record["best_epoch"],
             "seed": config["seed"],
-            "retrained_on_all_training_images": retrained,
-            "train_images": train_images,
-            "train_seconds": round(seconds, 3),
+            "retrained_on_all_training_images": trained["retrained"],
+            "train_images": trained["images"],
+            "train_seconds": round(trained["seconds"], 3),
         },
         "selection": "highest validation accuracy (ties: lower validation loss)",
         "val_accuracy": record["val_accuracy"],
@@ -141,8 +158,8 @@ def model_card(s: dict) -> str:
     train = s["training"]
     hps = "\n".join(f"| {k} | {v} |" for k, v in sorted(s["hyperparameters"].items()))
     retrained = (
-        "Retrained from scratch on all 60,000 training images (validation images included), "
-        f"for the winning trial's best epoch count ({train['epochs']})."
+        f"Retrained from scratch on all {train['train_images']:,} training images (validation "
+        f"images included), for the winning trial's best epoch count ({train['epochs']})."
         if train["retrained_on_all_training_images"]
         else f"Weights of the trial's best epoch ({train['epochs']}), trained on "
         f"{train['train_images']} images."

@@ -1,0 +1,156 @@
+"""The CLI: one-line errors and exit codes (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import cli
+from tests.factories import fake_run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_and_missing_command(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "search" in capsys.readouterr().out
+    assert cli.main([]) == 2
+    assert cli.main(["search", "--help"]) == 0
+    assert "--max-trials" in capsys.readouterr().out
+
+
+def test_bad_run_name_is_a_usage_error(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "search", "--run", "a/b", "--results", str(tmp_path))
+    assert code == 2
+    assert_one_line_error(err, "run name 'a/b'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_space_lists_the_known_ones(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "search", "--run", "r", "--space", "nope")
+    assert code == 2
+    assert_one_line_error(err, "unknown search space 'nope'", "seed", "cnn")
+
+
+@pytest.mark.parametrize("flag", ["--max-trials", "--batch-size", "--train-limit"])
+def test_non_positive_numbers_are_usage_errors(capsys, flag):
+    code, _, err = run_cli(capsys, "search", "--run", "r", flag, "0")
+    assert code == 2
+    assert_one_line_error(err, flag)
+
+
+def test_missing_data_dir_is_named(capsys, tmp_path):
+    missing = tmp_path / "nowhere"
+    results = tmp_path / "results"
+    code, _, err = run_cli(
+        capsys, "search", "--run", "r", "--data-dir", str(missing), "--results", str(results)
+    )
+    assert code == 2
+    assert_one_line_error(err, str(missing))
+    assert not results.exists()
+
+
+def test_corrupt_data_is_named_and_nothing_is_written(capsys, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for src in (ROOT / "data" / "mnist").glob("*-ubyte.gz"):
+        (data_dir / src.name).write_bytes(src.read_bytes())
+    bad = data_dir / "t10k-labels-idx1-ubyte.gz"
+    bad.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 8))
+    results = tmp_path / "results"
+    code, _, err = run_cli(
+        capsys, "search", "--run", "r", "--data-dir", str(data_dir), "--results", str(results)
+    )
+    assert code == 2
+    assert_one_line_error(err, str(bad))
+    assert not results.exists()
+
+
+def test_changed_config_on_an_existing_run_is_refused(capsys, tmp_path):
+    run_dir = fake_run(tmp_path, run="old")
+    before = (run_dir / "config.json").read_text()
+    config = json.loads(before)
+    config.update(space="seed", tuner="random", dataset_sha256="x")
+    (run_dir / "config.json").write_text(json.dumps(config))
+    before = (run_dir / "config.json").read_text()
+    code, _, err = run_cli(
+        capsys,
+        "search",
+        "--run",
+        "old",
+        "--space",
+        "cnn",
+        "--results",
+        str(tmp_path),
+        "--train-limit",
+        "10",
+        "--test-limit",
+        "10",
+    )
+    assert code == 2
+    assert_one_line_error(err, "run 'old' exists with a different")
+    assert (run_dir / "config.json").read_text() == before
+
+
+def test_report_of_a_missing_run(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "report", "ghost", "--results", str(tmp_path))
+    assert code == 2
+    assert_one_line_error(err, "ghost")
+
+
+def test_export_without_finished_trials(capsys, tmp_path):
+    fake_run(tmp_path, run="allfail", n=2, failed=2, with_seed_baseline=False)
+    code, _, err = run_cli(capsys, "export", "allfail", "--results", str(tmp_path))
+    assert code == 2
+    assert_one_line_error(err, "no finished trial")
+    assert not (tmp_path / "allfail" / "best").exists()
+
+
+def _raise(exc):
+    def handler(args):
+        raise exc
+
+    return handler
+
+
+def test_interrupt_and_unexpected_failure_codes(capsys, monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "spaces", (_raise(KeyboardInterrupt()), "x", None))
+    code, _, err = run_cli(capsys, "spaces")
+    assert code == 130 and err.strip() == "interrupted"
+    monkeypatch.setitem(cli.COMMANDS, "spaces", (_raise(OSError("disk\nfull")), "x", None))
+    code, _, err = run_cli(capsys, "spaces")
+    assert code == 1
+    assert_one_line_error(err, "OSError", "disk", "--debug")
+    code, _, err = run_cli(capsys, "spaces", "--debug")
+    assert code == 1 and "Traceback" in err
+
+
+def test_python_dash_m_bench_lists_spaces():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "spaces"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = [line.split()[0] for line in done.stdout.splitlines()]
+    assert names == ["seed", "cnn"]

@@ -1,0 +1,83 @@
+"""Export: the best trial by validation accuracy, retraining, and clear refusals."""
+
+import io
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from bench import data, export, records, search
+from bench.config import SearchConfig
+
+TINY = dict(train_limit=256, val_size=128, test_limit=128, max_epochs=1, batch_size=64)
+RETRAIN_IMAGES = 300
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    config = SearchConfig(
+        run="x", space="seed", tuner="random", max_trials=1, results=str(results), **TINY
+    ).validate()
+    return search.run_search(config, stream=io.StringIO())
+
+
+def test_export_then_retrain_on_the_full_training_set(run_dir, monkeypatch):
+    out = export.export_run(run_dir)
+    shipped = json.loads((out / "config.json").read_text())
+    assert shipped["training"]["retrained_on_all_training_images"] is False
+    assert shipped["training"]["train_images"] == TINY["train_limit"]
+    calls = []
+
+    def small_full_set(raw):
+        calls.append(len(raw.y_train))  # asked for all 60,000
+        return data.scale(raw.x_train[:RETRAIN_IMAGES]), raw.y_train[:RETRAIN_IMAGES]
+
+    monkeypatch.setattr(data, "full_training_set", small_full_set)
+    out = export.export_run(run_dir, retrain_all=True)
+    shipped = json.loads((out / "config.json").read_text())
+    assert calls == [data.TRAIN_COUNT]
+    assert shipped["training"]["retrained_on_all_training_images"] is True
+    assert shipped["training"]["train_images"] == RETRAIN_IMAGES
+    model = keras.saving.load_model(out / "model.keras")
+    splits = data.load(val_size=128, train_limit=256, test_limit=128)
+    accuracy = np.mean(model.predict(splits.x_test, verbose=0).argmax(1) == splits.y_test)
+    assert accuracy == pytest.approx(shipped["test_accuracy"])
+    assert f"{RETRAIN_IMAGES:,} training images" in (out / "model_card.md").read_text()
+
+
+def test_missing_checkpoint_is_named_and_the_old_export_kept(run_dir):
+    export.export_run(run_dir)
+    before = (run_dir / "best" / "config.json").read_text()
+    (record,) = records.load_records(run_dir)
+    checkpoint = run_dir / "tuner" / f"trial_{record['trial_id']}" / export.CHECKPOINT
+    moved = checkpoint.with_suffix(".moved")
+    checkpoint.rename(moved)
+    try:
+        with pytest.raises(export.ExportError, match="checkpoint.weights.h5: missing"):
+            export.export_run(run_dir)
+    finally:
+        moved.rename(checkpoint)
+    assert (run_dir / "best" / "config.json").read_text() == before
+
+
+def test_a_record_that_does_not_match_its_checkpoint_is_refused(run_dir):
+    (record,) = records.load_records(run_dir)
+    tampered = dict(record, test_accuracy=record["test_accuracy"] - 0.05)
+    records.write_record(run_dir, tampered)
+    try:
+        with pytest.raises(export.ExportError, match="record says"):
+            export.export_run(run_dir)
+    finally:
+        records.write_record(run_dir, record)
+
+
+def test_other_data_is_refused(run_dir):
+    (record,) = records.load_records(run_dir)
+    records.write_record(run_dir, {**record, "dataset": {**record["dataset"], "sha256": "f00"}})
+    try:
+        with pytest.raises(export.ExportError, match="data differs"):
+            export.export_run(run_dir)
+    finally:
+        records.write_record(run_dir, record)

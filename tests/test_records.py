@@ -1,0 +1,90 @@
+"""Trial records: the schema, atomic writes, predictions, ordering and the best-by-validation pick."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from bench import records
+from tests.factories import fake_record
+
+
+def test_a_record_missing_a_key_is_refused(tmp_path):
+    record = fake_record()
+    del record["test_loss"]
+    with pytest.raises(ValueError, match="test_loss"):
+        records.write_record(tmp_path, record)
+    assert not records.trials_dir(tmp_path).exists() or not any(
+        records.trials_dir(tmp_path).iterdir()
+    )
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"status": "done"}, "status"),
+        ({"status": "failed", "error": None}, "must say why"),
+        ({"test_accuracy": None}, "test_accuracy"),
+    ],
+)
+def test_inconsistent_records_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        records.validate_record({**fake_record(), **changes})
+
+
+def test_write_then_load_round_trips_numpy_values(tmp_path):
+    record = fake_record(trial_id="07")
+    record["val_accuracy"] = np.float32(0.5)
+    record["params"] = np.int64(1234)
+    records.write_record(tmp_path, record)
+    (loaded,) = records.load_records(tmp_path)
+    assert loaded["val_accuracy"] == 0.5 and loaded["params"] == 1234
+    assert [p.name for p in records.trials_dir(tmp_path).iterdir()] == ["07.json"]
+
+
+def test_atomic_write_replaces_whole_files_with_a_readable_mode(tmp_path):
+    path = tmp_path / "sub" / "x.txt"
+    records.atomic_write_text(path, "old")
+    records.atomic_write_text(path, "new")
+    assert path.read_text() == "new"
+    assert os.listdir(path.parent) == ["x.txt"]  # no temporary file left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "x.json"
+    records.atomic_write_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        records.atomic_write_json(path, {"a": object()})
+    assert path.read_text().strip() == '{\n  "a": 1\n}'
+    assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_predictions_round_trip(tmp_path):
+    probs = np.random.default_rng(0).dirichlet(np.ones(10), size=20)
+    labels = np.arange(20) % 10
+    name = records.write_predictions(tmp_path, "03", labels, probs)
+    loaded = records.load_predictions(tmp_path, {"predictions": name})
+    np.testing.assert_array_equal(loaded["y_true"], labels)
+    np.testing.assert_array_equal(loaded["y_pred"], probs.argmax(1))
+    np.testing.assert_allclose(loaded["probs"], probs, atol=1e-3)
+    assert records.load_predictions(tmp_path, {"predictions": None}) is None
+
+
+def test_records_load_in_start_order(tmp_path):
+    for trial_id, started in (("b", "2024-01-01T00:02:00"), ("a", "2024-01-01T00:05:00")):
+        records.write_record(tmp_path, fake_record(trial_id=trial_id, started_at=started))
+    assert [r["trial_id"] for r in records.load_records(tmp_path)] == ["b", "a"]
+
+
+def test_best_by_validation_ignores_test_and_breaks_ties_by_loss():
+    low_loss = fake_record(trial_id="1", val_accuracy=0.99, val_loss=0.02, test_accuracy=0.90)
+    high_loss = fake_record(trial_id="2", val_accuracy=0.99, val_loss=0.05, test_accuracy=0.999)
+    worse = fake_record(trial_id="3", val_accuracy=0.98, val_loss=0.01, test_accuracy=0.999)
+    failed = fake_record(trial_id="4", status="failed")
+    best = records.best_by_validation([high_loss, worse, failed, low_loss])
+    assert best["trial_id"] == "1"
+    assert records.best_by_validation([failed]) is None

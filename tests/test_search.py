@@ -1,0 +1,140 @@
+"""The search: test metrics, records of completed and failed trials, progress, run folders."""
+
+import io
+import json
+import types
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+import search_spaces
+from bench import records, search
+from bench.config import ConfigError, SearchConfig
+
+TINY = dict(train_limit=256, val_size=128, test_limit=128, max_epochs=1, batch_size=64)
+
+
+def tiny_config(tmp_path, **overrides) -> SearchConfig:
+    settings = dict(run="t", space="seed", tuner="random", max_trials=1, results=str(tmp_path))
+    return SearchConfig(**{**settings, **TINY, **overrides}).validate()
+
+
+def test_test_metrics_agree_with_keras():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10), size=50).astype("float32")
+    labels = rng.integers(0, 10, size=50)
+    accuracy, loss = search.test_metrics(probs, labels)
+    assert accuracy == pytest.approx(np.mean(probs.argmax(1) == labels))
+    expected = keras.losses.SparseCategoricalCrossentropy()(labels, probs)
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_best_epoch_is_the_first_maximum():
+    assert search.best_epoch_index({"val_accuracy": [0.5, 0.9, 0.9, 0.7]}) == 1
+
+
+def test_trial_values_split_hyperparameters_from_tuner_state():
+    hp = kt.HyperParameters()
+    hp.values = {"conv_blocks": 1, "tuner/epochs": 3, "tuner/initial_epoch": 1}
+    search_spaces.get("cnn").build(hp)
+    values = search.trial_values(hp)
+    assert values["tuner_state"] == {"epochs": 3, "initial_epoch": 1}
+    assert values["initial_epoch"] == 1
+    assert "filters_0" in values["hyperparameters"]
+    assert "filters_1" not in values["hyperparameters"]  # inactive for one block
+    assert not any(k.startswith("tuner/") for k in values["hyperparameters"])
+
+
+def test_progress_line_counts_and_tracks_the_best():
+    out = io.StringIO()
+    progress = search.Progress(total=4, stream=out)
+    progress.resume_from([{"status": "completed", "val_accuracy": 0.9, "trial_id": "00"}])
+    record = {"status": "completed", "val_accuracy": 0.95, "test_accuracy": 0.94, "trial_id": "01"}
+    progress.update(record)
+    failed = {"status": "failed", "error": "ValueError: boom", "trial_id": "02"}
+    progress.update(failed)
+    first, second = out.getvalue().splitlines()
+    assert first.startswith("trial 2/4 [01]") and "eta" in first and "0:" in first
+    assert "val 0.9500 test 0.9400" in first and "best val 0.9500 (trial 01)" in first
+    assert second.startswith("trial 3/4 [02]") and "FAILED: ValueError: boom" in second
+
+
+def test_seed_zero_really_seeds_the_oracle(tmp_path):
+    tuner = search.make_tuner(tiny_config(tmp_path, seed=0, space="cnn"))
+    assert tuner.oracle.seed == 0 + search.ORACLE_SEED_OFFSET
+    other = search.make_tuner(tiny_config(tmp_path, run="u", seed=1, space="cnn"))
+    assert other.oracle.seed != tuner.oracle.seed
+
+
+def test_run_dir_config_is_written_then_checked_on_resume(tmp_path):
+    config = tiny_config(tmp_path)
+    splits = search.load_splits(config)
+    assert search.prepare_run_dir(config, splits) is False
+    written = json.loads((config.run_dir / records.CONFIG_FILE).read_text())
+    assert written["space"] == "seed" and written["dataset_sha256"] == splits.sha256
+    assert search.prepare_run_dir(config, splits) is True
+    changed = tiny_config(tmp_path, tuner="grid")
+    with pytest.raises(ConfigError, match="different tuner"):
+        search.prepare_run_dir(changed, splits)
+    assert json.loads((config.run_dir / records.CONFIG_FILE).read_text()) == written
+
+
+def test_a_search_records_each_trial_with_test_metrics(tmp_path):
+    config = tiny_config(tmp_path)
+    out = io.StringIO()
+    search.run_search(config, stream=out)
+    (record,) = records.load_records(config.run_dir)
+    records.validate_record(record)
+    assert record["status"] == "completed" and record["space"] == "seed"
+    assert record["epochs_run"] == 1 and record["best_epoch"] == 1
+    assert record["val_accuracy"] == record["history"]["val_accuracy"][0]
+    assert record["dataset"]["test"] == TINY["test_limit"]
+    assert record["versions"]["keras"] == keras.__version__
+    preds = records.load_predictions(config.run_dir, record)
+    assert len(preds["y_pred"]) == TINY["test_limit"]
+    assert record["test_accuracy"] == pytest.approx(np.mean(preds["y_pred"] == preds["y_true"]))
+    assert "trial 1/1" in out.getvalue()
+
+
+class BreaksAfterFirstBuild:
+    """A space KerasTuner can inspect (its first build, at tuner start) but never train."""
+
+    def __init__(self):
+        self.builds = 0
+
+    def __call__(self, hp):
+        hp.Int("units", 1, 4)
+        self.builds += 1
+        if self.builds > 1:
+            raise ValueError("this space cannot build\nsecond line")
+        return search_spaces.get("seed").build(hp)
+
+
+def test_failed_trials_are_recorded_and_too_many_stop_the_run(tmp_path, monkeypatch):
+    build = BreaksAfterFirstBuild()
+    broken = types.SimpleNamespace(build=build, FIT_DEFAULTS={}, DESCRIPTION="broken")
+    monkeypatch.setitem(search_spaces.SPACES, "broken", broken)
+    config = tiny_config(tmp_path, space="broken", max_trials=5)
+    with pytest.raises(search.SearchError, match="3 trials in a row failed"):
+        search.run_search(config, stream=io.StringIO())
+    failed = records.load_records(config.run_dir)
+    assert len(failed) == 3
+    assert {r["status"] for r in failed} == {"failed"}
+    assert failed[0]["error"] == "ValueError: this space cannot build"
+    assert "Traceback" in failed[0]["traceback"]
+
+
+def test_hyperband_runs_its_planned_schedule(tmp_path):
+    config = tiny_config(tmp_path, space="cnn", tuner="hyperband", max_epochs=2, max_trials=None)
+    tuner = search.make_tuner(config)
+    planned = search.planned_trials(config, tuner)
+    assert planned == 2  # one bracket of ceil(1 + log3(2)) trials
+    config = tiny_config(
+        tmp_path, run="hb", space="cnn", tuner="hyperband", max_epochs=2, max_trials=None
+    )
+    search.run_search(config, stream=io.StringIO())
+    done = records.load_records(config.run_dir)
+    assert len(done) == planned
+    assert all(r["tuner_state"]["epochs"] == 2 for r in done)
