@@ -1,4 +1,4 @@
-"""Trial records: the schema, atomic writes, predictions, ordering and the best-by-validation pick."""
+"""Trial records: schema, atomic writes, predictions, order and the best-by-validation pick."""
 
 import os
 import stat
