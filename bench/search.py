@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sys
 import time
 import traceback
@@ -34,6 +35,11 @@ TUNER_CLASSES = {
 ORACLE_SEED_OFFSET = 1
 TUNER_PREFIX = "tuner/"
 OPTIMIZER_SLOTS_WARNING = "Skipping variable loading for optimizer"
+
+
+# Keras re-traces its predict function for every new model; TensorFlow's warning about it
+# would otherwise interleave with the progress lines once per trial.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 class SearchError(RuntimeError):

@@ -1,0 +1,362 @@
+"""Tidy pandas tables prepared from trial records: one function per report table or figure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench import records
+
+NUM_CLASSES = 10
+SEED_SPACE = "seed"
+SEED_LABEL = "seed baseline"
+HP_PREFIX = "hp_"
+TUNER_HP_PREFIX = "tuner/"  # KerasTuner bookkeeping (hyperband epochs, bracket), not a model choice
+TOP_N = 10
+CURVES_N = 5
+SECONDS_PER_HOUR = 3600.0
+SCIENTIFIC_BELOW = 0.01  # small floats read better as 1e-3 than as 0.001
+SCIENTIFIC_HPS = ("learning_rate",)  # always 1e-2, never 0.01, so rates line up
+
+_FILTERS = re.compile(r"filters_(\d+)")
+# (hyperparameter, token prefix) in the order they appear in an architecture string.
+_ARCH_TOKENS = (
+    ("kernel_size", "k"),
+    ("batch_norm", "bn"),
+    ("conv_dropout", "drop"),
+    ("dense_units", "dense"),
+    ("dense_dropout", "drop"),
+    ("optimizer", ""),
+    ("learning_rate", "lr"),
+)
+CSV_COLUMNS = (
+    "run",
+    "trial_id",
+    "trial_number",
+    "status",
+    "space",
+    "tuner",
+    "architecture",
+    "val_accuracy",
+    "val_loss",
+    "test_accuracy",
+    "test_loss",
+    "params",
+    "epochs_run",
+    "best_epoch",
+    "train_seconds",
+    "started_at",
+    "finished_at",
+    "elapsed_hours",
+    "error",
+)
+FLOAT_COLUMNS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_seconds")
+INT_COLUMNS = ("params", "epochs_run", "best_epoch", "initial_epoch")
+# Record fields the frame keeps but trials.csv leaves out (nested or file names).
+EXTRA_COLUMNS = ("initial_epoch", "history", "predictions")
+LEADERBOARD_COLUMNS = (
+    "rank",
+    "run",
+    "trial_id",
+    "architecture",
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "val_rank",
+    "params",
+    "epochs_run",
+    "train_seconds",
+    "baseline",
+)
+CURVE_COLUMNS = ("run", "trial_id", "architecture", "label", "epoch", "split", "accuracy", "loss")
+EFFECT_COLUMNS = ("hyperparameter", "value", "kind", "val_accuracy", "run")
+PER_RUN_FIELDS = (
+    "trial_id",
+    "architecture",
+    "val_accuracy",
+    "test_accuracy",
+    "test_loss",
+    "params",
+)
+
+
+def architecture(hyperparameters: dict | None, space: str | None = None) -> str:
+    """A short readable name of a configuration, e.g. "3x[32,64,128] k3 bn drop0.25 adam lr1e-3".
+
+    Filters of blocks beyond conv_blocks are left out: they were sampled but never built.
+    """
+    if space == SEED_SPACE:
+        return SEED_LABEL
+    hp = {k: v for k, v in (hyperparameters or {}).items() if not k.startswith(TUNER_HP_PREFIX)}
+    filters = sorted((k for k in hp if _FILTERS.fullmatch(k)), key=_block_index)
+    blocks = hp.get("conv_blocks")
+    active = filters if blocks is None else [f"filters_{i}" for i in range(int(blocks))]
+    tokens = []
+    if filters:
+        tokens.append(f"{len(active)}x[{','.join(format_value(hp.get(k, '?')) for k in active)}]")
+    elif blocks is not None:
+        tokens.append(f"{blocks}blocks")
+    for name, prefix in _ARCH_TOKENS:
+        if name in hp:
+            tokens.append(_token(prefix, hp[name], scientific=name in SCIENTIFIC_HPS))
+    known = {"conv_blocks", *filters, *(name for name, _ in _ARCH_TOKENS)}
+    tokens += [f"{k}={format_value(hp[k])}" for k in sorted(hp) if k not in known]
+    return " ".join(t for t in tokens if t) or "default"
+
+
+def _block_index(name: str) -> int:
+    return int(_FILTERS.fullmatch(name).group(1))
+
+
+def _token(prefix: str, value, scientific: bool = False) -> str:
+    if isinstance(value, bool):
+        return prefix if value else ""
+    return f"{prefix}{format_value(value, scientific)}"
+
+
+def format_value(value, scientific: bool = False) -> str:
+    """A value as short text: floats without trailing zeros, small ones as 1e-3."""
+    if isinstance(value, float):
+        if value != 0 and (scientific or abs(value) < SCIENTIFIC_BELOW):
+            return np.format_float_scientific(value, trim="-", exp_digits=1)
+        return np.format_float_positional(value, trim="-")
+    return str(value)
+
+
+def trials_frame(runs: Iterable[tuple[str, Sequence[dict]]]) -> pd.DataFrame:
+    """One row per trial of (run_name, records) pairs, with hp_<name> columns.
+
+    Adds `architecture`, `trial_number` (1-based start order within the run) and
+    `elapsed_hours` (finish time since the run's first trial started).
+    """
+    rows = [_trial_row(name, record) for name, trial_records in runs for record in trial_records]
+    base = [c for c in CSV_COLUMNS if c not in ("trial_number", "elapsed_hours")]
+    df = pd.DataFrame(rows, columns=None if rows else [*base, *EXTRA_COLUMNS])
+    hp_columns = sorted(c for c in df.columns if c.startswith(HP_PREFIX))
+    df = df[[*base, *EXTRA_COLUMNS, *hp_columns]].copy()
+    for column in FLOAT_COLUMNS:
+        df[column] = pd.to_numeric(df[column], errors="coerce").astype(float)
+    # Integer columns stay integers (not 3.0) in trials.csv even where some trials lack a value.
+    int_hps = [c for c in hp_columns if all(_is_int(r[c]) for r in rows if r.get(c) is not None)]
+    for column in [*INT_COLUMNS, *int_hps]:
+        df[column] = pd.to_numeric(df[column], errors="coerce").astype("Int64")
+    return _add_timing(df)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _trial_row(run_name: str, record: dict) -> dict:
+    row = {key: record.get(key) for key in CSV_COLUMNS + EXTRA_COLUMNS}
+    hyperparameters = record.get("hyperparameters") or {}
+    row.update(run=run_name, architecture=architecture(hyperparameters, record.get("space")))
+    row.update({HP_PREFIX + name: value for name, value in hyperparameters.items()})
+    return row
+
+
+def _add_timing(df: pd.DataFrame) -> pd.DataFrame:
+    run_order = pd.Index(pd.unique(df["run"])).get_indexer(df["run"])
+    keys = pd.DataFrame(
+        {"run": run_order, "started": _utc(df["started_at"]), "trial_id": df["trial_id"]}
+    )
+    order = keys.sort_values(["run", "started", "trial_id"], na_position="last").index
+    df = df.loc[order].reset_index(drop=True)
+    df.insert(2, "trial_number", (df.groupby("run", sort=False).cumcount() + 1).astype("Int64"))
+    started, finished = _utc(df["started_at"]), _utc(df["finished_at"])
+    first = started.groupby(df["run"], sort=False).transform("min")
+    df["elapsed_hours"] = (finished - first).dt.total_seconds() / SECONDS_PER_HOUR
+    return df[[*CSV_COLUMNS, *(c for c in df.columns if c not in CSV_COLUMNS)]]
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+
+
+def _completed(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == records.STATUS_COMPLETED].copy()
+
+
+def hp_columns(df: pd.DataFrame) -> list[str]:
+    """The hp_<name> columns of a trials_frame(), in frame order."""
+    return [c for c in df.columns if c.startswith(HP_PREFIX)]
+
+
+def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
+    """Completed trials ranked by test accuracy (ties: lower test loss); seed rows stay as baseline.
+
+    `val_rank` ranks the same trials by validation accuracy, the way the release is chosen.
+    """
+    done = _completed(df).sort_values(
+        ["test_accuracy", "test_loss", "run", "trial_id"], ascending=[False, True, True, True]
+    )
+    by_val = done.sort_values(
+        ["val_accuracy", "val_loss", "run", "trial_id"], ascending=[False, True, True, True]
+    ).index
+    positions = np.arange(1, len(done) + 1)
+    done["rank"] = positions
+    done["val_rank"] = pd.Series(positions, index=by_val)
+    done["baseline"] = done["space"] == SEED_SPACE
+    return done[list(LEADERBOARD_COLUMNS)].reset_index(drop=True)
+
+
+def top_architectures(df: pd.DataFrame, n: int = TOP_N, by: str = "test_accuracy") -> pd.DataFrame:
+    """The n best distinct architectures (per run) by `by`: test_accuracy or test_loss.
+
+    Seed baseline rows are added as reference. Adds `label`: "run/trial_id: architecture".
+    """
+    lower_is_better = by == "test_loss"
+    board = leaderboard(df).sort_values([by, "rank"], ascending=[lower_is_better, True])
+    board = board.drop_duplicates(["run", "architecture"])
+    top = pd.concat([board[~board["baseline"]].head(n), board[board["baseline"]]])
+    top = top.sort_values([by, "rank"], ascending=[lower_is_better, True]).reset_index(drop=True)
+    top["label"] = top["run"] + "/" + top["trial_id"] + ": " + top["architecture"]
+    return top
+
+
+def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
+    """Completed trials with `pareto`: True when no other trial is at least as small and as
+    accurate (test accuracy) while strictly better in one of the two."""
+    columns = ["run", "trial_id", "architecture", "params", "test_accuracy", "space"]
+    done = _completed(df)[columns].dropna(subset=["params", "test_accuracy"])
+    done = done.assign(params=done["params"].astype(float), baseline=done["space"] == SEED_SPACE)
+    done = done.sort_values(["params", "test_accuracy"], ascending=[True, False])
+    group_best = done.groupby("params")["test_accuracy"].transform("max")
+    # Best accuracy among strictly smaller models: a tie with a smaller model also dominates.
+    best_smaller = done.groupby("params")["test_accuracy"].max().cummax().shift(1)
+    prior = done["params"].map(best_smaller)
+    done["pareto"] = (done["test_accuracy"] == group_best) & ~(prior >= done["test_accuracy"])
+    return done.drop(columns="space").reset_index(drop=True)
+
+
+def hyperparameter_effects(df: pd.DataFrame) -> pd.DataFrame:
+    """Tidy (hyperparameter, value, kind, val_accuracy, run) rows of completed trials.
+
+    kind is "numeric" (drawn as a scatter) or "categorical" (strings and booleans).
+    """
+    done = _completed(df)
+    frames = []
+    for column in hp_columns(done):
+        name = column[len(HP_PREFIX) :]
+        mask = done[column].notna() & _active(done, name)
+        if not mask.any():
+            continue
+        values = done.loc[mask, column].astype(object)
+        part = done.loc[mask, ["val_accuracy", "run"]].assign(
+            hyperparameter=name, value=values, kind=_hp_kind(values)
+        )
+        frames.append(part)
+    if not frames:
+        return pd.DataFrame(columns=list(EFFECT_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(EFFECT_COLUMNS)]
+
+
+def _active(done: pd.DataFrame, name: str) -> pd.Series:
+    # Filters of blocks beyond conv_blocks were sampled but never built: they only add noise.
+    blocks = HP_PREFIX + "conv_blocks"
+    if not _FILTERS.fullmatch(name) or blocks not in done:
+        return pd.Series(True, index=done.index)
+    blocks_built = pd.to_numeric(done[blocks], errors="coerce").astype(float).fillna(np.inf)
+    return blocks_built > _block_index(name)
+
+
+def _hp_kind(values: pd.Series) -> str:
+    inferred = pd.Series(list(values))
+    numeric = pd.api.types.is_numeric_dtype(inferred) and not pd.api.types.is_bool_dtype(inferred)
+    return "numeric" if numeric else "categorical"
+
+
+def best_so_far(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run and trial: best validation and best test accuracy reached so far."""
+    frame = df[["run", "trial_number", "elapsed_hours", "val_accuracy", "test_accuracy"]]
+    grouped = frame.groupby("run", sort=False)
+    out = frame[["run", "trial_number", "elapsed_hours"]].copy()
+    out["best_val_accuracy"] = grouped["val_accuracy"].cummax()
+    out["best_test_accuracy"] = grouped["test_accuracy"].cummax()
+    # cummax leaves failed trials empty; the best so far is still the earlier one.
+    best = ["best_val_accuracy", "best_test_accuracy"]
+    out[best] = out.groupby("run", sort=False)[best].ffill()
+    return out.reset_index(drop=True)
+
+
+def learning_curves(data: pd.DataFrame | Sequence[dict], n: int = CURVES_N) -> pd.DataFrame:
+    """Per-epoch train/val accuracy and loss of the n best completed trials by test accuracy."""
+    df = data if isinstance(data, pd.DataFrame) else trials_frame(_by_run(data))
+    if "history" not in df:
+        return pd.DataFrame(columns=list(CURVE_COLUMNS))
+    done = _completed(df).sort_values(["test_accuracy", "test_loss"], ascending=[False, True])
+    rows = [row for trial in done.head(n).to_dict("records") for row in _curve_rows(trial)]
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+
+
+def _by_run(trial_records: Sequence[dict]) -> list[tuple[str, list[dict]]]:
+    names = dict.fromkeys(r["run"] for r in trial_records)
+    return [(name, [r for r in trial_records if r["run"] == name]) for name in names]
+
+
+def _curve_rows(trial: dict) -> Iterable[dict]:
+    history = trial["history"] if isinstance(trial["history"], dict) else {}
+    # Hyperband continues earlier trials: their epochs do not restart at 1.
+    offset = 0 if pd.isna(trial["initial_epoch"]) else int(trial["initial_epoch"])
+    label = f"{trial['run']}/{trial['trial_id']}: {trial['architecture']}"
+    for split, prefix in (("train", ""), ("val", "val_")):
+        accuracy = history.get(prefix + "accuracy") or []
+        loss = history.get(prefix + "loss") or []
+        # Curves of unequal length (a history cut short) are drawn as far as both go.
+        for index, (acc, los) in enumerate(zip(accuracy, loss, strict=False)):
+            yield {
+                "run": trial["run"],
+                "trial_id": trial["trial_id"],
+                "architecture": trial["architecture"],
+                "label": label,
+                "epoch": offset + index + 1,
+                "split": split,
+                "accuracy": acc,
+                "loss": los,
+            }
+
+
+def confusion(y_true, y_pred, num_classes: int = NUM_CLASSES) -> pd.DataFrame:
+    """Counts of (true, predicted) label pairs as a num_classes x num_classes frame."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but y_pred {y_pred.shape}")
+    counts = np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2)
+    labels = range(num_classes)
+    return pd.DataFrame(
+        counts.reshape(num_classes, num_classes),
+        index=pd.Index(labels, name="true"),
+        columns=pd.Index(labels, name="predicted"),
+    )
+
+
+def failures(df: pd.DataFrame) -> pd.DataFrame:
+    """Failed trials (run, trial_id, architecture, error); `count` trials share each error."""
+    failed = df[df["status"] == records.STATUS_FAILED][["run", "trial_id", "architecture", "error"]]
+    failed = failed.assign(error=failed["error"].fillna("(no reason recorded)"))
+    failed["count"] = failed.groupby("error")["trial_id"].transform("size")
+    return failed.sort_values(
+        ["count", "error", "run", "trial_id"], ascending=[False, True, True, True]
+    ).reset_index(drop=True)
+
+
+def per_run_best(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: trial counts and its best trial by validation accuracy."""
+    rows = []
+    for run, part in df.groupby("run", sort=False):
+        done = _completed(part).sort_values(["val_accuracy", "val_loss"], ascending=[False, True])
+        best = done.iloc[0] if len(done) else pd.Series(dtype=object)
+        rows.append(
+            {
+                "run": run,
+                "space": ", ".join(pd.unique(part["space"].astype(str))),
+                "finished": len(done),
+                "failed": int((part["status"] == records.STATUS_FAILED).sum()),
+                **{key: best.get(key) for key in PER_RUN_FIELDS},
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,196 @@
+"""Tests of bench.tables: each table prepared from trial records, without drawing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import records, tables
+from tests.factories import fake_record, fake_run
+
+
+def frame_of(*trial_records: dict) -> pd.DataFrame:
+    return tables.trials_frame([("r1", list(trial_records))])
+
+
+def completed(trial_id: str, test_accuracy: float, test_loss: float, **fields) -> dict:
+    return fake_record(
+        trial_id=trial_id, test_accuracy=test_accuracy, test_loss=test_loss, **fields
+    )
+
+
+def test_architecture_names_only_built_blocks_and_marks_seed():
+    hp = {
+        "conv_blocks": 2,
+        "filters_0": 32,
+        "filters_1": 64,
+        "filters_2": 128,
+        "kernel_size": 3,
+        "batch_norm": True,
+        "conv_dropout": 0.25,
+        "dense_units": 128,
+        "dense_dropout": 0.5,
+        "optimizer": "adam",
+        "learning_rate": 0.001,
+    }
+    name = tables.architecture(hp, "cnn")
+    assert name == "2x[32,64] k3 bn drop0.25 dense128 drop0.5 adam lr1e-3"
+    assert tables.architecture({**hp, "learning_rate": 0.01}, "cnn").endswith("lr1e-2")
+    assert tables.architecture({**hp, "batch_norm": False}, "cnn") != name
+    assert tables.architecture({**hp, "extra": 7}, "cnn") == name + " extra=7"
+    assert tables.architecture({}, "seed") == tables.SEED_LABEL
+
+
+def test_trials_frame_numbers_trials_by_start_and_measures_elapsed_hours():
+    late = fake_record(
+        trial_id="b",
+        started_at="2024-01-01T02:00:00+00:00",
+        finished_at="2024-01-01T03:30:00+00:00",
+    )
+    early = fake_record(
+        trial_id="a",
+        started_at="2024-01-01T01:00:00+00:00",
+        finished_at="2024-01-01T01:30:00+00:00",
+    )
+    df = frame_of(late, early)
+    assert list(df["trial_id"]) == ["a", "b"]
+    assert list(df["trial_number"]) == [1, 2]
+    assert df["elapsed_hours"].tolist() == pytest.approx([0.5, 2.5])
+
+
+def test_leaderboard_ranks_by_test_accuracy_then_lower_test_loss():
+    df = frame_of(
+        completed("a", 0.99, 0.05, val_accuracy=0.995),
+        completed("b", 0.99, 0.03, val_accuracy=0.990),
+        completed("c", 0.98, 0.01, val_accuracy=0.999),
+        fake_record(trial_id="d", status="failed"),
+    )
+    board = tables.leaderboard(df)
+    assert list(board["trial_id"]) == ["b", "a", "c"]
+    assert list(board["rank"]) == [1, 2, 3]
+    assert dict(zip(board["trial_id"], board["val_rank"], strict=True)) == {"c": 1, "a": 2, "b": 3}
+    assert list(board.columns) == list(tables.LEADERBOARD_COLUMNS)
+
+
+def test_leaderboard_keeps_the_seed_baseline_as_a_flagged_row():
+    df = frame_of(
+        completed("a", 0.99, 0.05),
+        completed("seed", 0.95, 0.20, space="seed"),
+        completed("b", 0.97, 0.05),
+    )
+    board = tables.leaderboard(df).set_index("trial_id")
+    assert board.loc["seed", "baseline"]
+    assert not board.loc[["a", "b"], "baseline"].any()
+    assert board.loc["seed", "rank"] == 3
+    assert board.loc["seed", "architecture"] == tables.SEED_LABEL
+
+
+def test_top_architectures_keeps_baseline_and_sorts_loss_ascending():
+    trials = [completed(f"{i:02d}", 0.9 + i / 100, 0.5 - i / 100) for i in range(6)]
+    df = frame_of(*trials, completed("seed", 0.5, 0.9, space="seed"))
+    top = tables.top_architectures(df, n=3)
+    assert list(top["trial_id"]) == ["05", "04", "03", "seed"]
+    assert top["label"].is_unique
+    by_loss = tables.top_architectures(df, n=2, by="test_loss")
+    assert list(by_loss["trial_id"]) == ["05", "04", "seed"]
+
+
+def test_pareto_front_on_a_hand_made_frame():
+    points = {  # trial id: (params, test accuracy, on the front)
+        "small": (50, 0.80, True),
+        "a": (100, 0.90, True),
+        "b": (200, 0.95, True),
+        "b_worse": (200, 0.93, False),  # same size as b, less accurate
+        "tie_bigger": (300, 0.95, False),  # as accurate as b but bigger
+        "big": (400, 0.97, True),
+        "big_twin": (400, 0.97, True),  # identical twins do not dominate each other
+        "bloated": (500, 0.96, False),
+    }
+    df = frame_of(
+        *(completed(k, acc, 0.1, params=p) for k, (p, acc, _) in points.items()),
+        fake_record(trial_id="failed", status="failed"),
+    )
+    front = tables.pareto_front(df).set_index("trial_id")
+    assert len(front) == len(points)
+    assert front["pareto"].to_dict() == {k: on for k, (_, _, on) in points.items()}
+
+
+def test_hyperparameter_effects_is_tidy_and_skips_unbuilt_filters():
+    shared = {"kernel_size": 3, "optimizer": "adam", "learning_rate": 1e-3, "batch_norm": True}
+    df = frame_of(
+        completed(
+            "a",
+            0.99,
+            0.1,
+            hyperparameters={"conv_blocks": 1, "filters_0": 32, "filters_1": 64, **shared},
+        ),
+        completed(
+            "b",
+            0.98,
+            0.1,
+            hyperparameters={"conv_blocks": 2, "filters_0": 16, "filters_1": 32, **shared},
+        ),
+        completed("seed", 0.97, 0.1, space="seed"),
+    )
+    effects = tables.hyperparameter_effects(df)
+    assert list(effects.columns) == list(tables.EFFECT_COLUMNS)
+    kinds = effects.drop_duplicates("hyperparameter").set_index("hyperparameter")["kind"]
+    assert kinds["learning_rate"] == "numeric"
+    assert kinds["filters_0"] == "numeric"
+    assert kinds["optimizer"] == "categorical"
+    assert kinds["batch_norm"] == "categorical"
+    # Trial a has one block: its filters_1 was sampled but never built.
+    assert effects.loc[effects["hyperparameter"] == "filters_1", "value"].tolist() == [32]
+    assert len(effects[effects["hyperparameter"] == "conv_blocks"]) == 2
+
+
+def test_best_so_far_never_decreases(tmp_path):
+    run_dir = fake_run(tmp_path, n=10, failed=3, with_seed_baseline=False)
+    df = tables.trials_frame([("r1", records.load_records(run_dir))])
+    progress = tables.best_so_far(df)
+    assert len(progress) == 10
+    for column, source in (
+        ("best_val_accuracy", "val_accuracy"),
+        ("best_test_accuracy", "test_accuracy"),
+    ):
+        values = progress[column].dropna().to_numpy()
+        assert (np.diff(values) >= 0).all()
+        assert values[-1] == df[source].max()
+    assert progress["trial_number"].is_monotonic_increasing
+
+
+def test_learning_curves_take_the_top_trials_from_a_frame_or_records():
+    trial_records = [completed(f"{i:02d}", 0.9 + i / 100, 0.1) for i in range(7)]
+    curves = tables.learning_curves(trial_records, n=2)
+    assert set(curves["trial_id"]) == {"06", "05"}
+    assert len(curves) == 2 * 2 * 3  # trials x splits x epochs
+    assert set(curves["split"]) == {"train", "val"}
+    record = trial_records[6]
+    val = curves[(curves["trial_id"] == "06") & (curves["split"] == "val")]
+    assert val["accuracy"].tolist() == record["history"]["val_accuracy"]
+    assert val["epoch"].tolist() == [1, 2, 3]
+    assert tables.learning_curves(frame_of(*trial_records), n=2).equals(curves)
+
+
+def test_confusion_counts_add_up():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 10, 500)
+    y_pred = np.where(rng.random(500) < 0.8, y_true, rng.integers(0, 10, 500))
+    matrix = tables.confusion(y_true, y_pred)
+    assert matrix.shape == (10, 10)
+    assert matrix.to_numpy().sum() == 500
+    assert np.trace(matrix.to_numpy()) == (y_true == y_pred).sum()
+    assert matrix.loc[3, 5] == ((y_true == 3) & (y_pred == 5)).sum()
+
+
+def test_failures_counts_trials_by_error():
+    df = frame_of(
+        completed("ok", 0.99, 0.1),
+        fake_record(trial_id="a", status="failed", error="OOM"),
+        fake_record(trial_id="b", status="failed", error="NaN loss"),
+        fake_record(trial_id="c", status="failed", error="OOM"),
+    )
+    failed = tables.failures(df)
+    assert list(failed["trial_id"]) == ["a", "c", "b"]
+    assert dict(zip(failed["error"], failed["count"], strict=True)) == {"OOM": 2, "NaN loss": 1}
