@@ -42,7 +42,17 @@ RECOMMENDED_FIELDS = (
     "best_epoch",
     "train_seconds",
 )
-RUN_FACTS = ("space", "tuner", "max_trials", "max_epochs", "batch_size", "seed", "dataset")
+RUN_FACTS = (
+    "space",
+    "tuner",
+    "max_trials",
+    "max_epochs",
+    "batch_size",
+    "seed",
+    "val_size",
+    "train_limit",
+    "test_limit",
+)
 
 
 class ReportError(Exception):

@@ -18,6 +18,7 @@ TUNER_HP_PREFIX = "tuner/"  # KerasTuner bookkeeping (hyperband epochs, bracket)
 TOP_N = 10
 CURVES_N = 5
 SECONDS_PER_HOUR = 3600.0
+SIGNIFICANT_DIGITS = 3
 SCIENTIFIC_BELOW = 0.01  # small floats read better as 1e-3 than as 0.001
 SCIENTIFIC_HPS = ("learning_rate",)  # always 1e-2, never 0.01, so rates line up
 
@@ -118,11 +119,19 @@ def _token(prefix: str, value, scientific: bool = False) -> str:
 
 
 def format_value(value, scientific: bool = False) -> str:
-    """A value as short text: floats without trailing zeros, small ones as 1e-3."""
+    """A value as short text: floats to SIGNIFICANT_DIGITS, small ones as 1.4e-3.
+
+    Dropout steps come out of KerasTuner as 0.15000000000000002; nobody wants to read that.
+    """
     if isinstance(value, float):
+        digits = SIGNIFICANT_DIGITS - 1
         if value != 0 and (scientific or abs(value) < SCIENTIFIC_BELOW):
-            return np.format_float_scientific(value, trim="-", exp_digits=1)
-        return np.format_float_positional(value, trim="-")
+            return np.format_float_scientific(value, precision=digits, trim="-", exp_digits=1)
+        # Significant digits below 1 (0.993); above it, decimals, so 123456.789 keeps its digits
+        big = abs(value) >= 1
+        return np.format_float_positional(
+            value, precision=SIGNIFICANT_DIGITS, fractional=big, trim="-"
+        )
     return str(value)
 
 

@@ -194,3 +194,11 @@ def test_failures_counts_trials_by_error():
     failed = tables.failures(df)
     assert list(failed["trial_id"]) == ["a", "c", "b"]
     assert dict(zip(failed["error"], failed["count"], strict=True)) == {"OOM": 2, "NaN loss": 1}
+
+
+def test_format_value_hides_float_noise_but_keeps_large_numbers():
+    assert tables.format_value(0.15000000000000002) == "0.15"
+    assert tables.format_value(0.0014025726538129193, scientific=True) == "1.4e-3"
+    assert tables.format_value(0.99283) == "0.993"
+    assert tables.format_value(123456.789) == "123456.789"
+    assert tables.format_value(3) == "3"
