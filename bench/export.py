@@ -157,12 +157,13 @@ def model_card(s: dict) -> str:
     """A short Markdown model card (from shipped_config's dict) for people choosing a model."""
     train = s["training"]
     hps = "\n".join(f"| {k} | {v} |" for k, v in sorted(s["hyperparameters"].items()))
+    hps = hps or "| (none) | fixed architecture |"
     retrained = (
         f"Retrained from scratch on all {train['train_images']:,} training images (validation "
         f"images included), for the winning trial's best epoch count ({train['epochs']})."
         if train["retrained_on_all_training_images"]
         else f"Weights of the trial's best epoch ({train['epochs']}), trained on "
-        f"{train['train_images']} images."
+        f"{train['train_images']:,} images."
     )
     val_note = (
         " (measured before retraining, on images the retrained model has seen)"
@@ -177,8 +178,8 @@ the test set was never used to choose.
 
 ## Data
 MNIST handwritten digits (LeCun, Cortes and Burges; CC BY-SA 3.0), 28x28 grey images scaled to
-[0, 1]. Validation: the last {s["val_images"]} of the 60,000 training images.
-Test: {s["test_images"]} test images.
+[0, 1]. Validation: the last {s["val_images"]:,} of the 60,000 training images.
+Test: {s["test_images"]:,} test images.
 Dataset SHA256 (pixels and labels): `{s["dataset"]["sha256"]}`.
 
 ## Training
