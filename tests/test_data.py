@@ -415,6 +415,32 @@ def test_lookup_returns_none_without_any_copy(tmp_path, monkeypatch):
     assert find_data_dir() is None
 
 
+def test_without_any_copy_keras_loader_is_the_last_resort(tmp_path, monkeypatch, arrays):
+    import keras
+
+    monkeypatch.setattr(bench.data, "REPO_DATA_DIR", tmp_path / "no-repo-copy")
+    pairs = (
+        (arrays["train_images"], arrays["train_labels"]),
+        (arrays["test_images"], arrays["test_labels"]),
+    )
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: pairs)
+    raw = bench.data.load_raw()
+    assert raw.source == "keras.datasets.mnist"
+    assert raw.sha256 == bench.data.fingerprint(arrays)  # same fingerprint as the IDX files
+
+
+def test_keras_download_failure_is_a_data_error(tmp_path, monkeypatch):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(bench.data, "REPO_DATA_DIR", tmp_path / "no-repo-copy")
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(DataError, match="no MNIST files found and Keras could not download"):
+        bench.data.load_raw()
+
+
 def test_missing_explicit_dir_names_it_and_its_origin(tmp_path):
     missing = tmp_path / "no-such-dir"
     with pytest.raises(DataError, match=re.escape(f"{missing} (from --data-dir) does not exist")):
