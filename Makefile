@@ -11,6 +11,7 @@ RUN ?= night-$(shell date +%Y-%m-%d)
 # report/release act on RUN when given, else on the newest run under $(RESULTS).
 LATEST_RUN = $(notdir $(patsubst %/config.json,%,$(firstword $(shell ls -t $(RESULTS)/*/config.json 2>/dev/null))))
 TARGET_RUN = $(if $(filter command line environment,$(origin RUN)),$(RUN),$(LATEST_RUN))
+NEED_RUN = test -n "$(TARGET_RUN)" || { echo "no run in $(RESULTS)/: make smoke or make search first" >&2; exit 2; }
 SEARCH_FLAGS ?=
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
@@ -38,9 +39,11 @@ smoke: $(STAMP)
 		--seed $(SEED) --results $(RESULTS)
 
 report: $(STAMP)
+	@$(NEED_RUN)
 	$(BIN)/bench report $(TARGET_RUN) --results $(RESULTS)
 
 release: $(STAMP)
+	@$(NEED_RUN)
 	$(BIN)/bench export $(TARGET_RUN) --results $(RESULTS) $(EXPORT_FLAGS)
 
 test: $(STAMP)
