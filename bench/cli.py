@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import signal
 import sys
 import traceback
 from dataclasses import fields
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from bench.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, TUNER_NAMES, ConfigError
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 DEFAULT_RESULTS = "results"
 
 
@@ -20,35 +22,85 @@ class UsageError(Exception):
 
 
 def cmd_spaces(args) -> int:
-    from search_spaces import SPACES
-
-    for name, module in SPACES.items():
+    for name, module in _import_spaces().SPACES.items():
         print(f"{name:10s} {module.DESCRIPTION}")
     return EXIT_OK
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that the search unwinds like on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def _import_spaces():
+    try:
+        import search_spaces
+    except Exception as exc:  # a space module that does not import is the user's to fix
+        raise UsageError(f"the search spaces do not import: {type(exc).__name__}: {exc}") from exc
+    return search_spaces
+
+
 def search_config(args):
     """The run's SearchConfig from the parsed flags, with the space's own fit defaults."""
-    from bench.config import SearchConfig, with_space_defaults
-    from search_spaces import get as get_space
+    from bench.config import SearchConfig, parse_duration, with_space_defaults
 
     known = {f.name for f in fields(SearchConfig)}
     given = {k: v for k, v in vars(args).items() if k in known and v is not None}
+    if "budget" in given:
+        given["budget"] = parse_duration(given["budget"])
     config = SearchConfig(**given)
     try:
-        space = get_space(config.space)
+        space = _import_spaces().get(config.space)
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
     return with_space_defaults(config, space.FIT_DEFAULTS, set(given)).validate()
 
 
+def resume_command(config) -> str:
+    """The command that carries on this run: its name and every setting that is not a default."""
+    from bench.config import IDENTITY_FIELDS, SearchConfig
+
+    defaults = SearchConfig(run=config.run)
+    parts = ["bench", "search", "--run", config.run]
+    for name in (*IDENTITY_FIELDS, "results", "data_dir"):
+        value = getattr(config, name)
+        if value != getattr(defaults, name):
+            parts += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(parts)
+
+
+def _report(run_dir: Path) -> None:
+    from bench import records, report
+
+    if (run_dir / records.CONFIG_FILE).is_file():
+        print(f"report: {report.write_report([run_dir], run_dir / 'report')}", flush=True)
+
+
 def cmd_search(args) -> int:
     config = search_config(args)
-    from bench import report, search
+    from bench import search
 
-    run_dir = search.run_search(config)
-    index = report.write_report([run_dir], run_dir / "report")
-    print(f"report: {index}")
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        search.run_search(config, fresh=args.fresh)
+    except (KeyboardInterrupt, Terminated) as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the report finish
+        _report(config.run_dir)
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        print(
+            f"stopped by {name}; finished trials are kept. Resume with: {resume_command(config)}",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    except search.SearchError:
+        _report(config.run_dir)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _report(config.run_dir)
     return EXIT_OK
 
 
@@ -93,6 +145,10 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-limit", type=int, help="keep only the first N training images")
     p.add_argument("--test-limit", type=int, help="keep only the first N test images")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras fit verbosity")
+    p.add_argument("--budget", help="time this search may run, e.g. 7h30m, 45m, 90s")
+    p.add_argument("--max-params", type=int, help="bigger models fail as 'Oversized model'")
+    p.add_argument("--max-failures", type=int, help="failed trials in a row that stop (5)")
+    p.add_argument("--fresh", action="store_true", help="move an existing run aside, start over")
 
 
 # name: (handler, help, extra flags)
@@ -138,6 +194,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
         ("bench.data", "DataError"),
         ("bench.report", "ReportError"),
         ("bench.export", "ExportError"),
+        ("bench.lock", "RunLocked"),
     ):
         if module in sys.modules:
             kinds.append(getattr(sys.modules[module], name))
@@ -145,7 +202,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit code: 0 ok, 1 failure, 2 bad input, 130 SIGINT, 143 SIGTERM."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
     parser = build_parser()
     try:

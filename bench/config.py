@@ -14,6 +14,9 @@ DEFAULT_MAX_TRIALS = 20  # random, grid and bayesian; hyperband runs its own sch
 DEFAULT_MAX_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_PATIENCE = 3
+DEFAULT_MAX_FAILURES = 5  # failed trials in a row before the run gives up
+DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+SECONDS_PER = {"h": 3600, "m": 60, "s": 1}
 # Fields that define what a run computes; a resumed run must agree on all of them.
 IDENTITY_FIELDS = (
     "space",
@@ -27,6 +30,7 @@ IDENTITY_FIELDS = (
     "train_limit",
     "test_limit",
     "hyperband_factor",
+    "max_params",
 )
 
 
@@ -53,6 +57,9 @@ class SearchConfig:
     results: str = "results"  # folder that holds the runs
     data_dir: str | None = None  # IDX folder; None: $BENCH_DATA_DIR, data/mnist, then Keras
     verbose: int = 0  # Keras fit verbosity (0 silent, 2 one line per epoch)
+    max_params: int | None = None  # a bigger model is a failed trial ("Oversized model")
+    budget: float | None = None  # seconds this invocation may run; None: no limit
+    max_failures: int = DEFAULT_MAX_FAILURES  # failed trials in a row that stop the run
 
     @property
     def run_dir(self) -> Path:
@@ -63,7 +70,8 @@ class SearchConfig:
         check_run_name(self.run)
         if self.tuner not in TUNER_NAMES:
             raise ConfigError(f"unknown tuner {self.tuner!r}; known: {', '.join(TUNER_NAMES)}")
-        for name in ("max_trials", "max_epochs", "batch_size", "train_limit", "test_limit"):
+        positive = ("max_trials", "max_epochs", "batch_size", "train_limit", "test_limit")
+        for name in (*positive, "max_params", "max_failures"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
@@ -78,6 +86,18 @@ class SearchConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as "7h30m", "45m" or "90s"."""
+    match = DURATION.fullmatch(text.strip()) if text else None
+    if not match or not any(match.groups()):
+        raise ConfigError(f"duration {text!r} is not like 7h30m, 45m or 90s")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    total = hours * SECONDS_PER["h"] + minutes * SECONDS_PER["m"] + seconds
+    if total <= 0:
+        raise ConfigError(f"duration {text!r} must be longer than zero")
+    return float(total)
 
 
 def check_run_name(name: str) -> str:

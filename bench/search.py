@@ -6,18 +6,21 @@ import datetime as dt
 import json
 import logging
 import sys
+import tempfile
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 import numpy as np
+from keras_tuner.src import errors as kt_errors
+from keras_tuner.src import utils as kt_utils
 
-from bench import data, envinfo, records
+from bench import data, envinfo, lock, records
 from bench.config import DEFAULT_MAX_TRIALS, ConfigError, SearchConfig
+from bench.progress import Budget, BudgetSpent, Progress
 from search_spaces import get as get_space
 
 OBJECTIVE = "val_accuracy"
@@ -42,12 +45,34 @@ OPTIMIZER_SLOTS_WARNING = "Skipping variable loading for optimizer"
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
+def _atomic_save_json(path, obj) -> str:
+    text = json.dumps(obj)
+    records.atomic_write_text(path, text)
+    return text
+
+
+# KerasTuner writes oracle.json, trial.json and tuner0.json in place; a kill in mid-write
+# would leave a run that cannot resume. Its own helper is swapped for an atomic one.
+kt_utils.save_json = _atomic_save_json
+
+
 class SearchError(RuntimeError):
     """The search could not go on; the message says why."""
 
 
 class StopSearch(Exception):
-    """Raised after a trial when the run has reached its trial limit."""
+    """Raised between trials when the run has reached its trial limit or its time budget."""
+
+
+class BudgetCallback(keras.callbacks.Callback):
+    """Stops training the moment only the budget's report margin is left."""
+
+    def __init__(self, budget: Budget):
+        super().__init__()
+        self.budget = budget
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.budget.check()
 
 
 def utc_now() -> str:
@@ -72,53 +97,11 @@ def best_epoch_index(history: dict) -> int:
     return int(np.argmax(history[OBJECTIVE]))
 
 
-@dataclass
-class Progress:
-    """Counts finished trials and prints one line per trial for people following the run."""
-
-    total: int | None
-    stream: object = sys.stdout
-    start: float = field(default_factory=time.monotonic)
-    done: int = 0
-    earlier: int = 0  # trials finished by an earlier process of a resumed run
-    best: tuple[float, str] | None = None
-
-    def resume_from(self, existing: list[dict]) -> None:
-        for record in existing:
-            self._count(record)
-        self.earlier = self.done
-
-    def update(self, record: dict) -> None:
-        self._count(record)
-        print(self.line(record), file=self.stream, flush=True)
-
-    def _count(self, record: dict) -> None:
-        self.done += 1
-        if record["status"] == records.STATUS_COMPLETED:
-            if self.best is None or record["val_accuracy"] > self.best[0]:
-                self.best = (record["val_accuracy"], record["trial_id"])
-
-    def line(self, record: dict) -> str:
-        elapsed = time.monotonic() - self.start
-        of = f"/{self.total}" if self.total else ""
-        eta = "?"
-        if self.total and self.done > self.earlier:
-            per_trial = elapsed / (self.done - self.earlier)
-            eta = _hms(per_trial * max(self.total - self.done, 0))
-        if record["status"] == records.STATUS_COMPLETED:
-            result = f"val {record['val_accuracy']:.4f} test {record['test_accuracy']:.4f}"
-        else:
-            result = f"FAILED: {record['error']}"
-        best = f"best val {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -"
-        return (
-            f"trial {self.done}{of} [{record['trial_id']}] | elapsed {_hms(elapsed)} | "
-            f"eta {eta} | {result} | {best}"
-        )
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+def check_finite(history: dict) -> None:
+    """Fail the trial (KerasTuner's FailedTrialError) when its loss became NaN or infinite."""
+    for epoch, loss in enumerate(history.get("loss", []), start=1):
+        if not np.isfinite(loss):
+            raise kt_errors.FailedTrialError(f"loss became {loss} in epoch {epoch}")
 
 
 def trial_values(hp) -> dict:
@@ -174,11 +157,14 @@ class TrialRecorder:
             # Hyperparameters first met while building exist only now.
             record.update(trial_values(trial.hyperparameters))
             record["train_seconds"] = round(time.monotonic() - began, 3)
+            check_finite(histories[0].history)
             self._complete(record, tuner, trial, histories[0].history)
         except Exception as exc:
             record.update(trial_values(trial.hyperparameters))
             self._finish_failed(record, exc, time.monotonic() - began)
             raise
+        finally:
+            self.progress.budget.note_trial(time.monotonic() - began)
         return histories
 
     def _complete(self, record: dict, tuner, trial, history: dict) -> None:
@@ -234,7 +220,16 @@ class _RecordingTuner:
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         if self.trial_limit and self.recorder.progress.done >= self.trial_limit:
-            raise StopSearch
+            raise StopSearch(f"reached {self.trial_limit} trials")
+
+    def pre_create_trial(self):
+        super().pre_create_trial()
+        budget = self.recorder.progress.budget
+        if not budget.fits_another_trial():
+            raise StopSearch(
+                f"time budget: {budget.left():.0f} s left, the longest trial took "
+                f"{budget.longest_trial:.0f} s"
+            )
 
 
 def hyperband_schedule(oracle) -> int:
@@ -257,6 +252,8 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
         directory=str(config.run_dir),
         project_name=records.TUNER_PROJECT,
         overwrite=False,  # never wipe a run: an existing project is resumed
+        max_model_size=config.max_params,  # a bigger model fails as "Oversized model"
+        max_consecutive_failed_trials=config.max_failures,
     )
     if config.tuner == "hyperband":
         common.update(max_epochs=config.max_epochs, factor=config.hyperband_factor)
@@ -307,25 +304,68 @@ def load_splits(config: SearchConfig) -> data.Splits:
     return data.load(config.data_dir, config.val_size, config.train_limit, config.test_limit)
 
 
-def run_search(config: SearchConfig, stream=sys.stdout) -> Path:
-    """Run (or resume) the search described by config; returns the run directory."""
+def check_writable(results: Path) -> None:
+    """Raise ConfigError unless run folders can be made under results."""
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=results):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"results directory {results} is not writable ({exc.strerror})") from None
+
+
+def check_space_builds(space: str) -> None:
+    """Raise ConfigError when the space's default model does not build."""
+    try:
+        get_space(space).build(kt.HyperParameters())
+    except Exception as exc:
+        reason = one_line(exc)
+        raise ConfigError(f"space {space!r} cannot build its default model: {reason}") from exc
+
+
+def move_aside(run_dir: Path) -> Path | None:
+    """Rename an existing run folder to <run>.old-<time>, under its lock; never delete it."""
+    if not run_dir.exists():
+        return None
+    aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    with lock.run_lock(run_dir):
+        run_dir.rename(aside)
+    return aside
+
+
+def run_search(config: SearchConfig, stream=sys.stdout, fresh: bool = False) -> Path:
+    """Run (or resume) the search described by config; returns the run directory.
+
+    With fresh, an existing run folder is first moved aside (see move_aside).
+    """
     splits = load_splits(config)
-    resumed = prepare_run_dir(config, splits)
+    check_space_builds(config.space)
+    check_writable(Path(config.results))
+    if fresh and (aside := move_aside(config.run_dir)):
+        print(f"moved the old run to {aside}", file=stream, flush=True)
+    with lock.run_lock(config.run_dir):
+        resumed = prepare_run_dir(config, splits)
+        _search(config, splits, resumed, stream)
+    return config.run_dir
+
+
+def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) -> None:
     keras.utils.set_random_seed(config.seed)
-    progress = Progress(total=None, stream=stream)
+    progress = Progress(total=None, stream=stream, budget=Budget(config.budget))
     progress.resume_from(records.load_records(config.run_dir))
-    recorder = TrialRecorder(config, splits, progress)
-    tuner = make_tuner(config, recorder)
+    tuner = make_tuner(config, TrialRecorder(config, splits, progress))
     progress.total = planned_trials(config, tuner)
-    verb = "resuming" if resumed else "starting"
     print(
-        f"{verb} run {config.run}: space {config.space}, tuner {config.tuner}, "
-        f"{progress.total} trials planned, data {splits.sizes()} from {splits.source}",
+        f"{'resuming' if resumed else 'starting'} run {config.run}: space {config.space}, "
+        f"tuner {config.tuner}, {progress.total} trials planned ({progress.done} finished), "
+        f"data {splits.sizes()} from {splits.source}",
         file=stream,
         flush=True,
     )
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=config.patience)
+        keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=config.patience),
+        keras.callbacks.TerminateOnNaN(),
+        BudgetCallback(progress.budget),
     ]
     try:
         tuner.search(
@@ -337,13 +377,13 @@ def run_search(config: SearchConfig, stream=sys.stdout) -> Path:
             callbacks=callbacks,
             verbose=config.verbose,
         )
-    except StopSearch:
-        pass
+    except (StopSearch, BudgetSpent) as exc:
+        reason = str(exc) or "time budget: stopped the trial in progress"
+        print(f"stopped: {reason}", file=stream, flush=True)
     except RuntimeError as exc:
-        if "consecutive failures" in str(exc):
-            raise SearchError(
-                f"stopped: {tuner.oracle.max_consecutive_failed_trials} trials in a row failed; "
-                f"see {records.trials_dir(config.run_dir)} for their errors"
-            ) from exc
-        raise
-    return config.run_dir
+        if "consecutive failures" not in str(exc):
+            raise
+        raise SearchError(
+            f"stopped: {config.max_failures} trials in a row failed; "
+            f"see the report's failures section or {records.trials_dir(config.run_dir)}"
+        ) from exc

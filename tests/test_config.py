@@ -20,7 +20,8 @@ from bench.config import (
     with_space_defaults,
 )
 
-NON_IDENTITY_FIELDS = ("run", "results", "data_dir", "verbose")
+# Settings of one invocation: a resumed run may change them.
+NON_IDENTITY_FIELDS = ("run", "results", "data_dir", "verbose", "budget", "max_failures")
 
 
 # -- run names -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 import search_spaces
 from bench import records, search
 from bench.config import ConfigError, SearchConfig
+from bench.progress import Progress
 
 TINY = dict(train_limit=256, val_size=128, test_limit=128, max_epochs=1, batch_size=64)
 
@@ -49,7 +50,7 @@ def test_trial_values_split_hyperparameters_from_tuner_state():
 
 def test_progress_line_counts_and_tracks_the_best():
     out = io.StringIO()
-    progress = search.Progress(total=4, stream=out)
+    progress = Progress(total=4, stream=out)
     progress.resume_from([{"status": "completed", "val_accuracy": 0.9, "trial_id": "00"}])
     record = {"status": "completed", "val_accuracy": 0.95, "test_accuracy": 0.94, "trial_id": "01"}
     progress.update(record)
@@ -98,25 +99,23 @@ def test_a_search_records_each_trial_with_test_metrics(tmp_path):
     assert "trial 1/1" in out.getvalue()
 
 
-class BreaksAfterFirstBuild:
-    """A space KerasTuner can inspect (its first build, at tuner start) but never train."""
+class BreaksOffDefaults:
+    """A space whose default model builds (as checked before a search) but no tuned one does."""
 
-    def __init__(self):
-        self.builds = 0
+    def __init__(self, exc: Exception):
+        self.exc = exc
 
     def __call__(self, hp):
-        hp.Int("units", 1, 4)
-        self.builds += 1
-        if self.builds > 1:
-            raise ValueError("this space cannot build\nsecond line")
+        if hp.Float("x", 0.0, 1.0, default=0.0) != 0.0:
+            raise self.exc
         return search_spaces.get("seed").build(hp)
 
 
 def test_failed_trials_are_recorded_and_too_many_stop_the_run(tmp_path, monkeypatch):
-    build = BreaksAfterFirstBuild()
+    build = BreaksOffDefaults(ValueError("this space cannot build\nsecond line"))
     broken = types.SimpleNamespace(build=build, FIT_DEFAULTS={}, DESCRIPTION="broken")
     monkeypatch.setitem(search_spaces.SPACES, "broken", broken)
-    config = tiny_config(tmp_path, space="broken", max_trials=5)
+    config = tiny_config(tmp_path, space="broken", max_trials=5, max_failures=3)
     with pytest.raises(search.SearchError, match="3 trials in a row failed"):
         search.run_search(config, stream=io.StringIO())
     failed = records.load_records(config.run_dir)

@@ -1,0 +1,105 @@
+"""Keeping time over a night: the progress line after each trial, and the run's time budget."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+from bench import records
+
+# Kept free at the end of a budget for the last records and the report.
+REPORT_MARGIN_S = 30.0
+
+
+class BudgetSpent(BaseException):
+    """The time budget ran out in the middle of a trial.
+
+    A BaseException, like KeyboardInterrupt, so that KerasTuner does not record the cut-off
+    trial as failed: it stays unfinished and runs again when the run is resumed.
+    """
+
+
+def hms(seconds: float) -> str:
+    seconds = int(round(max(seconds, 0)))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@dataclass
+class Budget:
+    """A deadline for this invocation; None seconds means no limit."""
+
+    seconds: float | None
+    start: float = field(default_factory=time.monotonic)
+    margin: float = REPORT_MARGIN_S
+    longest_trial: float = 0.0  # the longest trial of this invocation: the next one's estimate
+
+    def left(self) -> float | None:
+        if self.seconds is None:
+            return None
+        return self.seconds - (time.monotonic() - self.start)
+
+    def note_trial(self, seconds: float) -> None:
+        self.longest_trial = max(self.longest_trial, seconds)
+
+    def fits_another_trial(self) -> bool:
+        """Whether a trial as long as the longest so far ends before the margin."""
+        left = self.left()
+        return left is None or left - self.margin > self.longest_trial
+
+    def check(self) -> None:
+        """Raise BudgetSpent once only the margin is left (called between batches)."""
+        left = self.left()
+        if left is not None and left <= self.margin:
+            raise BudgetSpent
+
+
+@dataclass
+class Progress:
+    """Counts finished trials and prints one line per trial for people following the run."""
+
+    total: int | None
+    stream: object = sys.stdout
+    budget: Budget = field(default_factory=lambda: Budget(None))
+    start: float = field(default_factory=time.monotonic)
+    finished: dict = field(default_factory=dict)  # trial_id -> status; a rerun counts once
+    earlier: int = 0  # trials finished by an earlier process of a resumed run
+    best: tuple[float, str] | None = None
+
+    @property
+    def done(self) -> int:
+        return len(self.finished)
+
+    def resume_from(self, existing: list[dict]) -> None:
+        for record in existing:
+            self._count(record)
+        self.earlier = self.done
+
+    def update(self, record: dict) -> None:
+        self._count(record)
+        print(self.line(record), file=self.stream, flush=True)
+
+    def _count(self, record: dict) -> None:
+        self.finished[record["trial_id"]] = record["status"]
+        if record["status"] == records.STATUS_COMPLETED:
+            if self.best is None or record["val_accuracy"] > self.best[0]:
+                self.best = (record["val_accuracy"], record["trial_id"])
+
+    def line(self, record: dict) -> str:
+        elapsed = time.monotonic() - self.start
+        of = f"/{self.total}" if self.total else ""
+        eta = "?"
+        if self.total and self.done > self.earlier:
+            per_trial = elapsed / (self.done - self.earlier)
+            eta = hms(per_trial * max(self.total - self.done, 0))
+        left = self.budget.left()
+        budget = "" if left is None else f" | left {hms(left)}"
+        if record["status"] == records.STATUS_COMPLETED:
+            result = f"val {record['val_accuracy']:.4f} test {record['test_accuracy']:.4f}"
+        else:
+            result = f"FAILED: {record['error']}"
+        best = f"best val {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -"
+        return (
+            f"trial {self.done}{of} [{record['trial_id']}] | elapsed {hms(elapsed)} | "
+            f"eta {eta}{budget} | {result} | {best}"
+        )
