@@ -59,7 +59,7 @@ class Progress:
     """Counts finished trials and prints one line per trial for people following the run."""
 
     total: int | None
-    stream: object = sys.stdout
+    stream: object = field(default_factory=lambda: sys.stdout)
     budget: Budget = field(default_factory=lambda: Budget(None))
     start: float = field(default_factory=time.monotonic)
     finished: dict = field(default_factory=dict)  # trial_id -> status; a rerun counts once

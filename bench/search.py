@@ -333,11 +333,13 @@ def move_aside(run_dir: Path) -> Path | None:
     return aside
 
 
-def run_search(config: SearchConfig, stream=sys.stdout, fresh: bool = False) -> Path:
+def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> Path:
     """Run (or resume) the search described by config; returns the run directory.
 
-    With fresh, an existing run folder is first moved aside (see move_aside).
+    Progress goes to stream (default: sys.stdout at call time). With fresh, an existing
+    run folder is first moved aside (see move_aside).
     """
+    stream = stream or sys.stdout
     splits = load_splits(config)
     check_space_builds(config.space)
     check_writable(Path(config.results))
@@ -377,6 +379,14 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
             callbacks=callbacks,
             verbose=config.verbose,
         )
+        if progress.done < progress.total:
+            # A space with few (or no) free hyperparameters runs out of new configurations.
+            print(
+                f"stopped: the tuner has no new configuration to try "
+                f"({progress.done} of {progress.total} trials)",
+                file=stream,
+                flush=True,
+            )
     except (StopSearch, BudgetSpent) as exc:
         reason = str(exc) or "time budget: stopped the trial in progress"
         print(f"stopped: {reason}", file=stream, flush=True)

@@ -1,0 +1,223 @@
+"""A night that goes wrong: kills, signals, budgets, failing trials, bad input, --fresh."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import search_spaces
+from bench import cli, records
+from bench.progress import REPORT_MARGIN_S
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--train-limit", "256", "--val-size", "128", "--test-limit", "128", "--max-epochs", "1"]
+KILLS = 3
+KILL_SEED = 7
+TRIALS = 4
+
+
+def bench_args(results: Path, run: str, *extra: str) -> list[str]:
+    return ["search", "--run", run, "--results", str(results), "--tuner", "random", *TINY, *extra]
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def finish(args: list[str]) -> subprocess.CompletedProcess:
+    proc = start(args)
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def wait_for_first_trial(proc: subprocess.Popen) -> None:
+    for line in proc.stdout:
+        if line.startswith("trial 1/"):
+            return
+    raise AssertionError(f"search ended before a trial: {proc.stderr.read()}")
+
+
+def assert_run_is_whole(run_dir: Path, trials: int) -> None:
+    for path in run_dir.rglob("*.json"):
+        json.loads(path.read_text())  # every JSON file parses, KerasTuner's included
+    done = records.load_records(run_dir)
+    assert len(done) == trials
+    assert {r["status"] for r in done} == {"completed"}
+    table = pd.read_csv(run_dir / "report" / "trials.csv", dtype={"trial_id": str})
+    assert len(table) == trials and table["trial_id"].is_unique
+    assert sorted(table["trial_id"]) == sorted(r["trial_id"] for r in done)
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path):
+    args = bench_args(tmp_path, "k", "--space", "cnn")
+    args += ["--max-trials", str(TRIALS)]
+    rng = random.Random(KILL_SEED)
+    for _ in range(KILLS):
+        proc = start(args)
+        time.sleep(rng.uniform(4.0, 12.0))  # start-up takes ~4 s, a tiny trial 1-5 s
+        proc.kill()
+        proc.communicate()
+    done = finish(args)
+    assert done.returncode == 0, done.stderr
+    assert_run_is_whole(tmp_path / "k", TRIALS)
+
+
+def test_sigterm_keeps_finished_trials_prints_the_resume_command_and_it_works(tmp_path):
+    args = bench_args(tmp_path, "t", "--space", "cnn", "--max-trials", "3")
+    proc = start(args)
+    wait_for_first_trial(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    resume = err.strip().splitlines()[-1].split("Resume with: ", 1)[1]
+    assert resume.startswith("bench search --run t")
+    assert (tmp_path / "t" / "report" / "index.html").exists()
+    kept = records.load_records(tmp_path / "t")
+    assert kept and all(r["status"] == "completed" for r in kept)
+    done = finish(resume.split()[1:])
+    assert done.returncode == 0, done.stderr
+    assert_run_is_whole(tmp_path / "t", 3)
+
+
+def test_sigint_exits_130_with_a_report(tmp_path):
+    proc = start(bench_args(tmp_path, "i", "--space", "cnn"))
+    wait_for_first_trial(proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped by SIGINT" in err
+    assert (tmp_path / "i" / "report" / "report.md").exists()
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_budget_shorter_than_the_report_margin_starts_no_trial(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, *bench_args(tmp_path, "b", "--space", "seed"), "--budget", "5s")
+    assert code == 0
+    assert "stopped: time budget" in out
+    assert records.load_records(tmp_path / "b") == []
+    assert "No trial finished" in (tmp_path / "b" / "report" / "report.md").read_text()
+
+
+def test_a_trial_cut_by_the_budget_runs_again_on_resume(tmp_path, capsys):
+    args = ["search", "--run", "c", "--results", str(tmp_path), "--space", "seed"]
+    args += [
+        "--tuner",
+        "random",
+        "--train-limit",
+        "5000",
+        "--test-limit",
+        "128",
+        "--max-epochs",
+        "5",
+    ]
+    budget = f"{int(REPORT_MARGIN_S) + 1}s"  # one second of training, then the cut
+    code, out, _ = run_cli(capsys, *args, "--budget", budget)
+    assert code == 0 and "stopped the trial in progress" in out
+    assert records.load_records(tmp_path / "c") == []
+    code, out, _ = run_cli(capsys, *args, "--max-epochs", "1")
+    assert code == 2  # a changed setting is refused, not mixed in
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0 and "resuming" in out
+    (record,) = records.load_records(tmp_path / "c")
+    assert record["status"] == "completed" and record["epochs_run"] >= 1
+
+
+def nan_space():
+    def build(hp):
+        model = keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                keras.layers.Flatten(),
+                keras.layers.Lambda(lambda x: x * np.nan),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    return types.SimpleNamespace(build=build, FIT_DEFAULTS={}, DESCRIPTION="nan")
+
+
+def test_nan_loss_and_oversized_models_are_failed_trials(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(search_spaces.SPACES, "nan", nan_space())
+    code, _, err = run_cli(capsys, *bench_args(tmp_path, "n", "--space", "nan"))
+    assert code == 0, err
+    (record,) = records.load_records(tmp_path / "n")
+    assert record["status"] == "failed" and "loss became nan in epoch 1" in record["error"]
+    code, _, err = run_cli(
+        capsys, *bench_args(tmp_path, "p", "--space", "seed"), "--max-params", "1000"
+    )
+    assert code == 0, err
+    (record,) = records.load_records(tmp_path / "p")
+    assert record["status"] == "failed" and "Oversized model: 59933 parameters" in record["error"]
+    report = (tmp_path / "p" / "report" / "report.md").read_text()
+    assert "Oversized model" in report and "No trial finished" in report
+
+
+def always_broken(hp):
+    raise ValueError("no model here")
+
+
+def test_a_space_whose_default_model_fails_is_bad_input(tmp_path, capsys, monkeypatch):
+    broken = types.SimpleNamespace(build=always_broken, FIT_DEFAULTS={}, DESCRIPTION="x")
+    monkeypatch.setitem(search_spaces.SPACES, "broken", broken)
+    code, _, err = run_cli(capsys, *bench_args(tmp_path, "x", "--space", "broken"))
+    assert code == 2
+    assert "space 'broken' cannot build its default model: ValueError: no model here" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_spaces_that_do_not_import_are_bad_input(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "search_spaces", None)  # import now raises ImportError
+    code, _, err = run_cli(capsys, *bench_args(tmp_path, "x"))
+    assert code == 2 and "the search spaces do not import" in err
+    assert cli.main(["spaces"]) == 2
+
+
+def test_a_results_path_that_is_a_file_is_bad_input(tmp_path, capsys):
+    results = tmp_path / "file"
+    results.write_text("not a folder")
+    code, _, err = run_cli(capsys, *bench_args(results, "x", "--space", "seed"))
+    assert code == 2 and "is not writable" in err
+    assert results.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("budget", ["7x", "0m", "soon"])
+def test_bad_budgets_are_bad_input(tmp_path, capsys, budget):
+    code, _, err = run_cli(capsys, *bench_args(tmp_path, "x"), "--budget", budget)
+    assert code == 2 and "duration" in err
+
+
+def test_fresh_moves_the_old_run_aside(tmp_path, capsys):
+    args = bench_args(tmp_path, "f", "--space", "seed")
+    assert run_cli(capsys, *args)[0] == 0
+    (old,) = records.load_records(tmp_path / "f")
+    code, out, _ = run_cli(capsys, *args, "--fresh")
+    assert code == 0 and "moved the old run to" in out
+    (aside,) = tmp_path.glob("f.old-*")
+    assert records.load_records(aside) == [old]
+    (new,) = records.load_records(tmp_path / "f")
+    assert new["started_at"] >= old["started_at"]
