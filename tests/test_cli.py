@@ -49,11 +49,27 @@ def test_unknown_space_lists_the_known_ones(capsys, tmp_path):
     assert_one_line_error(err, "unknown search space 'nope'", "seed", "cnn")
 
 
-@pytest.mark.parametrize("flag", ["--max-trials", "--batch-size", "--train-limit"])
+@pytest.mark.parametrize("flag", ["--max-trials", "--batch-size", "--train-limit", "--max-params"])
 def test_non_positive_numbers_are_usage_errors(capsys, flag):
     code, _, err = run_cli(capsys, "search", "--run", "r", flag, "0")
     assert code == 2
     assert_one_line_error(err, flag)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "--run", "r", "--max-trials", "ten"],
+        ["search", "--run", "r", "--tuner", "sometimes"],
+        ["search", "--run", "<b>x</b>"],
+        ["search", "--run", ".."],
+        ["export", "ghost/../x"],
+    ],
+)
+def test_malformed_numbers_names_and_runs_are_usage_errors(capsys, tmp_path, argv):
+    code, _, err = run_cli(capsys, *argv, "--results", str(tmp_path))
+    assert code == 2 and err.strip()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_data_dir_is_named(capsys, tmp_path):

@@ -125,6 +125,19 @@ def test_failed_trials_are_recorded_and_too_many_stop_the_run(tmp_path, monkeypa
     assert "Traceback" in failed[0]["traceback"]
 
 
+def test_an_out_of_memory_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+    space = types.SimpleNamespace(build=BreaksOffDefaults(oom), FIT_DEFAULTS={}, DESCRIPTION="x")
+    monkeypatch.setitem(search_spaces.SPACES, "oom", space)
+    config = tiny_config(tmp_path, space="oom", max_trials=2)
+    search.run_search(config, stream=io.StringIO())
+    failed = records.load_records(config.run_dir)
+    assert len(failed) == 2  # the first failure did not end the search
+    assert failed[0]["error"] == "ResourceExhaustedError: OOM when allocating tensor"
+
+
 def test_hyperband_runs_its_planned_schedule(tmp_path):
     config = tiny_config(tmp_path, space="cnn", tuner="hyperband", max_epochs=2, max_trials=None)
     tuner = search.make_tuner(config)
