@@ -32,16 +32,6 @@ CELL_FORMATS = {
     "params": "{:,.0f}",
     "train_seconds": "{:.1f}",
 }
-RECOMMENDED_FIELDS = (
-    "val_accuracy",
-    "val_loss",
-    "test_accuracy",
-    "test_loss",
-    "params",
-    "epochs_run",
-    "best_epoch",
-    "train_seconds",
-)
 RUN_FACTS = (
     "space",
     "tuner",
@@ -293,7 +283,7 @@ def _summary_blocks(ctx: _Context) -> list[tuple]:
 
 
 def _recommended_table(record: dict) -> pd.DataFrame:
-    rows = [(key, _cell(key, record.get(key))) for key in RECOMMENDED_FIELDS]
+    rows = [(key, _cell(key, record.get(key))) for key in tables.RESULT_COLUMNS]
     rows += [
         (f"hp {key}", tables.format_value(value))
         for key, value in sorted(record["hyperparameters"].items())

@@ -33,14 +33,8 @@ _ARCH_TOKENS = (
     ("optimizer", ""),
     ("learning_rate", "lr"),
 )
-CSV_COLUMNS = (
-    "run",
-    "trial_id",
-    "trial_number",
-    "status",
-    "space",
-    "tuner",
-    "architecture",
+# What a finished trial measured, in the order tables show it.
+RESULT_COLUMNS = (
     "val_accuracy",
     "val_loss",
     "test_accuracy",
@@ -49,6 +43,16 @@ CSV_COLUMNS = (
     "epochs_run",
     "best_epoch",
     "train_seconds",
+)
+CSV_COLUMNS = (
+    "run",
+    "trial_id",
+    "trial_number",
+    "status",
+    "space",
+    "tuner",
+    "architecture",
+    *RESULT_COLUMNS,
     "started_at",
     "finished_at",
     "elapsed_hours",
