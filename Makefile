@@ -7,6 +7,8 @@ SPACE ?= cnn
 TUNER ?= hyperband
 MAX_EPOCHS ?= 20
 SEED ?= 0
+# A fresh process every this many trials keeps a long night's memory bounded.
+TRIALS_PER_PROCESS ?= 25
 RUN ?= night-$(shell date +%Y-%m-%d)
 # report/release act on RUN when given, else on the newest run under $(RESULTS).
 LATEST_RUN = $(notdir $(patsubst %/config.json,%,$(firstword $(shell ls -t $(RESULTS)/*/config.json 2>/dev/null))))
@@ -30,7 +32,8 @@ $(STAMP): pyproject.toml constraints.txt
 # The overnight default: the cnn space with hyperband on full MNIST, then its report.
 search: $(STAMP)
 	$(BIN)/bench search --space $(SPACE) --tuner $(TUNER) --run $(RUN) \
-		--max-epochs $(MAX_EPOCHS) --seed $(SEED) --results $(RESULTS) $(SEARCH_FLAGS)
+		--max-epochs $(MAX_EPOCHS) --seed $(SEED) --results $(RESULTS) \
+		--trials-per-process $(TRIALS_PER_PROCESS) $(SEARCH_FLAGS)
 
 # A real search of a few minutes on a subset of MNIST, then its report.
 smoke: $(STAMP)

@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import traceback
 from dataclasses import fields
@@ -14,6 +15,7 @@ from pathlib import Path
 from bench.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, TUNER_NAMES, ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_MORE = 75  # EX_TEMPFAIL: a worker ran its share of trials; the run is not over
 DEFAULT_RESULTS = "results"
 
 
@@ -79,29 +81,74 @@ def _report(run_dir: Path) -> None:
         print(f"report: {report.write_report([run_dir], run_dir / 'report')}", flush=True)
 
 
+def _stopped_by_signal(config, code: int) -> int:
+    name = "SIGTERM" if code == EXIT_TERMINATED else "SIGINT"
+    print(
+        f"stopped by {name}; finished trials are kept. Resume with: {resume_command(config)}",
+        file=sys.stderr,
+    )
+    return code
+
+
 def cmd_search(args) -> int:
     config = search_config(args)
+    if config.trials_per_process and not args.worker:
+        return supervise(config, args.argv)
     from bench import search
 
+    report = (lambda run_dir: None) if args.worker else _report  # the supervisor reports
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        search.run_search(config, fresh=args.fresh)
+        over = search.run_search(config, fresh=args.fresh)
     except (KeyboardInterrupt, Terminated) as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the report finish
-        _report(config.run_dir)
-        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-        print(
-            f"stopped by {name}; finished trials are kept. Resume with: {resume_command(config)}",
-            file=sys.stderr,
-        )
-        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        report(config.run_dir)
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        return code if args.worker else _stopped_by_signal(config, code)
     except search.SearchError:
-        _report(config.run_dir)
+        report(config.run_dir)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _report(config.run_dir)
-    return EXIT_OK
+    report(config.run_dir)
+    return EXIT_OK if over else EXIT_MORE
+
+
+def _run_worker(argv: list[str]) -> int:
+    """Run `bench search ... --worker` in a child process, passing signals on to it."""
+    child = subprocess.Popen([sys.executable, "-m", "bench", *argv, "--worker"])
+
+    def forward(signum, frame):
+        child.send_signal(signum)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, forward) for signum in handled}
+    try:
+        return child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def supervise(config, argv: list[str]) -> int:
+    """Run the search in a series of child processes of --trials-per-process trials each."""
+    from bench.progress import Budget
+
+    budget = Budget(config.budget, margin=0.0)
+    while True:
+        child_argv = list(argv)
+        if (left := budget.left()) is not None:
+            # argparse keeps the last --budget: each child gets what is left.
+            child_argv += ["--budget", f"{max(int(left), 1)}s"]
+        code = _run_worker(child_argv)
+        argv = [arg for arg in argv if arg != "--fresh"]  # only the first child starts over
+        if code != EXIT_MORE:
+            break
+    if code in (EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED):
+        _report(config.run_dir)
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        return _stopped_by_signal(config, code)
+    return code
 
 
 def _run_dirs(args) -> list[Path]:
@@ -149,6 +196,10 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-params", type=int, help="bigger models fail as 'Oversized model'")
     p.add_argument("--max-failures", type=int, help="failed trials in a row that stop (5)")
     p.add_argument("--fresh", action="store_true", help="move an existing run aside, start over")
+    p.add_argument(
+        "--trials-per-process", type=int, help="run N trials per fresh process (bounds memory)"
+    )
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
 
 # name: (handler, help, extra flags)
@@ -209,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for worker processes
     try:
         return args.handler(args)
     except KeyboardInterrupt:

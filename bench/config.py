@@ -60,6 +60,9 @@ class SearchConfig:
     max_params: int | None = None  # a bigger model is a failed trial ("Oversized model")
     budget: float | None = None  # seconds this invocation may run; None: no limit
     max_failures: int = DEFAULT_MAX_FAILURES  # failed trials in a row that stop the run
+    # Run at most this many trials per Python process, then carry on in a fresh one: Keras
+    # keeps every fitted model's traced graphs alive, so one long process grows. None: one.
+    trials_per_process: int | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -71,7 +74,7 @@ class SearchConfig:
         if self.tuner not in TUNER_NAMES:
             raise ConfigError(f"unknown tuner {self.tuner!r}; known: {', '.join(TUNER_NAMES)}")
         positive = ("max_trials", "max_epochs", "batch_size", "train_limit", "test_limit")
-        for name in (*positive, "max_params", "max_failures"):
+        for name in (*positive, "max_params", "max_failures", "trials_per_process"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {value}")

@@ -53,6 +53,7 @@ RECORD_KEYS = (
     "versions",  # {python, tensorflow, keras, keras_tuner, numpy}
     "git_commit",  # project commit (with "-dirty" if the tree had changes), or None
     "predictions",  # file name under trials/ with the test predictions, or None
+    "process",  # {pid, rss_mb}: the process that ran the trial and its resident memory after it
 )
 
 

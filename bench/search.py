@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -62,6 +63,20 @@ class SearchError(RuntimeError):
 
 class StopSearch(Exception):
     """Raised between trials when the run has reached its trial limit or its time budget."""
+
+
+class ProcessLimit(StopSearch):
+    """This process has run its share of trials (--trials-per-process); the run goes on."""
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory in MiB (Linux), else None."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 class BudgetCallback(keras.callbacks.Callback):
@@ -191,6 +206,7 @@ class TrialRecorder:
             ),
             eval_seconds=round(time.monotonic() - began, 3),
             finished_at=utc_now(),
+            process={"pid": os.getpid(), "rss_mb": resident_mb()},
         )
         records.write_record(self.run_dir, record)
         self.progress.update(record)
@@ -203,6 +219,7 @@ class TrialRecorder:
             train_seconds=record["train_seconds"] or round(seconds, 3),
             epochs_run=record["epochs_run"] or 0,
             finished_at=utc_now(),
+            process={"pid": os.getpid(), "rss_mb": resident_mb()},
         )
         records.write_record(self.run_dir, record)
         self.progress.update(record)
@@ -219,8 +236,12 @@ class _RecordingTuner:
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        if self.trial_limit and self.recorder.progress.done >= self.trial_limit:
+        progress = self.recorder.progress
+        if self.trial_limit and progress.done >= self.trial_limit:
             raise StopSearch(f"reached {self.trial_limit} trials")
+        share = self.recorder.config.trials_per_process
+        if share and progress.done - progress.earlier >= share:
+            raise ProcessLimit(f"{share} trials in this process; continuing in a fresh one")
 
     def pre_create_trial(self):
         super().pre_create_trial()
@@ -333,8 +354,11 @@ def move_aside(run_dir: Path) -> Path | None:
     return aside
 
 
-def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> Path:
-    """Run (or resume) the search described by config; returns the run directory.
+def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> bool:
+    """Run (or resume) the search described by config.
+
+    Returns True when the run is over, False when this process stopped at its
+    --trials-per-process share and a fresh process should resume it.
 
     Progress goes to stream (default: sys.stdout at call time). With fresh, an existing
     run folder is first moved aside (see move_aside).
@@ -347,11 +371,10 @@ def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> Path:
         print(f"moved the old run to {aside}", file=stream, flush=True)
     with lock.run_lock(config.run_dir):
         resumed = prepare_run_dir(config, splits)
-        _search(config, splits, resumed, stream)
-    return config.run_dir
+        return _search(config, splits, resumed, stream)
 
 
-def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) -> None:
+def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) -> bool:
     keras.utils.set_random_seed(config.seed)
     progress = Progress(total=None, stream=stream, budget=Budget(config.budget))
     progress.resume_from(records.load_records(config.run_dir))
@@ -387,6 +410,9 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
                 file=stream,
                 flush=True,
             )
+    except ProcessLimit as exc:
+        print(f"paused: {exc}", file=stream, flush=True)
+        return False
     except (StopSearch, BudgetSpent) as exc:
         reason = str(exc) or "time budget: stopped the trial in progress"
         print(f"stopped: {reason}", file=stream, flush=True)
@@ -397,3 +423,4 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
             f"stopped: {config.max_failures} trials in a row failed; "
             f"see the report's failures section or {records.trials_dir(config.run_dir)}"
         ) from exc
+    return True

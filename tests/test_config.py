@@ -21,7 +21,15 @@ from bench.config import (
 )
 
 # Settings of one invocation: a resumed run may change them.
-NON_IDENTITY_FIELDS = ("run", "results", "data_dir", "verbose", "budget", "max_failures")
+NON_IDENTITY_FIELDS = (
+    "run",
+    "results",
+    "data_dir",
+    "verbose",
+    "budget",
+    "max_failures",
+    "trials_per_process",
+)
 
 
 # -- run names -----------------------------------------------------------------------------

@@ -20,7 +20,8 @@ def run_dir(tmp_path_factory):
     config = SearchConfig(
         run="x", space="seed", tuner="random", max_trials=1, results=str(results), **TINY
     ).validate()
-    return search.run_search(config, stream=io.StringIO())
+    assert search.run_search(config, stream=io.StringIO()) is True  # the run is over
+    return config.run_dir
 
 
 def test_export_then_retrain_on_the_full_training_set(run_dir, monkeypatch):

@@ -221,3 +221,30 @@ def test_fresh_moves_the_old_run_aside(tmp_path, capsys):
     assert records.load_records(aside) == [old]
     (new,) = records.load_records(tmp_path / "f")
     assert new["started_at"] >= old["started_at"]
+
+
+def test_trials_per_process_runs_each_share_in_a_fresh_process(tmp_path, capsys):
+    # Keras keeps the traced graphs of every fitted model (about 6-7 MB a tiny trial, measured
+    # in the issue 3 note); a fresh process per share of trials is what bounds memory.
+    args = bench_args(tmp_path, "w", "--space", "cnn", "--max-trials", "4")
+    code, out, err = run_cli(capsys, *args, "--trials-per-process", "2")
+    assert code == 0, err
+    done = records.load_records(tmp_path / "w")
+    assert len(done) == 4 and {r["status"] for r in done} == {"completed"}
+    by_pid: dict[int, list[float]] = {}
+    for record in done:
+        by_pid.setdefault(record["process"]["pid"], []).append(record["process"]["rss_mb"])
+    assert len(by_pid) == 2 and all(len(rss) == 2 for rss in by_pid.values())
+    assert all(mb > 0 for rss in by_pid.values() for mb in rss)
+    assert (tmp_path / "w" / "report" / "index.html").exists()
+
+
+def test_sigterm_to_the_supervisor_reaches_its_worker(tmp_path):
+    args = bench_args(tmp_path, "s", "--space", "cnn", "--max-trials", "6")
+    proc = start([*args, "--trials-per-process", "3"])
+    wait_for_first_trial(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Resume with: bench search --run s" in err
+    assert (tmp_path / "s" / "report" / "index.html").exists()
