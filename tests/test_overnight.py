@@ -133,7 +133,7 @@ def test_a_trial_cut_by_the_budget_runs_again_on_resume(tmp_path, capsys):
         "--max-epochs",
         "5",
     ]
-    budget = f"{int(REPORT_MARGIN_S) + 1}s"  # one second of training, then the cut
+    budget = f"{int(REPORT_MARGIN_S) + 3}s"  # about three seconds of training, then the cut
     code, out, _ = run_cli(capsys, *args, "--budget", budget)
     assert code == 0 and "stopped the trial in progress" in out
     assert records.load_records(tmp_path / "c") == []
