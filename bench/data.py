@@ -146,22 +146,23 @@ def _read_sums(path: Path) -> dict[str, str]:
     return sums
 
 
-def _check_sum(path: Path, content: bytes, sums_file: Path) -> None:
-    expected = _read_sums(sums_file).get(path.name)
+def _check_sum(path: Path, content: bytes, sums: dict[str, str], sums_file: Path) -> None:
+    expected = sums.get(path.name)
     if expected and hashlib.sha256(content).hexdigest() != expected:
         raise DataError(f"{path}: SHA256 mismatch with {sums_file} (corrupted?)")
 
 
 def read_idx_dir(folder: Path) -> Raw:
     """Read and validate the four IDX files of a folder (gzip or plain), checksums included."""
+    sums = {name: _read_sums(folder / name) for name in (SUMS_GZ, SUMS_RAW)}
     arrays = {}
     for key, (stem, magic, count) in FILES.items():
         path = _idx_file(folder, stem)
         if path.suffix == ".gz":
-            _check_sum(path, path.read_bytes(), folder / SUMS_GZ)
+            _check_sum(path, path.read_bytes(), sums[SUMS_GZ], folder / SUMS_GZ)
         content = _read_bytes(path)
         raw_path = path.with_suffix("") if path.suffix == ".gz" else path
-        _check_sum(raw_path, content, folder / SUMS_RAW)
+        _check_sum(raw_path, content, sums[SUMS_RAW], folder / SUMS_RAW)
         arrays[key] = parse_idx(content, magic, count, name=str(path))
     return _raw(arrays, source=str(folder))
 

@@ -205,6 +205,12 @@ class TrialRecorder:
                 self.run_dir, trial.trial_id, self.splits.y_test, probs
             ),
             eval_seconds=round(time.monotonic() - began, 3),
+        )
+        self._save(record)
+
+    def _save(self, record: dict) -> None:
+        """Stamp the end of a trial, write its record and report it on the progress line."""
+        record.update(
             finished_at=utc_now(),
             process={"pid": os.getpid(), "rss_mb": resident_mb()},
         )
@@ -218,11 +224,8 @@ class TrialRecorder:
             traceback="".join(traceback.format_exception(exc)),
             train_seconds=record["train_seconds"] or round(seconds, 3),
             epochs_run=record["epochs_run"] or 0,
-            finished_at=utc_now(),
-            process={"pid": os.getpid(), "rss_mb": resident_mb()},
         )
-        records.write_record(self.run_dir, record)
-        self.progress.update(record)
+        self._save(record)
 
 
 class _RecordingTuner:
