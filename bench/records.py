@@ -40,6 +40,7 @@ RECORD_KEYS = (
     "epochs_run",  # epochs trained in this trial
     "best_epoch",  # 1-based epoch (counting from the trial's initial epoch 0) of best val_accuracy
     "initial_epoch",  # epoch the trial started from (hyperband continues earlier trials)
+    "resumed_at_epoch",  # epochs already done when a cut-off trial went on from its backup
     "batch_size",  # training batch size
     "train_seconds",  # wall time of fit()
     "eval_seconds",  # wall time of the test-set evaluation

@@ -19,7 +19,7 @@ import numpy as np
 from keras_tuner.src import errors as kt_errors
 from keras_tuner.src import utils as kt_utils
 
-from bench import data, envinfo, lock, records
+from bench import checkpoint, data, envinfo, lock, records
 from bench.config import DEFAULT_MAX_TRIALS, ConfigError, SearchConfig
 from bench.progress import Budget, BudgetSpent, Progress
 from search_spaces import get as get_space
@@ -139,6 +139,7 @@ class TrialRecorder:
         self.splits = splits
         self.progress = progress
         self.run_dir = config.run_dir
+        self.backup: checkpoint.EpochBackup | None = None  # the running trial's
         self.context = {
             "seed": config.seed,
             "dataset": {"name": "mnist", "sha256": splits.sha256, **splits.sizes()},
@@ -162,9 +163,16 @@ class TrialRecorder:
         )
         return record
 
+    def epoch_backup(self, trial, callbacks) -> checkpoint.EpochBackup:
+        """The callback that saves this trial after each epoch and resumes it after a cut."""
+        folder = checkpoint.backup_dir(self.run_dir, trial.trial_id)
+        self.backup = checkpoint.EpochBackup(folder, trial.hyperparameters.values, callbacks)
+        return self.backup
+
     def run_trial(self, tuner, trial, run, *args, **kwargs):
         """Run one trial through KerasTuner (`run`), then evaluate and record it."""
         keras.utils.set_random_seed(self.config.seed)
+        self.backup = None
         record = self.base_record(trial, utc_now())
         began = time.monotonic()
         try:
@@ -213,8 +221,10 @@ class TrialRecorder:
         record.update(
             finished_at=utc_now(),
             process={"pid": os.getpid(), "rss_mb": resident_mb()},
+            resumed_at_epoch=self.backup.resumed_at if self.backup else None,
         )
         records.write_record(self.run_dir, record)
+        checkpoint.discard(self.run_dir, record["trial_id"])
         self.progress.update(record)
 
     def _finish_failed(self, record: dict, exc: BaseException, seconds: float) -> None:
@@ -236,6 +246,12 @@ class _RecordingTuner:
 
     def run_trial(self, trial, *args, **kwargs):
         return self.recorder.run_trial(self, trial, super().run_trial, *args, **kwargs)
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        callbacks = kwargs.get("callbacks", [])
+        # Last in the list: it restores the others' state after their own resets.
+        kwargs["callbacks"] = [*callbacks, self.recorder.epoch_backup(trial, callbacks)]
+        return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import search_spaces
-from bench import cli, records
+from bench import checkpoint, cli, records
 from bench.progress import REPORT_MARGIN_S
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,11 +64,13 @@ def assert_run_is_whole(run_dir: Path, trials: int) -> None:
     table = pd.read_csv(run_dir / "report" / "trials.csv", dtype={"trial_id": str})
     assert len(table) == trials and table["trial_id"].is_unique
     assert sorted(table["trial_id"]) == sorted(r["trial_id"] for r in done)
+    assert not list(run_dir.glob(f"{checkpoint.RESUME_DIR}/*"))  # no epoch backup left over
 
 
 def test_sigkill_at_random_moments_then_resume(tmp_path):
     args = bench_args(tmp_path, "k", "--space", "cnn")
-    args += ["--max-trials", str(TRIALS)]
+    # Three epochs a trial, so that some kills land after an epoch backup.
+    args += ["--max-trials", str(TRIALS), "--max-epochs", "3"]
     rng = random.Random(KILL_SEED)
     for _ in range(KILLS):
         proc = start(args)
