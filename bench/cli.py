@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import traceback
@@ -45,14 +46,20 @@ def _import_spaces():
     return search_spaces
 
 
+def parse_budget(text: str | None) -> float | None:
+    from bench.config import parse_duration
+
+    return None if text is None else parse_duration(text)
+
+
 def search_config(args):
     """The run's SearchConfig from the parsed flags, with the space's own fit defaults."""
-    from bench.config import SearchConfig, parse_duration, with_space_defaults
+    from bench.config import SearchConfig, with_space_defaults
 
     known = {f.name for f in fields(SearchConfig)}
     given = {k: v for k, v in vars(args).items() if k in known and v is not None}
     if "budget" in given:
-        given["budget"] = parse_duration(given["budget"])
+        given["budget"] = parse_budget(given["budget"])
     config = SearchConfig(**given)
     try:
         space = _import_spaces().get(config.space)
@@ -92,19 +99,32 @@ def _stopped_by_signal(config, code: int) -> int:
 
 def cmd_search(args) -> int:
     config = search_config(args)
-    if config.trials_per_process and not args.worker:
+    if args.role == "chief":
+        return serve_chief(config)
+    if args.role is None and config.workers:
+        return run_cluster(config, args)
+    if args.role is None and config.trials_per_process:
         return supervise(config, args.argv)
+    return search_here(config, args.role, fresh=args.fresh)
+
+
+def search_here(config, role: str | None, fresh: bool = False) -> int:
+    """Run the search in this process: on its own (role None), or as a child of a supervisor
+    (role "process" or "worker"), which then writes the report and says how to resume."""
     from bench import search
 
-    report = (lambda run_dir: None) if args.worker else _report  # the supervisor reports
+    report = _report if role is None else (lambda run_dir: None)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        over = search.run_search(config, fresh=args.fresh)
+        if role == "worker":
+            over = search.run_worker(config)
+        else:
+            over = search.run_search(config, fresh=fresh)
     except (KeyboardInterrupt, Terminated) as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the report finish
         report(config.run_dir)
         code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
-        return code if args.worker else _stopped_by_signal(config, code)
+        return code if role else _stopped_by_signal(config, code)
     except search.SearchError:
         report(config.run_dir)
         raise
@@ -114,9 +134,108 @@ def cmd_search(args) -> int:
     return EXIT_OK if over else EXIT_MORE
 
 
+def serve_chief(config) -> int:
+    """The chief of a distributed run, until its supervisor stops it or KerasTuner ends it."""
+    from bench import search
+
+    # Its state is on disk after every call it answers; a stop needs no unwinding (and
+    # KerasTuner's gRPC threads would hold up a normal exit).
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(EXIT_TERMINATED))
+    search.serve_chief(config)
+    return EXIT_OK
+
+
+def _without(argv: list[str], flags: dict[str, int]) -> list[str]:
+    """argv without the given flags (name -> how many values follow it)."""
+    out, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in flags:
+            skip = 0 if "=" in arg else flags[name]
+            continue
+        out.append(arg)
+    return out
+
+
+def run_cluster(config, args) -> int:
+    """`bench search --workers N`: a KerasTuner chief and N workers on this run, watched here."""
+    from bench import distributed, lock, records, search
+    from bench.progress import Budget, Progress
+
+    host, port = distributed.LOOPBACK, None
+    if args.listen:
+        host, port = distributed.parse_address(args.listen)
+    splits = search.open_run(config, args.fresh, sys.stdout)
+    with lock.run_lock(config.run_dir):
+        resumed = search.prepare_run_dir(config, splits)
+        progress = Progress(total=search.planned_trials(config), budget=Budget(config.budget))
+        existing = records.load_records(config.run_dir)
+        progress.resume_from(existing)
+        print(
+            f"{'resuming' if resumed else 'starting'} run {config.run}: space {config.space}, "
+            f"tuner {config.tuner}, {progress.total} trials planned ({progress.done} finished)",
+            flush=True,
+        )
+        cluster = distributed.Cluster(
+            run_dir=config.run_dir,
+            argv=_without(args.argv, {"--fresh": 0, "--workers": 1, "--listen": 1}),
+            workers=config.workers,
+            threads=config.threads or distributed.split_threads(config.workers),
+            host=host,
+            port=port or distributed.free_port(host),
+            progress=progress,
+            wait_for_chief=bool(args.listen),
+        )
+        cluster.shown = {r["trial_id"]: r["finished_at"] for r in existing}
+        cluster.start()
+        code = cluster.watch()
+    print(f"trials by worker: {cluster.summary() or 'none'}", flush=True)
+    if code in (EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED):
+        _report(config.run_dir)
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        return _stopped_by_signal(config, code)
+    return code
+
+
+def cmd_worker(args) -> int:
+    """`bench worker --chief HOST:PORT --run NAME`: join a distributed run from anywhere."""
+    from bench import distributed, records
+    from bench.config import SearchConfig, check_run_name
+
+    host, port = distributed.parse_address(args.chief)
+    run_dir = Path(args.results) / check_run_name(args.run)
+    try:
+        saved = records.load_config(run_dir)
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"run {args.run!r} has no readable config.json in {args.results}: "
+            "the worker needs the run folder the chief writes (a shared folder)"
+        ) from exc
+    known = {f.name for f in fields(SearchConfig)}
+    settings = {k: v for k, v in saved.items() if k in known}
+    settings.update(
+        results=args.results,
+        data_dir=args.data_dir,
+        threads=args.threads,
+        budget=parse_budget(args.budget),
+        workers=None,
+        trials_per_process=None,
+    )
+    config = SearchConfig(**settings).validate()
+    name = distributed.check_worker_id(args.id or f"{socket.gethostname()}-{os.getpid()}")
+    os.environ.update(
+        {distributed.ENV_ID: name, distributed.ENV_IP: host, distributed.ENV_PORT: str(port)}
+    )
+    print(f"worker {name} joins run {config.run} at chief {host}:{port}", flush=True)
+    return search_here(config, "worker")
+
+
 def _run_worker(argv: list[str]) -> int:
     """Run `bench search ... --worker` in a child process, passing signals on to it."""
-    child = subprocess.Popen([sys.executable, "-m", "bench", *argv, "--worker"])
+    child = subprocess.Popen([sys.executable, "-m", "bench", *argv, "--role", "process"])
 
     def forward(signum, frame):
         child.send_signal(signum)
@@ -199,7 +318,31 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trials-per-process", type=int, help="run N trials per fresh process (bounds memory)"
     )
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--workers", type=int, help="run N worker processes under a KerasTuner chief (this machine)"
+    )
+    p.add_argument(
+        "--listen",
+        help="chief address for --workers, HOST:PORT (default 127.0.0.1 and a free port); "
+        "another host than 127.0.0.1 lets other machines join, unauthenticated",
+    )
+    _add_threads_flag(p)
+    # Set by a supervising `bench search` on the processes it starts.
+    p.add_argument("--role", choices=("process", "chief", "worker"), help=argparse.SUPPRESS)
+
+
+def _add_threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads", type=int, help="TensorFlow threads per process (--workers: cores / N)"
+    )
+
+
+def _add_worker_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chief", required=True, help="the chief's HOST:PORT (see --listen)")
+    p.add_argument("--run", required=True, help="the run the chief serves")
+    p.add_argument("--id", help="worker name, stable across restarts (default HOST-PID)")
+    p.add_argument("--budget", help="time this worker may run, e.g. 7h30m")
+    _add_threads_flag(p)
 
 
 # name: (handler, help, extra flags)
@@ -209,6 +352,11 @@ COMMANDS = {
         cmd_search,
         "run (or resume) a KerasTuner search, then write its report",
         _add_search_flags,
+    ),
+    "worker": (
+        cmd_worker,
+        "join a distributed run (`bench search --workers N --listen HOST:PORT`) as a worker",
+        _add_worker_flags,
     ),
     "report": (cmd_report, "write tables, figures and HTML/Markdown for one or more runs", None),
     "export": (cmd_export, "ship the best trial (by validation accuracy) as a Keras model", None),
@@ -224,9 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         # Accepted after the command too; SUPPRESS keeps the top-level value when absent here.
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks")
-        if name in ("search", "export", "report"):
+        if name in ("search", "worker", "export", "report"):
             p.add_argument("--results", default=DEFAULT_RESULTS, help="folder of runs (results)")
-        if name in ("search", "export"):
+        if name in ("search", "worker", "export"):
             p.add_argument("--data-dir", help="MNIST IDX folder (else $BENCH_DATA_DIR, data/mnist)")
         if add_flags:
             add_flags(p)

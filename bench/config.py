@@ -63,6 +63,8 @@ class SearchConfig:
     # Run at most this many trials per Python process, then carry on in a fresh one: Keras
     # keeps every fitted model's traced graphs alive, so one long process grows. None: one.
     trials_per_process: int | None = None
+    workers: int | None = None  # worker processes under a KerasTuner chief; None: one process
+    threads: int | None = None  # TensorFlow intra- and inter-op threads per process; None: all
 
     @property
     def run_dir(self) -> Path:
@@ -74,7 +76,8 @@ class SearchConfig:
         if self.tuner not in TUNER_NAMES:
             raise ConfigError(f"unknown tuner {self.tuner!r}; known: {', '.join(TUNER_NAMES)}")
         positive = ("max_trials", "max_epochs", "batch_size", "train_limit", "test_limit")
-        for name in (*positive, "max_params", "max_failures", "trials_per_process"):
+        per_process = ("trials_per_process", "workers", "threads")
+        for name in (*positive, "max_params", "max_failures", *per_process):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {value}")

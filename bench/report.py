@@ -31,6 +31,9 @@ CELL_FORMATS = {
     "test_loss": "{:.4f}",
     "params": "{:,.0f}",
     "train_seconds": "{:.1f}",
+    "busy_hours": "{:.2f}",
+    "busy_share": "{:.0%}",
+    "oracle_wait_s": "{:.3f}",
 }
 RUN_FACTS = (
     "space",
@@ -226,6 +229,9 @@ def _report_blocks(ctx: _Context, figures: list[Figure], notes: list[str]) -> li
             ("table", _cells(tables.per_run_best(ctx.df))),
         ]
     blocks += _failure_blocks(tables.failures(ctx.df))
+    crew = tables.workers(ctx.df)
+    if len(crew):
+        blocks += [("h2", "Workers"), ("p", _WORKERS_NOTE), ("table", _cells(crew))]
     blocks.append(("h2", "Figures"))
     if ctx.choice is None:
         blocks.append(("p", f"{NO_TRIAL}: there is nothing to draw."))
@@ -238,6 +244,13 @@ _LEADERBOARD_NOTE = (
     f"Finished trials ranked by test accuracy (ties: lower test loss), top {LEADERBOARD_SIZE}; "
     "val_rank is the rank by validation accuracy, which is what chooses the release. "
     "Seed baseline rows are kept as reference."
+)
+
+
+_WORKERS_NOTE = (
+    "Trials by worker of a distributed run (`bench search --workers N`): busy_hours is training "
+    "plus test evaluation, busy_share that over the run's wall time, oracle_wait_s the mean "
+    "seconds a trial spent in calls to the chief."
 )
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ import numpy as np
 from keras_tuner.src import errors as kt_errors
 from keras_tuner.src import utils as kt_utils
 
-from bench import checkpoint, data, envinfo, lock, records
+from bench import checkpoint, data, distributed, envinfo, lock, records
 from bench.config import DEFAULT_MAX_TRIALS, ConfigError, SearchConfig
 from bench.progress import Budget, BudgetSpent, Progress
 from search_spaces import get as get_space
@@ -140,6 +141,7 @@ class TrialRecorder:
         self.progress = progress
         self.run_dir = config.run_dir
         self.backup: checkpoint.EpochBackup | None = None  # the running trial's
+        self.oracle_clock = distributed.Stopwatch()  # time spent waiting on the chief
         self.context = {
             "seed": config.seed,
             "dataset": {"name": "mnist", "sha256": splits.sha256, **splits.sizes()},
@@ -220,7 +222,13 @@ class TrialRecorder:
         """Stamp the end of a trial, write its record and report it on the progress line."""
         record.update(
             finished_at=utc_now(),
-            process={"pid": os.getpid(), "rss_mb": resident_mb()},
+            process={
+                "pid": os.getpid(),
+                "rss_mb": resident_mb(),
+                "host": socket.gethostname(),
+                "worker": distributed.worker_name(),
+                "oracle_seconds": self.oracle_clock.take(),
+            },
             resumed_at_epoch=self.backup.resumed_at if self.backup else None,
         )
         records.write_record(self.run_dir, record)
@@ -256,10 +264,12 @@ class _RecordingTuner:
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         progress = self.recorder.progress
+        if distributed.worker_name():  # other workers finish trials of this run too
+            progress.refresh(records.load_records(self.recorder.run_dir))
         if self.trial_limit and progress.done >= self.trial_limit:
             raise StopSearch(f"reached {self.trial_limit} trials")
         share = self.recorder.config.trials_per_process
-        if share and progress.done - progress.earlier >= share:
+        if share and progress.ran >= share:
             raise ProcessLimit(f"{share} trials in this process; continuing in a fresh one")
 
     def pre_create_trial(self):
@@ -304,12 +314,19 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
     tuner.recorder = recorder
     if config.tuner == "hyperband":
         tuner.trial_limit = config.max_trials
+    if recorder is not None and distributed.worker_name():
+        distributed.time_oracle_calls(tuner.oracle, recorder.oracle_clock)
     return tuner
 
 
-def planned_trials(config: SearchConfig, tuner) -> int:
+def planned_trials(config: SearchConfig) -> int:
     if config.tuner == "hyperband":
-        schedule = hyperband_schedule(tuner.oracle)
+        oracle = kt.oracles.HyperbandOracle(
+            objective=kt.Objective(OBJECTIVE, direction="max"),
+            max_epochs=config.max_epochs,
+            factor=config.hyperband_factor,
+        )
+        schedule = hyperband_schedule(oracle)
         return min(schedule, config.max_trials) if config.max_trials else schedule
     return config.max_trials or DEFAULT_MAX_TRIALS
 
@@ -383,14 +400,47 @@ def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> bool:
     run folder is first moved aside (see move_aside).
     """
     stream = stream or sys.stdout
+    splits = open_run(config, fresh, stream)
+    with lock.run_lock(config.run_dir):
+        resumed = prepare_run_dir(config, splits)
+        return _search(config, splits, resumed, stream)
+
+
+def open_run(config: SearchConfig, fresh: bool, stream) -> data.Splits:
+    """Check everything a run needs before it starts; move the old run aside when fresh."""
+    distributed.apply_threads(config.threads)
     splits = load_splits(config)
     check_space_builds(config.space)
     check_writable(Path(config.results))
     if fresh and (aside := move_aside(config.run_dir)):
         print(f"moved the old run to {aside}", file=stream, flush=True)
-    with lock.run_lock(config.run_dir):
-        resumed = prepare_run_dir(config, splits)
-        return _search(config, splits, resumed, stream)
+    return splits
+
+
+def serve_chief(config: SearchConfig) -> None:
+    """The chief of a distributed run: serve KerasTuner's oracle until its workers are done.
+
+    The run folder (config.json, lock) belongs to the process that started this one.
+    """
+    distributed.apply_threads(config.threads)
+    make_tuner(config).search()  # KerasTuner's chief blocks in its gRPC server
+
+
+def run_worker(config: SearchConfig, stream=None) -> bool:
+    """A worker of a distributed run: trials from the chief, records into the shared folder."""
+    stream = stream or sys.stdout
+    distributed.apply_threads(config.threads)
+    if not (config.run_dir / records.CONFIG_FILE).is_file():
+        raise ConfigError(f"run {config.run!r} has no {records.CONFIG_FILE} under {config.results}")
+    splits = load_splits(config)
+    prepare_run_dir(config, splits)  # the same data and settings as the chief's, or refused
+    try:
+        return _search(config, splits, True, stream)
+    except distributed.grpc_error() as exc:
+        # The chief's oracle counts failures in a row and raises in the call that ends one.
+        if "consecutive failures" in str(getattr(exc, "details", lambda: "")()):
+            raise SearchError(too_many_failures(config)) from exc
+        raise SearchError(distributed.lost_chief_message(exc)) from exc
 
 
 def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) -> bool:
@@ -398,7 +448,7 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
     progress = Progress(total=None, stream=stream, budget=Budget(config.budget))
     progress.resume_from(records.load_records(config.run_dir))
     tuner = make_tuner(config, TrialRecorder(config, splits, progress))
-    progress.total = planned_trials(config, tuner)
+    progress.total = planned_trials(config)
     print(
         f"{'resuming' if resumed else 'starting'} run {config.run}: space {config.space}, "
         f"tuner {config.tuner}, {progress.total} trials planned ({progress.done} finished), "
@@ -421,7 +471,15 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
             callbacks=callbacks,
             verbose=config.verbose,
         )
-        if progress.done < progress.total:
+        if distributed.worker_name():
+            progress.refresh(records.load_records(config.run_dir))
+            print(
+                f"stopped: the chief has no more trials for this worker "
+                f"({progress.done} of {progress.total} finished so far)",
+                file=stream,
+                flush=True,
+            )
+        elif progress.done < progress.total:
             # A space with few (or no) free hyperparameters runs out of new configurations.
             print(
                 f"stopped: the tuner has no new configuration to try "
@@ -438,8 +496,12 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
     except RuntimeError as exc:
         if "consecutive failures" not in str(exc):
             raise
-        raise SearchError(
-            f"stopped: {config.max_failures} trials in a row failed; "
-            f"see the report's failures section or {records.trials_dir(config.run_dir)}"
-        ) from exc
+        raise SearchError(too_many_failures(config)) from exc
     return True
+
+
+def too_many_failures(config: SearchConfig) -> str:
+    return (
+        f"stopped: {config.max_failures} trials in a row failed; "
+        f"see the report's failures section or {records.trials_dir(config.run_dir)}"
+    )

@@ -51,6 +51,7 @@ CSV_COLUMNS = (
     "status",
     "space",
     "tuner",
+    "worker",
     "architecture",
     *RESULT_COLUMNS,
     "started_at",
@@ -58,10 +59,18 @@ CSV_COLUMNS = (
     "elapsed_hours",
     "error",
 )
-FLOAT_COLUMNS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_seconds")
+FLOAT_COLUMNS = (
+    "val_accuracy",
+    "val_loss",
+    "test_accuracy",
+    "test_loss",
+    "train_seconds",
+    "eval_seconds",
+    "oracle_seconds",
+)
 INT_COLUMNS = ("params", "epochs_run", "best_epoch", "initial_epoch")
 # Record fields the frame keeps but trials.csv leaves out (nested or file names).
-EXTRA_COLUMNS = ("initial_epoch", "history", "predictions")
+EXTRA_COLUMNS = ("initial_epoch", "history", "predictions", "eval_seconds", "oracle_seconds")
 LEADERBOARD_COLUMNS = (
     "rank",
     "run",
@@ -165,6 +174,8 @@ def _is_int(value) -> bool:
 
 def _trial_row(run_name: str, record: dict) -> dict:
     row = {key: record.get(key) for key in CSV_COLUMNS + EXTRA_COLUMNS}
+    process = record.get("process") or {}
+    row.update(worker=process.get("worker"), oracle_seconds=process.get("oracle_seconds"))
     hyperparameters = record.get("hyperparameters") or {}
     row.update(run=run_name, architecture=architecture(hyperparameters, record.get("space")))
     row.update({HP_PREFIX + name: value for name, value in hyperparameters.items()})
@@ -373,3 +384,35 @@ def per_run_best(df: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def workers(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per worker of a distributed run: its trials, failures and busy time.
+
+    busy_hours adds up training and test evaluation; busy_share divides it by the run's
+    wall time (first trial's start to last trial's end); oracle_wait_s is the mean time a
+    trial's worker spent in calls to the chief (its overhead per trial).
+    """
+    part = df[df["worker"].notna()]
+    rows = []
+    for (run, worker), trials in part.groupby(["run", "worker"], sort=True):
+        in_run = df[df["run"] == run]
+        wall = (
+            _utc(in_run["finished_at"]).max() - _utc(in_run["started_at"]).min()
+        ).total_seconds()
+        busy = trials["train_seconds"].fillna(0).sum() + trials["eval_seconds"].fillna(0).sum()
+        rows.append(
+            {
+                "run": run,
+                "worker": worker,
+                "trials": len(trials),
+                "failed": int((trials["status"] == records.STATUS_FAILED).sum()),
+                "busy_hours": busy / SECONDS_PER_HOUR,
+                "busy_share": busy / wall if wall > 0 else np.nan,
+                "oracle_wait_s": trials["oracle_seconds"].mean(),
+            }
+        )
+    return pd.DataFrame(rows, columns=WORKER_COLUMNS)
+
+
+WORKER_COLUMNS = ("run", "worker", "trials", "failed", "busy_hours", "busy_share", "oracle_wait_s")

@@ -29,6 +29,8 @@ NON_IDENTITY_FIELDS = (
     "budget",
     "max_failures",
     "trials_per_process",
+    "workers",
+    "threads",
 )
 
 
@@ -84,7 +86,8 @@ def test_unknown_tuner_fails(tuner):
 
 
 @pytest.mark.parametrize(
-    "field", ["max_trials", "max_epochs", "batch_size", "train_limit", "test_limit"]
+    "field",
+    ["max_trials", "max_epochs", "batch_size", "train_limit", "test_limit", "workers", "threads"],
 )
 @pytest.mark.parametrize("value", [0, -1, -128])
 def test_non_positive_counts_fail(field, value):
@@ -93,7 +96,7 @@ def test_non_positive_counts_fail(field, value):
         SearchConfig(run="r", **{field: value}).validate()
 
 
-@pytest.mark.parametrize("field", ["max_trials", "train_limit", "test_limit"])
+@pytest.mark.parametrize("field", ["max_trials", "train_limit", "test_limit", "workers", "threads"])
 def test_optional_counts_may_be_none_or_one(field):
     SearchConfig(run="r", **{field: None}).validate()
     SearchConfig(run="r", **{field: 1}).validate()

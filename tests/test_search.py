@@ -140,8 +140,7 @@ def test_an_out_of_memory_trial_is_recorded_as_failed_and_the_search_goes_on(tmp
 
 def test_hyperband_runs_its_planned_schedule(tmp_path):
     config = tiny_config(tmp_path, space="cnn", tuner="hyperband", max_epochs=2, max_trials=None)
-    tuner = search.make_tuner(config)
-    planned = search.planned_trials(config, tuner)
+    planned = search.planned_trials(config)
     assert planned == 2  # one bracket of ceil(1 + log3(2)) trials
     config = tiny_config(
         tmp_path, run="hb", space="cnn", tuner="hyperband", max_epochs=2, max_trials=None
