@@ -9,6 +9,8 @@ MAX_EPOCHS ?= 20
 SEED ?= 0
 # A fresh process every this many trials keeps a long night's memory bounded.
 TRIALS_PER_PROCESS ?= 25
+# WORKERS=N runs N worker processes under a KerasTuner chief (README: Several processes).
+WORKERS ?=
 RUN ?= night-$(shell date +%Y-%m-%d)
 # report/release act on RUN when given, else on the newest run under $(RESULTS).
 LATEST_RUN = $(notdir $(patsubst %/config.json,%,$(firstword $(shell ls -t $(RESULTS)/*/config.json 2>/dev/null))))
@@ -19,7 +21,7 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma = ,
 
-.PHONY: setup search smoke report release test test-slow lint clean-venv
+.PHONY: setup search smoke report release test test-slow bench-workers lint clean-venv
 
 setup: $(STAMP)
 
@@ -33,7 +35,8 @@ $(STAMP): pyproject.toml constraints.txt
 search: $(STAMP)
 	$(BIN)/bench search --space $(SPACE) --tuner $(TUNER) --run $(RUN) \
 		--max-epochs $(MAX_EPOCHS) --seed $(SEED) --results $(RESULTS) \
-		--trials-per-process $(TRIALS_PER_PROCESS) $(SEARCH_FLAGS)
+		--trials-per-process $(TRIALS_PER_PROCESS) $(if $(WORKERS),--workers $(WORKERS)) \
+		$(SEARCH_FLAGS)
 
 # A real search of a few minutes on a subset of MNIST, then its report.
 smoke: $(STAMP)
@@ -55,6 +58,10 @@ test: $(STAMP)
 # Trains on full MNIST: the seed baseline must reach 99.0% test accuracy (several minutes).
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# 1 worker x all cores vs 2 workers x 1 thread on the same small search (a few minutes).
+bench-workers: $(STAMP)
+	$(BIN)/python -m bench.perf workers --results $(RESULTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench search_spaces tests

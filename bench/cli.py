@@ -30,14 +30,6 @@ def cmd_spaces(args) -> int:
     return EXIT_OK
 
 
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so that the search unwinds like on Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated
-
-
 def _import_spaces():
     try:
         import search_spaces
@@ -112,9 +104,10 @@ def search_here(config, role: str | None, fresh: bool = False) -> int:
     """Run the search in this process: on its own (role None), or as a child of a supervisor
     (role "process" or "worker"), which then writes the report and says how to resume."""
     from bench import search
+    from bench.progress import STOP, Terminated
 
     report = _report if role is None else (lambda run_dir: None)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = STOP.install()
     try:
         if role == "worker":
             over = search.run_worker(config)
@@ -129,7 +122,7 @@ def search_here(config, role: str | None, fresh: bool = False) -> int:
         report(config.run_dir)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        STOP.restore(previous)
     report(config.run_dir)
     return EXIT_OK if over else EXIT_MORE
 

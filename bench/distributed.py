@@ -37,6 +37,7 @@ MAX_RESTARTS = 3  # per worker, for deaths; a worker that ran its --trials-per-p
 # started again without counting
 POLL_S = 0.5
 CHIEF_GRACE_S = 5.0  # after the last worker, the chief may take this long to exit on its own
+STOP_GRACE_S = 20.0  # after SIGTERM or SIGINT, a child may take this long to write and exit
 LOGS_DIR = "logs"
 EXIT_MORE = 75  # as bench.cli: a worker ran its share of trials; the run is not over
 PR_SET_PDEATHSIG = 1
@@ -191,6 +192,14 @@ class Child:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
 
+    def stop(self, grace: float) -> None:
+        """Wait up to grace seconds for the process to end after a signal, then kill it."""
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
     def last_line(self) -> str:
         try:
             lines = self.log.read_text(errors="replace").strip().splitlines()
@@ -265,12 +274,18 @@ class Cluster:
                 self.progress.show(record)
 
     def stop_all(self, signum: int = signal.SIGTERM) -> None:
+        """Signal every worker, then the chief; SIGKILL what has not ended after a grace time.
+
+        A worker blocked in a call to a dead chief runs no Python signal handler until gRPC
+        gives up; a kill is safe (every file is written atomically, and the resume goes on
+        from the trial's last epoch backup).
+        """
         for worker in self.crew.values():
             worker.signal(signum)
         for worker in self.crew.values():
-            worker.proc.wait()
+            worker.stop(STOP_GRACE_S)
         self.chief.signal(signal.SIGTERM)
-        self.chief.proc.wait()
+        self.chief.stop(STOP_GRACE_S)
 
     def watch(self) -> int:
         """Wait for the run to end; returns the supervisor's exit code (as `bench search`)."""
@@ -343,7 +358,7 @@ class Cluster:
         while self.chief.poll() is None and time.monotonic() < deadline:
             time.sleep(POLL_S)
         self.chief.signal(signal.SIGTERM)  # its oracle was saved when the last trial ended
-        self.chief.proc.wait()
+        self.chief.stop(STOP_GRACE_S)
 
     def summary(self) -> str:
         counts: dict[str, int] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,45 @@ class BudgetSpent(BaseException):
     A BaseException, like KeyboardInterrupt, so that KerasTuner does not record the cut-off
     trial as failed: it stays unfinished and runs again when the run is resumed.
     """
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that the search unwinds like on Ctrl-C."""
+
+
+class StopSignals:
+    """Turns SIGINT and SIGTERM into KeyboardInterrupt and Terminated wherever the process is.
+
+    Python drops an exception raised inside a __del__ method or a weakref callback (which
+    garbage collection runs at any moment), printing "Exception ignored". So the signal is also
+    remembered, and check(), called between batches and before each trial, raises it again.
+    """
+
+    EXCEPTIONS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+
+    def __init__(self):
+        self.pending: type[BaseException] | None = None
+
+    def handle(self, signum, frame):
+        self.pending = self.EXCEPTIONS[signum]
+        raise self.pending
+
+    def check(self) -> None:
+        if self.pending is not None:
+            raise self.pending
+
+    def install(self) -> dict:
+        """Handle both signals from now on; returns the handlers to restore()."""
+        self.pending = None
+        return {signum: signal.signal(signum, self.handle) for signum in self.EXCEPTIONS}
+
+    def restore(self, previous: dict) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        self.pending = None
+
+
+STOP = StopSignals()
 
 
 def hms(seconds: float) -> str:

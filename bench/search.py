@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -20,9 +21,9 @@ import numpy as np
 from keras_tuner.src import errors as kt_errors
 from keras_tuner.src import utils as kt_utils
 
-from bench import checkpoint, data, distributed, envinfo, lock, records
+from bench import checkpoint, data, distributed, envinfo, lock, memory, records
 from bench.config import DEFAULT_MAX_TRIALS, ConfigError, SearchConfig
-from bench.progress import Budget, BudgetSpent, Progress
+from bench.progress import STOP, Budget, BudgetSpent, Progress
 from search_spaces import get as get_space
 
 OBJECTIVE = "val_accuracy"
@@ -81,13 +82,15 @@ def resident_mb() -> float | None:
 
 
 class BudgetCallback(keras.callbacks.Callback):
-    """Stops training the moment only the budget's report margin is left."""
+    """Stops training the moment only the budget's report margin is left, or a stop signal
+    came."""
 
     def __init__(self, budget: Budget):
         super().__init__()
         self.budget = budget
 
     def on_train_batch_end(self, batch, logs=None):
+        STOP.check()  # a signal whose exception garbage collection swallowed
         self.budget.check()
 
 
@@ -194,10 +197,7 @@ class TrialRecorder:
 
     def _complete(self, record: dict, tuner, trial, history: dict) -> None:
         began = time.monotonic()
-        with warnings.catch_warnings():
-            # The checkpoint holds optimizer slots that a freshly built model has not made yet.
-            warnings.filterwarnings("ignore", message=OPTIMIZER_SLOTS_WARNING)
-            model = tuner.load_model(trial)  # the best epoch's weights
+        model = self.best_epoch_model(tuner, trial)
         probs = model.predict(self.splits.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
         test_accuracy, test_loss = test_metrics(probs, self.splits.y_test)
         best = best_epoch_index(history)
@@ -217,6 +217,21 @@ class TrialRecorder:
             eval_seconds=round(time.monotonic() - began, 3),
         )
         self._save(record)
+
+    def best_epoch_model(self, tuner, trial):
+        """The trial's model with its best epoch's weights (KerasTuner's checkpoint).
+
+        The model fit() trained takes them back; building it anew (tuner.load_model) would
+        cost a clear_session, a garbage collection and a build per trial.
+        """
+        trained = self.backup.model if self.backup else None
+        if trained is None:
+            with warnings.catch_warnings():
+                # The checkpoint holds optimizer slots that a fresh model has not made yet.
+                warnings.filterwarnings("ignore", message=OPTIMIZER_SLOTS_WARNING)
+                return tuner.load_model(trial)
+        trained.load_weights(tuner._get_checkpoint_fname(trial.trial_id))
+        return trained
 
     def _save(self, record: dict) -> None:
         """Stamp the end of a trial, write its record and report it on the progress line."""
@@ -253,7 +268,8 @@ class _RecordingTuner:
     trial_limit: int | None = None
 
     def run_trial(self, trial, *args, **kwargs):
-        return self.recorder.run_trial(self, trial, super().run_trial, *args, **kwargs)
+        with memory.released_traces():  # else each trial's graphs stay for good
+            return self.recorder.run_trial(self, trial, super().run_trial, *args, **kwargs)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         callbacks = kwargs.get("callbacks", [])
@@ -274,6 +290,7 @@ class _RecordingTuner:
 
     def pre_create_trial(self):
         super().pre_create_trial()
+        STOP.check()
         budget = self.recorder.progress.budget
         if not budget.fits_another_trial():
             raise StopSearch(
@@ -461,6 +478,10 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
         keras.callbacks.TerminateOnNaN(),
         BudgetCallback(progress.budget),
     ]
+    # What exists by now (modules, data, the tuner) lives as long as the process: keeping it
+    # out of the garbage collector's scans makes the collections KerasTuner runs before every
+    # build several times cheaper.
+    gc.freeze()
     try:
         tuner.search(
             splits.x_train,

@@ -1,10 +1,11 @@
 """The registry of search spaces: an explicit {name: module} table, nothing scanned."""
 
-from search_spaces import cnn, seed
+from search_spaces import cnn, seed, tiny
 
 SPACES = {
     "seed": seed,
     "cnn": cnn,
+    "tiny": tiny,
 }
 
 

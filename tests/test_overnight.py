@@ -68,7 +68,7 @@ def assert_run_is_whole(run_dir: Path, trials: int) -> None:
 
 
 def test_sigkill_at_random_moments_then_resume(tmp_path):
-    args = bench_args(tmp_path, "k", "--space", "cnn")
+    args = bench_args(tmp_path, "k", "--space", "tiny")
     # Three epochs a trial, so that some kills land after an epoch backup.
     args += ["--max-trials", str(TRIALS), "--max-epochs", "3"]
     rng = random.Random(KILL_SEED)
@@ -83,7 +83,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 
 
 def test_sigterm_keeps_finished_trials_prints_the_resume_command_and_it_works(tmp_path):
-    args = bench_args(tmp_path, "t", "--space", "cnn", "--max-trials", "3")
+    args = bench_args(tmp_path, "t", "--space", "tiny", "--max-trials", "3")
     proc = start(args)
     wait_for_first_trial(proc)
     proc.send_signal(signal.SIGTERM)
@@ -100,7 +100,7 @@ def test_sigterm_keeps_finished_trials_prints_the_resume_command_and_it_works(tm
 
 
 def test_sigint_exits_130_with_a_report(tmp_path):
-    proc = start(bench_args(tmp_path, "i", "--space", "cnn"))
+    proc = start(bench_args(tmp_path, "i", "--space", "tiny"))
     wait_for_first_trial(proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -228,7 +228,7 @@ def test_fresh_moves_the_old_run_aside(tmp_path, capsys):
 def test_trials_per_process_runs_each_share_in_a_fresh_process(tmp_path, capsys):
     # Keras keeps the traced graphs of every fitted model (about 6-7 MB a tiny trial, measured
     # in the issue 3 note); a fresh process per share of trials is what bounds memory.
-    args = bench_args(tmp_path, "w", "--space", "cnn", "--max-trials", "4")
+    args = bench_args(tmp_path, "w", "--space", "tiny", "--max-trials", "4")
     code, out, err = run_cli(capsys, *args, "--trials-per-process", "2")
     assert code == 0, err
     done = records.load_records(tmp_path / "w")
@@ -242,7 +242,7 @@ def test_trials_per_process_runs_each_share_in_a_fresh_process(tmp_path, capsys)
 
 
 def test_sigterm_to_the_supervisor_reaches_its_worker(tmp_path):
-    args = bench_args(tmp_path, "s", "--space", "cnn", "--max-trials", "6")
+    args = bench_args(tmp_path, "s", "--space", "tiny", "--max-trials", "6")
     proc = start([*args, "--trials-per-process", "3"])
     wait_for_first_trial(proc)
     proc.send_signal(signal.SIGTERM)

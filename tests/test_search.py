@@ -143,7 +143,7 @@ def test_hyperband_runs_its_planned_schedule(tmp_path):
     planned = search.planned_trials(config)
     assert planned == 2  # one bracket of ceil(1 + log3(2)) trials
     config = tiny_config(
-        tmp_path, run="hb", space="cnn", tuner="hyperband", max_epochs=2, max_trials=None
+        tmp_path, run="hb", space="tiny", tuner="hyperband", max_epochs=2, max_trials=None
     )
     search.run_search(config, stream=io.StringIO())
     done = records.load_records(config.run_dir)
