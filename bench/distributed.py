@@ -308,15 +308,16 @@ class Cluster:
             if self.stop_signal is not None:
                 self.stop_all(self.stop_signal)
                 return 128 + self.stop_signal
-            failure = self._check_workers()
-            if failure is not None:
-                self.stop_all()
-                return failure
+            # The chief first: workers that lose it stop too, and the chief is the cause.
             chief_code = self.chief.poll()
             if chief_code not in (None, 0):
                 self.say(f"error: the chief {describe_exit(chief_code)}; stopping the workers")
                 self.stop_all()
                 return 1
+            failure = self._check_workers()
+            if failure is not None:
+                self.stop_all()
+                return failure
             if len(self.done) == len(self.crew) and self._chief_may_go():
                 self._let_chief_go()
                 return 0 if all(code == 0 for code in self.done.values()) else 1
