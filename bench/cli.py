@@ -198,7 +198,11 @@ def cmd_worker(args) -> int:
     from bench import distributed, records
     from bench.config import SearchConfig, check_run_name
 
-    host, port = distributed.parse_address(args.chief)
+    chief = args.chief or distributed.chief_from_environment()
+    if not chief:
+        variables = f"{distributed.ENV_IP} and {distributed.ENV_PORT}"
+        raise UsageError(f"no chief: give --chief HOST:PORT or set {variables}")
+    host, port = distributed.parse_address(chief)
     run_dir = Path(args.results) / check_run_name(args.run)
     try:
         saved = records.load_config(run_dir)
@@ -218,7 +222,8 @@ def cmd_worker(args) -> int:
         trials_per_process=None,
     )
     config = SearchConfig(**settings).validate()
-    name = distributed.check_worker_id(args.id or f"{socket.gethostname()}-{os.getpid()}")
+    name = args.id or os.environ.get(distributed.ENV_ID) or f"{socket.gethostname()}-{os.getpid()}"
+    name = distributed.check_worker_id(name)
     os.environ.update(
         {distributed.ENV_ID: name, distributed.ENV_IP: host, distributed.ENV_PORT: str(port)}
     )
@@ -331,9 +336,13 @@ def _add_threads_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _add_worker_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chief", required=True, help="the chief's HOST:PORT (see --listen)")
+    p.add_argument(
+        "--chief", help="the chief's HOST:PORT (see --listen); default from KERASTUNER_ORACLE_*"
+    )
     p.add_argument("--run", required=True, help="the run the chief serves")
-    p.add_argument("--id", help="worker name, stable across restarts (default HOST-PID)")
+    p.add_argument(
+        "--id", help="worker name, stable across restarts (default $KERASTUNER_TUNER_ID, HOST-PID)"
+    )
     p.add_argument("--budget", help="time this worker may run, e.g. 7h30m")
     _add_threads_flag(p)
 

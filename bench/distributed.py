@@ -61,6 +61,12 @@ def records_safe(name: str) -> bool:
     return all(c.isalnum() or c in "-_." for c in name)
 
 
+def chief_from_environment() -> str | None:
+    """HOST:PORT from KerasTuner's own variables, when both are set."""
+    host, port = os.environ.get(ENV_IP), os.environ.get(ENV_PORT)
+    return f"{host}:{port}" if host and port else None
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """("host", port) from "HOST:PORT"; ConfigError otherwise."""
     host, sep, port = (text or "").rpartition(":")

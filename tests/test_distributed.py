@@ -234,3 +234,18 @@ def test_a_worker_needs_the_run_folder_of_its_chief(tmp_path, capsys):
     )
     assert code == 2
     assert "has no readable config.json" in capsys.readouterr().err
+
+
+def test_a_worker_needs_a_chief(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(distributed.ENV_IP, raising=False)
+    code = cli.main(["worker", "--run", "r", "--results", str(tmp_path)])
+    assert code == 2
+    assert "no chief: give --chief HOST:PORT or set KERASTUNER_ORACLE_IP" in capsys.readouterr().err
+
+
+def test_the_chief_address_may_come_from_kerastuners_variables(monkeypatch):
+    monkeypatch.setenv(distributed.ENV_IP, "10.0.0.5")
+    monkeypatch.setenv(distributed.ENV_PORT, "8470")
+    assert distributed.chief_from_environment() == "10.0.0.5:8470"
+    monkeypatch.delenv(distributed.ENV_PORT)
+    assert distributed.chief_from_environment() is None
