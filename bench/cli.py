@@ -66,7 +66,7 @@ def resume_command(config) -> str:
 
     defaults = SearchConfig(run=config.run)
     parts = ["bench", "search", "--run", config.run]
-    for name in (*IDENTITY_FIELDS, "results", "data_dir", "trials_per_process"):
+    for name in (*IDENTITY_FIELDS, "results", "data_dir", "trials_per_process", "workers"):
         value = getattr(config, name)
         if value != getattr(defaults, name):
             parts += [f"--{name.replace('_', '-')}", str(value)]

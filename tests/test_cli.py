@@ -175,10 +175,13 @@ def test_python_dash_m_bench_lists_spaces():
 def test_the_resume_command_repeats_every_setting_that_is_not_a_default():
     from bench.config import SearchConfig
 
-    config = SearchConfig(run="n", space="seed", max_trials=7, results="out", trials_per_process=3)
+    config = SearchConfig(
+        run="n", space="seed", max_trials=7, results="out", trials_per_process=3, workers=2
+    )
     command = cli.resume_command(config)
     assert command == (
         "bench search --run n --space seed --max-trials 7 --results out --trials-per-process 3"
+        " --workers 2"
     )
     args = cli.build_parser().parse_args(command.split()[1:])
-    assert (args.space, args.max_trials, args.results) == ("seed", 7, "out")
+    assert (args.space, args.max_trials, args.results, args.workers) == ("seed", 7, "out", 2)
