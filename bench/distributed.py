@@ -52,12 +52,12 @@ def worker_name() -> str | None:
 
 
 def check_worker_id(name: str) -> str:
-    if not name or CHIEF in name or not records_safe(name):
+    if not name or CHIEF in name or not _plain_name(name):
         raise ConfigError(f"worker id {name!r} must be a plain name without 'chief' in it")
     return name
 
 
-def records_safe(name: str) -> bool:
+def _plain_name(name: str) -> bool:
     return all(c.isalnum() or c in "-_." for c in name)
 
 
