@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 
 from bench import cli, distributed, records, tables
 from bench.config import ConfigError
-from bench.progress import Progress
+from bench.progress import Budget, Progress
 from tests.factories import fake_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,3 +250,26 @@ def test_the_chief_address_may_come_from_kerastuners_variables(monkeypatch):
     assert distributed.chief_from_environment() == "10.0.0.5:8470"
     monkeypatch.delenv(distributed.ENV_PORT)
     assert distributed.chief_from_environment() is None
+
+
+def test_workers_get_what_is_left_of_the_budget_less_the_supervisors_margin(tmp_path):
+    started = []
+    worker = types.SimpleNamespace(start=started.append)
+
+    def cluster(budget):
+        return distributed.Cluster(
+            run_dir=tmp_path,
+            argv=[],
+            workers=1,
+            threads=1,
+            host="127.0.0.1",
+            port=1,
+            progress=Progress(total=1, budget=budget),
+        )
+
+    # A budget of 100 s that starts half a second from now: 100 s are left.
+    cluster(Budget(100.0, start=time.monotonic() + 0.5)).launch(worker)
+    cluster(Budget(None)).launch(worker)
+    cluster(Budget(5.0)).launch(worker)
+    margin = distributed.SUPERVISOR_MARGIN_S
+    assert started == [["--budget", f"{100 - margin}s"], [], ["--budget", "1s"]]
