@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import records
+from bench.cli import EXIT_FAILURE, EXIT_MORE, EXIT_USAGE
 from bench.config import ConfigError
 
 ENV_ID = "KERASTUNER_TUNER_ID"
@@ -42,7 +43,6 @@ POLL_S = 0.5
 SUPERVISOR_MARGIN_S = 15
 STOP_GRACE_S = 20.0  # after SIGTERM or SIGINT, a child may take this long to write and exit
 LOGS_DIR = "logs"
-EXIT_MORE = 75  # as bench.cli: a worker ran its share of trials; the run is not over
 PR_SET_PDEATHSIG = 1
 
 
@@ -261,8 +261,8 @@ class Cluster:
         """Start (or restart) a worker with what is left of the time budget."""
         left = self.progress.budget.left()
         # argparse keeps the last --budget: the worker gets what is left, less the margin.
-        budget = [] if left is None else [f"{max(int(left) - SUPERVISOR_MARGIN_S, 1)}s"]
-        worker.start(["--budget", *budget] if budget else [])
+        extra = [] if left is None else ["--budget", f"{max(int(left) - SUPERVISOR_MARGIN_S, 1)}s"]
+        worker.start(extra)
 
     def start(self) -> None:
         self.chief = self.child(CHIEF, "chief", 1)
@@ -360,7 +360,7 @@ class Cluster:
                 self.launch(worker)
             elif code == 0:
                 self.done[name] = code
-            elif code in (1, 2):  # the worker said why (too many failures, bad setting)
+            elif code in (EXIT_FAILURE, EXIT_USAGE):  # it said why (failures, a bad setting)
                 self.say(f"error: {name} stopped: {worker.last_line()}")
                 return code
             elif worker.deaths < MAX_RESTARTS:
