@@ -8,6 +8,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -51,19 +52,36 @@ class Raw:
 
 @dataclass(frozen=True)
 class Splits:
-    """Scaled float32 images (n, 28, 28, 1) and uint8 labels for train, val and test."""
+    """uint8 images (n, 28, 28, 1), views into the loaded arrays, and uint8 labels.
 
-    x_train: np.ndarray
+    The search trains from the uint8 images (bench.pipeline scales each batch), so a search
+    process holds the pixels once, as bytes. x_train, x_val and x_test are the scaled
+    float32 copies (4x the bytes), made on first use for code that wants arrays.
+    """
+
+    train_images: np.ndarray
     y_train: np.ndarray
-    x_val: np.ndarray
+    val_images: np.ndarray
     y_val: np.ndarray
-    x_test: np.ndarray
+    test_images: np.ndarray
     y_test: np.ndarray
     source: str
     sha256: str
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+    @cached_property
+    def x_train(self) -> np.ndarray:
+        return to_float(self.train_images)
+
+    @cached_property
+    def x_val(self) -> np.ndarray:
+        return to_float(self.val_images)
+
+    @cached_property
+    def x_test(self) -> np.ndarray:
+        return to_float(self.test_images)
 
 
 def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
@@ -213,7 +231,17 @@ def load_raw(data_dir: str | os.PathLike | None = None) -> Raw:
 
 def scale(images: np.ndarray) -> np.ndarray:
     """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1]."""
-    return (images.astype(np.float32) / PIXEL_MAX)[..., np.newaxis]
+    return to_float(with_channel(images))
+
+
+def with_channel(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, 28, 28) -> (n, 28, 28, 1), a view: no pixel is copied."""
+    return images[..., np.newaxis]
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [0, 1], same shape."""
+    return images.astype(np.float32) / PIXEL_MAX
 
 
 def make_splits(
@@ -233,11 +261,11 @@ def make_splits(
     train_end = cut if train_limit is None else min(train_limit, cut)
     test_end = len(raw.y_test) if test_limit is None else min(test_limit, len(raw.y_test))
     return Splits(
-        x_train=scale(raw.x_train[:train_end]),
+        train_images=with_channel(raw.x_train[:train_end]),
         y_train=raw.y_train[:train_end],
-        x_val=scale(raw.x_train[cut:]),
+        val_images=with_channel(raw.x_train[cut:]),
         y_val=raw.y_train[cut:],
-        x_test=scale(raw.x_test[:test_end]),
+        test_images=with_channel(raw.x_test[:test_end]),
         y_test=raw.y_test[:test_end],
         source=raw.source,
         sha256=raw.sha256,
@@ -255,5 +283,5 @@ def load(
 
 
 def full_training_set(raw: Raw) -> tuple[np.ndarray, np.ndarray]:
-    """All 60,000 training images and labels, scaled, for retraining a winner."""
-    return scale(raw.x_train), raw.y_train
+    """All 60,000 training images (uint8, n x 28 x 28 x 1) and labels, to retrain a winner."""
+    return with_channel(raw.x_train), raw.y_train

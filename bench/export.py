@@ -11,9 +11,9 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from bench import data, envinfo, records
+from bench import data, envinfo, pipeline, records
 from bench.search import EVAL_BATCH_SIZE, OPTIMIZER_SLOTS_WARNING, test_metrics
-from search_spaces import get as get_space
+from search_spaces import hypermodel
 
 BEST_DIR = "best"
 CHECKPOINT = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in each trial folder
@@ -26,11 +26,15 @@ class ExportError(RuntimeError):
     """The run cannot be exported; the message says why."""
 
 
-def build_model(space: str, hyperparameters: dict) -> keras.Model:
-    """The space's compiled model for exactly these hyperparameter values."""
+def trial_hyperparameters(hyperparameters: dict) -> kt.HyperParameters:
     hp = kt.HyperParameters()
     hp.values = dict(hyperparameters)
-    return get_space(space).build(hp)
+    return hp
+
+
+def build_model(space: str, hyperparameters: dict) -> keras.Model:
+    """The space's compiled model for exactly these hyperparameter values."""
+    return hypermodel(space).build(trial_hyperparameters(hyperparameters))
 
 
 def load_trial_model(run_dir: Path, record: dict) -> keras.Model:
@@ -51,11 +55,15 @@ def retrain(record: dict, config: dict, raw: data.Raw) -> tuple[keras.Model, flo
     Returns the model, the training seconds and the number of training images.
     """
     keras.utils.set_random_seed(config["seed"])
-    model = build_model(record["space"], record["hyperparameters"])
-    x, y = data.full_training_set(raw)
+    space = hypermodel(record["space"])
+    hp = trial_hyperparameters(record["hyperparameters"])
+    model = space.build(hp)
+    images, labels = data.full_training_set(raw)
+    train = pipeline.training_set(images, labels, config["batch_size"], config["seed"])
     began = time.monotonic()
-    model.fit(x, y, epochs=record["best_epoch"], batch_size=config["batch_size"], verbose=0)
-    return model, time.monotonic() - began, len(y)
+    # The space's own fit, so that the retrain follows the trial's learning-rate schedule.
+    space.fit(hp, model, train, epochs=record["best_epoch"], shuffle=False, verbose=0)
+    return model, time.monotonic() - began, len(labels)
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
@@ -66,6 +74,11 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
         # A model whose optimizer never trained saves it without slots, and then every
         # load_model warns that they are missing; building them first keeps loading quiet.
         model.optimizer.build(model.trainable_variables)
+        # A shipped model needs no training-only loss (label smoothing is a class of ours):
+        # plain cross-entropy lets keras.saving.load_model open it without this package.
+        model.compile(
+            optimizer=model.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
         model.save(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -90,7 +103,8 @@ def export_run(run_dir: Path, retrain_all: bool = False, data_dir: str | None = 
         raise ExportError("the data differs from the data the run was trained on (SHA256)")
     splits = data.make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])
     model, trained = _final_model(run_dir, record, config, raw, retrain_all)
-    probs = model.predict(splits.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
+    probs = model.predict(test_set, verbose=0)
     accuracy, loss = test_metrics(probs, splits.y_test)
     if not retrain_all:
         _check_matches_record(record, accuracy, len(splits.y_test))

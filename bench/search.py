@@ -21,15 +21,17 @@ import numpy as np
 from keras_tuner.src import errors as kt_errors
 from keras_tuner.src import utils as kt_utils
 
-from bench import checkpoint, data, distributed, envinfo, lock, memory, records
+from bench import checkpoint, data, distributed, envinfo, lock, memory, pipeline, records
 from bench.config import DEFAULT_MAX_TRIALS, ConfigError, SearchConfig
 from bench.progress import STOP, Budget, BudgetSpent, Progress
 from search_spaces import get as get_space
+from search_spaces import hypermodel
 
 OBJECTIVE = "val_accuracy"
 EVAL_BATCH_SIZE = 1024
 # Keras clips probabilities to [eps, 1 - eps] in its cross-entropy; the test loss does the same.
 PROB_EPSILON = 1e-7
+MIXED_POLICY = "mixed_float16"
 TUNER_CLASSES = {
     "random": kt.RandomSearch,
     "grid": kt.GridSearch,
@@ -145,6 +147,7 @@ class TrialRecorder:
         self.run_dir = config.run_dir
         self.backup: checkpoint.EpochBackup | None = None  # the running trial's
         self.oracle_clock = distributed.Stopwatch()  # time spent waiting on the chief
+        self.test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
         self.context = {
             "seed": config.seed,
             "dataset": {"name": "mnist", "sha256": splits.sha256, **splits.sizes()},
@@ -198,7 +201,7 @@ class TrialRecorder:
     def _complete(self, record: dict, tuner, trial, history: dict) -> None:
         began = time.monotonic()
         model = self.best_epoch_model(tuner, trial)
-        probs = model.predict(self.splits.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+        probs = model.predict(self.test_set, verbose=0)
         test_accuracy, test_loss = test_metrics(probs, self.splits.y_test)
         best = best_epoch_index(history)
         record.update(
@@ -313,7 +316,7 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
     """A stock KerasTuner tuner of the configured kind, over the configured space."""
     base = TUNER_CLASSES[config.tuner]
     common = dict(
-        hypermodel=get_space(config.space).build,
+        hypermodel=hypermodel(config.space),
         objective=kt.Objective(OBJECTIVE, direction="max"),
         seed=config.seed + ORACLE_SEED_OFFSET,
         directory=str(config.run_dir),
@@ -329,11 +332,33 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
     cls = type(f"Recording{base.__name__}", (_RecordingTuner, base), {})
     tuner = cls(**common)
     tuner.recorder = recorder
+    defaults_first(tuner.oracle)
     if config.tuner == "hyperband":
         tuner.trial_limit = config.max_trials
     if recorder is not None and distributed.worker_name():
         distributed.time_oracle_calls(tuner.oracle, recorder.oracle_clock)
     return tuner
+
+
+def defaults_first(oracle) -> None:
+    """Make a fresh run's first trial try the space's defaults, its author's best guess.
+
+    KerasTuner's oracles draw every trial at random; a space whose defaults are a known-good
+    recipe (cnn_plus) then gives a strong best-so-far from the first trial on.
+    """
+    draw = oracle._random_values
+
+    def values():
+        if oracle.trials:  # not the first trial (a resumed run has its trials back)
+            return draw()
+        chosen = kt.HyperParameters()
+        for hp in oracle.hyperparameters.space:
+            chosen.merge([hp])  # conditions see the values chosen so far
+            if chosen.is_active(hp):
+                chosen.values[hp.name] = hp.default
+        return chosen.values
+
+    oracle._random_values = values
 
 
 def planned_trials(config: SearchConfig) -> int:
@@ -423,9 +448,22 @@ def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> bool:
         return _search(config, splits, resumed, stream)
 
 
+def apply_runtime(config: SearchConfig) -> None:
+    """The process-wide TensorFlow settings a run asks for: threads and precision."""
+    distributed.apply_threads(config.threads)
+    if config.mixed_precision:
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            raise ConfigError(
+                "--mixed-precision needs a GPU: a CPU has no fast float16, it would run slower"
+            )
+        keras.mixed_precision.set_global_policy(MIXED_POLICY)
+
+
 def open_run(config: SearchConfig, fresh: bool, stream) -> data.Splits:
     """Check everything a run needs before it starts; move the old run aside when fresh."""
-    distributed.apply_threads(config.threads)
+    apply_runtime(config)
     splits = load_splits(config)
     check_space_builds(config.space)
     check_writable(Path(config.results))
@@ -439,14 +477,14 @@ def serve_chief(config: SearchConfig) -> None:
 
     The run folder (config.json, lock) belongs to the process that started this one.
     """
-    distributed.apply_threads(config.threads)
+    apply_runtime(config)
     make_tuner(config).search()  # KerasTuner's chief blocks in its gRPC server
 
 
 def run_worker(config: SearchConfig, stream=None) -> bool:
     """A worker of a distributed run: trials from the chief, records into the shared folder."""
     stream = stream or sys.stdout
-    distributed.apply_threads(config.threads)
+    apply_runtime(config)
     if not (config.run_dir / records.CONFIG_FILE).is_file():
         raise ConfigError(f"run {config.run!r} has no {records.CONFIG_FILE} under {config.results}")
     splits = load_splits(config)
@@ -484,11 +522,14 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
     gc.freeze()
     try:
         tuner.search(
-            splits.x_train,
-            splits.y_train,
-            validation_data=(splits.x_val, splits.y_val),
+            pipeline.training_set(
+                splits.train_images, splits.y_train, config.batch_size, config.seed
+            ),
+            validation_data=pipeline.evaluation_set(
+                splits.val_images, splits.y_val, EVAL_BATCH_SIZE
+            ),
             epochs=config.max_epochs,
-            batch_size=config.batch_size,
+            shuffle=False,  # the training set reshuffles itself every epoch
             callbacks=callbacks,
             verbose=config.verbose,
         )

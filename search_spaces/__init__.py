@@ -1,10 +1,13 @@
 """The registry of search spaces: an explicit {name: module} table, nothing scanned."""
 
-from search_spaces import cnn, seed, tiny
+import keras_tuner as kt
+
+from search_spaces import cnn, cnn_plus, seed, tiny
 
 SPACES = {
     "seed": seed,
     "cnn": cnn,
+    "cnn_plus": cnn_plus,
     "tiny": tiny,
 }
 
@@ -15,3 +18,25 @@ def get(name: str):
         return SPACES[name]
     except KeyError:
         raise KeyError(f"unknown search space {name!r}; known: {', '.join(SPACES)}") from None
+
+
+class SpaceModel(kt.HyperModel):
+    """A space module as a KerasTuner HyperModel: its build(hp), and its fit(hp, model, ...)
+    where the space tunes training itself (schedules), else plain model.fit."""
+
+    def __init__(self, name: str, space):
+        super().__init__(name=name)
+        self.space = space
+
+    def build(self, hp):
+        return self.space.build(hp)
+
+    def fit(self, hp, model, *args, **kwargs):
+        if hasattr(self.space, "fit"):
+            return self.space.fit(hp, model, *args, **kwargs)
+        return model.fit(*args, **kwargs)
+
+
+def hypermodel(name: str) -> SpaceModel:
+    """The registered space `name` as a HyperModel for KerasTuner's tuners."""
+    return SpaceModel(name, get(name))

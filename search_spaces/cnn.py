@@ -44,7 +44,8 @@ def build(hp) -> keras.Model:
             dense_dropout = hp.Float("dense_dropout", 0.0, MAX_DROPOUT, step=DROPOUT_STEP)
         x = layers.Dense(units, activation="relu")(x)
         x = layers.Dropout(dense_dropout)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    # float32 softmax: under --mixed-precision the loss still sees full-precision probabilities.
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name="cnn")
     model.compile(
         optimizer=_optimizer(

@@ -169,7 +169,7 @@ def test_python_dash_m_bench_lists_spaces():
     )
     assert done.returncode == 0, done.stderr
     names = [line.split()[0] for line in done.stdout.splitlines()]
-    assert names == ["seed", "cnn", "tiny"]
+    assert names == ["seed", "cnn", "cnn_plus", "tiny"]
 
 
 def test_the_resume_command_repeats_every_setting_that_is_not_a_default():

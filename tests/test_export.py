@@ -30,10 +30,12 @@ def test_export_then_retrain_on_the_full_training_set(run_dir, monkeypatch):
     assert shipped["training"]["retrained_on_all_training_images"] is False
     assert shipped["training"]["train_images"] == TINY["train_limit"]
     calls = []
+    full_set = data.full_training_set
 
     def small_full_set(raw):
         calls.append(len(raw.y_train))  # asked for all 60,000
-        return data.scale(raw.x_train[:RETRAIN_IMAGES]), raw.y_train[:RETRAIN_IMAGES]
+        images, labels = full_set(raw)
+        return images[:RETRAIN_IMAGES], labels[:RETRAIN_IMAGES]
 
     monkeypatch.setattr(data, "full_training_set", small_full_set)
     out = export.export_run(run_dir, retrain_all=True)

@@ -1,0 +1,185 @@
+"""The cnn_plus space: every structure builds and runs, every training choice compiles and fits."""
+
+import itertools
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+import search_spaces
+from bench import export, search
+from search_spaces import cnn_plus
+
+IMAGES = 4
+FIT_IMAGES = 32
+FIT_EPOCHS = 2
+SMALLEST = {
+    "conv_blocks": 1,
+    "convs_per_block": 1,
+    "filters": cnn_plus.MIN_FILTERS,
+    "dense_units": 0,
+    "rotation_degrees": 0.0,
+    "shift": 0.0,
+    "zoom": 0.0,
+}
+AUGMENTATIONS = {
+    "none": {"rotation_degrees": 0.0, "shift": 0.0, "zoom": 0.0},
+    "strongest": {
+        "rotation_degrees": max(cnn_plus.ROTATIONS),
+        "shift": max(cnn_plus.SHIFTS),
+        "zoom": max(cnn_plus.ZOOMS),
+    },
+}
+AUGMENTATION_LAYERS = {"RandomRotation", "RandomTranslation", "RandomZoom"}
+
+
+def hyperparameters(**values) -> kt.HyperParameters:
+    hp = kt.HyperParameters()
+    hp.values = dict(values)
+    return hp
+
+
+def layer_kinds(model) -> list[str]:
+    return [layer.__class__.__name__ for layer in model.layers]
+
+
+STRUCTURES = list(
+    itertools.product(
+        range(1, cnn_plus.MAX_BLOCKS + 1),  # conv_blocks
+        (1, 2),  # convs_per_block
+        (True, False),  # batch_norm
+        cnn_plus.HEADS,
+        (0, min(u for u in cnn_plus.DENSE_UNITS if u)),  # no hidden dense layer, or one
+        sorted(AUGMENTATIONS),
+    )
+)
+
+
+@pytest.mark.parametrize("blocks,convs,batch_norm,head,units,augment", STRUCTURES)
+def test_every_structure_builds_and_maps_images_to_probabilities(
+    blocks, convs, batch_norm, head, units, augment
+):
+    values = dict(
+        conv_blocks=blocks,
+        convs_per_block=convs,
+        batch_norm=batch_norm,
+        head=head,
+        dense_units=units,
+        filters=cnn_plus.MIN_FILTERS,
+        **AUGMENTATIONS[augment],
+    )
+    model = cnn_plus.build(hyperparameters(**values))
+    kinds = layer_kinds(model)
+    assert kinds.count("Conv2D") == blocks * convs
+    assert kinds.count("BatchNormalization") == (blocks * convs if batch_norm else 0)
+    assert kinds.count("MaxPooling2D") == blocks
+    assert ("GlobalAveragePooling2D" in kinds) == (head == "gap")
+    assert ("Flatten" in kinds) == (head == "flatten")
+    assert kinds.count("Dense") == (2 if units else 1)
+    assert (AUGMENTATION_LAYERS <= set(kinds)) == (augment == "strongest")
+    filters = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert filters == [cnn_plus.MIN_FILTERS * 2**b for b in range(blocks) for _ in range(convs)]
+    images = np.random.rand(IMAGES, 28, 28, 1).astype("float32")
+    for training in (True, False):  # augmentation and dropout act only in training
+        probs = keras.ops.convert_to_numpy(model(images, training=training))
+        assert probs.shape == (IMAGES, 10)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+TRAINING_CHOICES = list(
+    # Smoothing acts the same at every strength: none, and the strongest, cover the code.
+    itertools.product(cnn_plus.OPTIMIZERS, cnn_plus.SCHEDULES, (0.0, max(cnn_plus.SMOOTHINGS)))
+)
+
+
+@pytest.mark.parametrize("optimizer,schedule,smoothing", TRAINING_CHOICES)
+def test_every_training_choice_compiles_and_fits(optimizer, schedule, smoothing):
+    rate = 4e-3
+    hp = hyperparameters(
+        **SMALLEST,
+        optimizer=optimizer,
+        schedule=schedule,
+        label_smoothing=smoothing,
+        learning_rate=rate,
+        weight_decay=1e-3,
+    )
+    space = search_spaces.hypermodel("cnn_plus")
+    model = space.build(hp)
+    assert isinstance(model.optimizer, keras.optimizers.AdamW) == (optimizer == "adamw")
+    if optimizer == "adamw":
+        assert model.optimizer.weight_decay == pytest.approx(1e-3)
+    assert isinstance(model.loss, cnn_plus.SmoothedSparseCrossentropy) == bool(smoothing)
+    rng = np.random.default_rng(0)
+    x = rng.random((FIT_IMAGES, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, FIT_IMAGES)
+    history = space.fit(
+        hp, model, x, y, validation_data=(x, y), epochs=FIT_EPOCHS, batch_size=8, verbose=0
+    )
+    assert np.isfinite(history.history["loss"]).all()
+    final_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    if schedule == "cosine":  # set at the start of the last epoch
+        assert final_rate == pytest.approx(cnn_plus.cosine_rate(FIT_EPOCHS - 1, rate, FIT_EPOCHS))
+    elif schedule == "constant":
+        assert final_rate == pytest.approx(rate)
+    else:  # plateau: never above the start, never below its floor
+        assert rate * cnn_plus.MIN_LR_FRACTION <= final_rate <= rate * (1 + 1e-6)
+
+
+def test_cosine_rate_warms_up_then_decays_to_its_floor():
+    rate, epochs = 1e-2, 10
+    rates = [cnn_plus.cosine_rate(e, rate, epochs) for e in range(epochs + 1)]
+    assert rates[0] == pytest.approx(rate / 2)  # one warm-up epoch: half way up
+    assert rates[1] == pytest.approx(rate)
+    assert all(a > b for a, b in zip(rates[1:-1], rates[2:], strict=True))
+    assert rates[-1] == pytest.approx(rate * cnn_plus.MIN_LR_FRACTION)
+    halfway = 1 + (epochs - 1) / 2
+    floor = rate * cnn_plus.MIN_LR_FRACTION
+    assert cnn_plus.cosine_rate(halfway, rate, epochs) == pytest.approx((rate + floor) / 2)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_smoothed_loss_matches_keras_categorical_crossentropy(smoothing):
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(10), size=6).astype("float32")
+    labels = rng.integers(0, 10, 6)
+    ours = cnn_plus.SmoothedSparseCrossentropy(smoothing)(labels, probs)
+    theirs = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)(
+        keras.ops.one_hot(labels, 10), probs
+    )
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
+    if smoothing == 0.0:
+        plain = keras.losses.SparseCategoricalCrossentropy()(labels, probs)
+        assert float(ours) == pytest.approx(float(plain), rel=1e-5)
+
+
+def test_a_shipped_model_has_plain_crossentropy_and_loads_back(tmp_path):
+    model = cnn_plus.build(hyperparameters(**SMALLEST, label_smoothing=0.1))
+    export.save_model_atomic(model, tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.loss == "sparse_categorical_crossentropy"
+    images = np.random.rand(IMAGES, 28, 28, 1).astype("float32")
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+def test_the_first_trial_of_a_run_tries_the_space_defaults():
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"), seed=3)
+    hp = kt.HyperParameters()
+    cnn_plus.build(hp)
+    oracle.update_space(hp)
+    search.defaults_first(oracle)
+    first = oracle._random_values()
+    assert first == {p.name: p.default for p in hp.space if hp.is_active(p)}
+    assert "weight_decay" not in first  # adam by default: AdamW's decay is inactive
+    oracle.trials["0"] = object()  # once a trial exists, draws are random again
+    assert oracle._random_values() != first
+
+
+def test_mixed_precision_keeps_float32_probabilities():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = cnn_plus.build(hyperparameters(**SMALLEST))
+        assert model.layers[1].compute_dtype == "float16"
+        assert model.output.dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
