@@ -325,6 +325,12 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         "another host than 127.0.0.1 lets other machines join, unauthenticated",
     )
     _add_threads_flag(p)
+    p.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        default=None,
+        help="compute in float16 with float32 weights (needs a GPU)",
+    )
     # Set by a supervising `bench search` on the processes it starts.
     p.add_argument("--role", choices=("process", "chief", "worker"), help=argparse.SUPPRESS)
 

@@ -31,6 +31,7 @@ IDENTITY_FIELDS = (
     "test_limit",
     "hyperband_factor",
     "max_params",
+    "mixed_precision",
 )
 
 
@@ -65,6 +66,7 @@ class SearchConfig:
     trials_per_process: int | None = None
     workers: int | None = None  # worker processes under a KerasTuner chief; None: one process
     threads: int | None = None  # TensorFlow intra- and inter-op threads per process; None: all
+    mixed_precision: bool = False  # float16 compute, float32 weights: a GPU's tensor cores
 
     @property
     def run_dir(self) -> Path:

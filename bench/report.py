@@ -34,7 +34,10 @@ CELL_FORMATS = {
     "busy_hours": "{:.2f}",
     "busy_share": "{:.0%}",
     "oracle_wait_s": "{:.3f}",
+    "target": "{:.1%}",
+    "minutes": "{:.1f}",
 }
+NOT_REACHED = "not reached"
 RUN_FACTS = (
     "space",
     "tuner",
@@ -228,6 +231,11 @@ def _report_blocks(ctx: _Context, figures: list[Figure], notes: list[str]) -> li
             ("h2", "Best trial of each run (by validation accuracy)"),
             ("table", _cells(tables.per_run_best(ctx.df))),
         ]
+    reached = tables.time_to_accuracy(ctx.df)
+    if len(reached):
+        cells = _cells(reached)
+        cells.loc[reached["minutes"].isna().to_numpy(), "minutes"] = NOT_REACHED
+        blocks += [("h2", "Time to accuracy"), ("p", _TIME_TO_NOTE), ("table", cells)]
     blocks += _failure_blocks(tables.failures(ctx.df))
     crew = tables.workers(ctx.df)
     if len(crew):
@@ -244,6 +252,13 @@ _LEADERBOARD_NOTE = (
     f"Finished trials ranked by test accuracy (ties: lower test loss), top {LEADERBOARD_SIZE}; "
     "val_rank is the rank by validation accuracy, which is what chooses the release. "
     "Seed baseline rows are kept as reference."
+)
+
+
+_TIME_TO_NOTE = (
+    "Minutes from each run's first trial start until a finished trial first reached the target "
+    "test accuracy (wall clock, pauses of a resumed run included); trials is how many trials "
+    "had finished by then."
 )
 
 

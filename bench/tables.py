@@ -416,3 +416,35 @@ def workers(df: pd.DataFrame) -> pd.DataFrame:
 
 
 WORKER_COLUMNS = ("run", "worker", "trials", "failed", "busy_hours", "busy_share", "oracle_wait_s")
+
+# The test accuracies the report times a run to: the baseline's level, then the goals beyond.
+TIME_TO_TARGETS = (0.990, 0.993, 0.995, 0.996)
+TIME_TO_COLUMNS = ("run", "target", "minutes", "trials", "trial_id", "test_accuracy")
+
+
+def time_to_accuracy(df: pd.DataFrame, targets: Sequence[float] = TIME_TO_TARGETS) -> pd.DataFrame:
+    """Per run and target: how long until the best-so-far test accuracy first reached it.
+
+    minutes run from the run's first trial start (wall clock, so a run that was stopped and
+    resumed counts its pause) to the end of the first finished trial at or above the target,
+    in the order trials finished (workers finish out of start order); trials counts the
+    trials finished by then, failed ones included. A target never reached has no minutes.
+    """
+    rows = []
+    for run, part in df.groupby("run", sort=False):
+        start = _utc(part["started_at"]).min()
+        ends = _utc(part["finished_at"])
+        done = _completed(part).assign(_end=ends).sort_values("_end", kind="stable")
+        for target in targets:
+            hit = done[done["test_accuracy"] >= target - 1e-12]
+            row = {"run": run, "target": target, "minutes": np.nan, "trials": pd.NA}
+            if len(hit):
+                first = hit.iloc[0]
+                row.update(
+                    minutes=(first["_end"] - start).total_seconds() / 60.0,
+                    trials=int((ends <= first["_end"]).sum()),
+                    trial_id=first["trial_id"],
+                    test_accuracy=first["test_accuracy"],
+                )
+            rows.append(row)
+    return pd.DataFrame(rows, columns=TIME_TO_COLUMNS)
