@@ -185,3 +185,15 @@ def test_the_resume_command_repeats_every_setting_that_is_not_a_default():
     )
     args = cli.build_parser().parse_args(command.split()[1:])
     assert (args.space, args.max_trials, args.results, args.workers) == ("seed", 7, "out", 2)
+
+
+def test_mixed_precision_without_a_gpu_is_a_usage_error(capsys, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    code, _, err = run_cli(
+        capsys, "search", "--run", "mp", "--results", str(tmp_path), "--mixed-precision"
+    )
+    assert code == 2
+    assert_one_line_error(err, "--mixed-precision needs a GPU")
+    assert not (tmp_path / "mp").exists()

@@ -74,6 +74,7 @@ def test_report_recommends_by_validation_and_compares_with_the_seed(one_run):
     gain = (best["test_accuracy"] - 0.96) * 100
     assert f"{gain:+.2f} percentage points" in markdown
     assert "## Failures (1)" in markdown
+    assert "## Time to accuracy" in markdown and "99.5%" in markdown
 
 
 def test_report_escapes_hostile_text(one_run):

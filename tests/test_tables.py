@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from bench import records, tables
+from tests import factories
 from tests.factories import fake_record, fake_run
 
 
@@ -202,3 +205,42 @@ def test_format_value_hides_float_noise_but_keeps_large_numbers():
     assert tables.format_value(0.99283) == "0.993"
     assert tables.format_value(123456.789) == "123456.789"
     assert tables.format_value(3) == "3"
+
+
+def _timed(trial_id: str, minutes_in: float, minutes_end: float, accuracy, status="completed"):
+    start = factories.RUN_START + timedelta(minutes=minutes_in)
+    extra = {"test_accuracy": accuracy} if status == "completed" else {}
+    return factories.fake_record(
+        "r1",
+        trial_id,
+        status=status,
+        started_at=start.isoformat(),
+        finished_at=(factories.RUN_START + timedelta(minutes=minutes_end)).isoformat(),
+        **extra,
+    )
+
+
+def test_time_to_accuracy_follows_the_order_trials_finished_in():
+    trials = [
+        _timed("00", 0, 30, 0.9912),
+        _timed("01", 1, 50, 0.9961),  # started second, but finished last
+        _timed("02", 2, 20, 0.9950),
+        _timed("03", 3, 40, None, status="failed"),
+    ]
+    got = tables.time_to_accuracy(tables.trials_frame([("r1", trials)]))
+    by_target = got.set_index("target")
+    assert list(by_target.index) == list(tables.TIME_TO_TARGETS)
+    # 99.0, 99.3 and 99.5 are first reached by trial 02, which ended 20 minutes in.
+    for target in (0.990, 0.993, 0.995):
+        assert by_target.loc[target, "minutes"] == pytest.approx(20.0)
+        assert by_target.loc[target, "trial_id"] == "02"
+        assert by_target.loc[target, "trials"] == 1
+    assert by_target.loc[0.996, "minutes"] == pytest.approx(50.0)
+    assert by_target.loc[0.996, "trials"] == 4  # the failed trial had ended by then
+
+
+def test_time_to_accuracy_leaves_unreached_targets_empty():
+    got = tables.time_to_accuracy(tables.trials_frame([("r1", [_timed("00", 0, 9, 0.9931)])]))
+    reached = got.set_index("target")["minutes"]
+    assert reached[0.993] == pytest.approx(9.0)
+    assert reached[[0.995, 0.996]].isna().all()
