@@ -12,6 +12,10 @@ DESCRIPTION = (
 FIT_DEFAULTS: dict = {}
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+# Keras' default 0.99 leaves the moving variance at 1.0 * 0.99**steps + the true one, and
+# conv outputs here have a variance near 0.01: after one MNIST epoch (390 steps) inference
+# still divided by 3x too large a spread (val accuracy 0.21 while training reached 0.9).
+BN_MOMENTUM = 0.9
 MAX_BLOCKS = 3  # 28 -> 14 -> 7 -> 3
 MIN_FILTERS, MAX_FILTERS, FILTER_STEP = 8, 64, 8
 DEFAULT_FILTERS = 32
@@ -76,7 +80,7 @@ def features(hp, x):
                 x
             )
             if batch_norm:
-                x = layers.BatchNormalization()(x)
+                x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
             x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D(2)(x)
         if dropout:
