@@ -1,5 +1,14 @@
 """Benchmarks, measured side by side in one invocation (never timed tests).
 
+`python -m bench.perf suite` (`make bench`): the training path's speed and memory.
+1. Throughput of the seed model at its batch size: a plain model.fit on float32 arrays vs
+   the suite's path (bench.pipeline), one epoch each in turn, so both see the same machine
+   load; medians over the repeats. Also the largest model of the default space.
+2. Per-trial overhead: the wall time of whole seed-model trials (build, fit, test evaluation,
+   records) vs the bare fit inside them (the record's fit_seconds).
+3. Memory: peak resident memory of a search process on full MNIST, and what the data costs.
+Figures go to results/perf/perf.json and a short table on stdout.
+
 `python -m bench.perf workers` (`make bench-workers`): the same small search (tiny space,
 random tuner, fixed seed, so both layouts train the same models) as 1 worker x all threads
 and as N workers x 1 thread. It reports trials per hour of each, their ratio, and the chief's
@@ -12,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +30,7 @@ import time
 from pathlib import Path
 from statistics import mean
 
-from bench import distributed, records
+from bench import distributed, perf_suite, records
 
 PERF_DIR = "perf"
 SECONDS_PER_HOUR = 3600.0
@@ -124,9 +134,23 @@ def main(argv: list[str] | None = None) -> int:
     workers.add_argument("--trials", type=int, default=8)
     workers.add_argument("--workers", type=int, default=2)
     workers.add_argument("--results", default="results")
+    suite = sub.add_parser("suite", help="training path vs plain fit, trial overhead, memory")
+    suite.add_argument("--repeats", type=int, default=perf_suite.THROUGHPUT_REPEATS)
+    suite.add_argument("--results", default="results")
+    child = sub.add_parser("memory-child", help=argparse.SUPPRESS)
+    child.add_argument("--results", default="results")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out_dir = Path(args.results) / PERF_DIR
+    if args.benchmark == "memory-child":
+        print(json.dumps(perf_suite.memory_child(out_dir)))
+        return 0
+    if args.benchmark == "suite":
+        result = perf_suite.suite_benchmark(out_dir, args.repeats)
+        records.atomic_write_json(out_dir / "perf.json", result)
+        print(perf_suite.suite_table(result))
+        print(f"written: {out_dir / 'perf.json'}")
+        return 0
     result = workers_benchmark(out_dir, args.trials, args.workers)
     records.atomic_write_json(out_dir / "workers.json", result)
     print(table(result))

@@ -42,7 +42,8 @@ RECORD_KEYS = (
     "initial_epoch",  # epoch the trial started from (hyperband continues earlier trials)
     "resumed_at_epoch",  # epochs already done when a cut-off trial went on from its backup
     "batch_size",  # training batch size
-    "train_seconds",  # wall time of fit()
+    "train_seconds",  # wall time of KerasTuner's run_trial: build and fit
+    "fit_seconds",  # wall time inside model.fit (train begin to end), for the overhead benchmark
     "eval_seconds",  # wall time of the test-set evaluation
     "started_at",  # ISO 8601 UTC
     "finished_at",  # ISO 8601 UTC

@@ -97,7 +97,7 @@ class BudgetCallback(keras.callbacks.Callback):
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def test_metrics(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -137,6 +137,21 @@ def trial_values(hp) -> dict:
     }
 
 
+class FitClock(keras.callbacks.Callback):
+    """Times model.fit from its first to its last callback: the bare training of a trial."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: float | None = None
+        self._began = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._began = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self.seconds = round(time.perf_counter() - self._began, 3)
+
+
 class TrialRecorder:
     """Turns each finished KerasTuner trial into a record with test-set metrics."""
 
@@ -146,6 +161,7 @@ class TrialRecorder:
         self.progress = progress
         self.run_dir = config.run_dir
         self.backup: checkpoint.EpochBackup | None = None  # the running trial's
+        self.fit_clock = FitClock()  # the running trial's
         self.oracle_clock = distributed.Stopwatch()  # time spent waiting on the chief
         self.test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
         self.context = {
@@ -181,6 +197,7 @@ class TrialRecorder:
         """Run one trial through KerasTuner (`run`), then evaluate and record it."""
         keras.utils.set_random_seed(self.config.seed)
         self.backup = None
+        self.fit_clock = FitClock()
         record = self.base_record(trial, utc_now())
         began = time.monotonic()
         try:
@@ -248,6 +265,7 @@ class TrialRecorder:
                 "oracle_seconds": self.oracle_clock.take(),
             },
             resumed_at_epoch=self.backup.resumed_at if self.backup else None,
+            fit_seconds=self.fit_clock.seconds,
         )
         records.write_record(self.run_dir, record)
         checkpoint.discard(self.run_dir, record["trial_id"])
@@ -277,7 +295,8 @@ class _RecordingTuner:
     def _build_and_fit_model(self, trial, *args, **kwargs):
         callbacks = kwargs.get("callbacks", [])
         # Last in the list: it restores the others' state after their own resets.
-        kwargs["callbacks"] = [*callbacks, self.recorder.epoch_backup(trial, callbacks)]
+        backup = self.recorder.epoch_backup(trial, callbacks)
+        kwargs["callbacks"] = [self.recorder.fit_clock, *callbacks, backup]
         return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def on_trial_end(self, trial):
@@ -332,7 +351,8 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
     cls = type(f"Recording{base.__name__}", (_RecordingTuner, base), {})
     tuner = cls(**common)
     tuner.recorder = recorder
-    defaults_first(tuner.oracle)
+    if hasattr(tuner.oracle, "_random_values"):  # a worker holds only a client of the chief's
+        defaults_first(tuner.oracle)
     if config.tuner == "hyperband":
         tuner.trial_limit = config.max_trials
     if recorder is not None and distributed.worker_name():

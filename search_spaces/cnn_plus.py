@@ -39,6 +39,14 @@ PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 1
 MIN_LR_FRACTION = 0.01  # neither schedule goes below 1% of the starting rate
 SMOOTHINGS = [0.0, 0.05, 0.1]
 OBJECTIVE = "val_accuracy"
+# The most expensive model the space can draw (benchmarks report its throughput).
+LARGEST = {
+    "conv_blocks": MAX_BLOCKS,
+    "convs_per_block": 2,
+    "filters": MAX_FILTERS,
+    "head": "flatten",
+    "dense_units": max(DENSE_UNITS),
+}
 
 
 def build(hp) -> keras.Model:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import perf
+from bench import perf, perf_suite
 from tests.factories import fake_record
 
 
@@ -61,3 +61,64 @@ def test_the_table_shows_each_layout_and_the_ratio():
     )
     assert "1x2" in text and "0.0500" in text
     assert "ratio 2x1 / 1x2: 1.25x trials per hour (1.10x over the trials' own span)" in text
+
+
+# -- make bench (bench.perf_suite): arithmetic only ----------------------------------------
+
+
+def test_median_rate_ignores_one_slow_epoch():
+    assert perf_suite.median_rate(1000, [1.0, 1.0, 9.0]) == pytest.approx(1000.0)
+    assert perf_suite.median_rate(1000, [2.0, 4.0]) == pytest.approx(1000 / 3.0)
+    assert math.isnan(perf_suite.images_per_second(10, 0.0))
+
+
+def test_overhead_is_the_share_of_a_trial_outside_fit():
+    assert perf_suite.overhead(100.0, 96.0) == pytest.approx(0.04)
+    assert perf_suite.overhead(50.0, 50.0) == 0.0
+    assert math.isnan(perf_suite.overhead(0.0, 0.0))
+
+
+def test_trial_overheads_use_the_record_times_and_skip_what_cannot_count():
+    done = fake_record(
+        trial_id="0",
+        started_at="2026-11-27T01:00:00.000+00:00",
+        finished_at="2026-11-27T01:00:40.500+00:00",
+        fit_seconds=38.475,
+    )
+    old = fake_record(trial_id="1", fit_seconds=None)  # written before fit_seconds existed
+    failed = fake_record(trial_id="2", status="failed", fit_seconds=3.0)
+    rows = perf_suite.trial_overheads([done, old, failed])
+    assert [r["trial_id"] for r in rows] == ["0"]
+    assert rows[0]["trial_seconds"] == pytest.approx(40.5)
+    assert rows[0]["overhead"] == pytest.approx(2.025 / 40.5)
+
+
+def test_pixel_megabytes_and_ratio():
+    assert perf_suite.pixel_megabytes(70_000, 1) == pytest.approx(70_000 * 784 / 2**20)
+    assert perf_suite.pixel_megabytes(10, 4) == 4 * perf_suite.pixel_megabytes(10, 1)
+    assert perf_suite.ratio(3.0, 2.0) == 1.5
+    assert math.isnan(perf_suite.ratio(1.0, 0.0))
+
+
+def test_the_suite_table_states_the_ratio_overhead_and_memory():
+    result = {
+        "throughput": {
+            "batch_size": 200,
+            "images_per_epoch": 20_000,
+            "plain_images_per_s": 2000.0,
+            "suite_images_per_s": 2500.0,
+            "ratio": 1.25,
+        },
+        "largest": {"space": "cnn_plus", "params": 1_739_594, "images_per_s": 90.0},
+        "overhead": {"trials": [{}, {}, {}], "median_overhead": 0.031},
+        "memory": {
+            "peak_rss_mb": 1250.0,
+            "images": 70_000,
+            "pixels_uint8_mb": 52.3,
+            "pixels_float32_mb": 209.4,
+            "search_growth_mb": 500.0,
+        },
+    }
+    table = perf_suite.suite_table(result)
+    assert "1.25x" in table and "3.1%" in table and "1,739,594" in table
+    assert "peak RSS 1250 MB" in table and "52 MB as uint8" in table

@@ -1,0 +1,272 @@
+"""`make bench`: the suite's training path against a plain fit, trial overhead, and memory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+from bench import records
+
+THROUGHPUT_IMAGES = 20_000  # per timed epoch: ~10 s of the seed model here
+THROUGHPUT_REPEATS = 5
+LARGEST_IMAGES = 2_000  # the largest model trains ~10x slower
+LARGEST_REPEATS = 2
+OVERHEAD_TRIALS = 3
+OVERHEAD_SEARCH = {"train_limit": 20_000, "max_epochs": 3, "patience": 3}
+BYTES_PER_MB = 2**20
+KB_PER_MB = 1024  # ru_maxrss is in kilobytes on Linux
+
+
+def images_per_second(images: int, seconds: float) -> float:
+    return images / seconds if seconds > 0 else float("nan")
+
+
+def median_rate(images: int, epoch_seconds: list[float]) -> float:
+    """Images per second of the median epoch: robust to a slow epoch on a shared machine."""
+    return images_per_second(images, median(epoch_seconds))
+
+
+def overhead(trial_seconds: float, fit_seconds: float) -> float:
+    """The share of a trial's wall time spent outside model.fit."""
+    return (trial_seconds - fit_seconds) / trial_seconds if trial_seconds > 0 else float("nan")
+
+
+def trial_overheads(trial_records: list[dict]) -> list[dict]:
+    """Per completed trial: its wall time (start to record written), bare fit, and overhead."""
+    rows = []
+    for record in records.completed(trial_records):
+        wall = _seconds_between(record["started_at"], record["finished_at"])
+        fit = record.get("fit_seconds")
+        if fit is None:
+            continue
+        rows.append(
+            {
+                "trial_id": record["trial_id"],
+                "trial_seconds": round(wall, 3),
+                "fit_seconds": fit,
+                "overhead": overhead(wall, fit),
+            }
+        )
+    return rows
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+
+
+def pixel_megabytes(images: int, dtype_bytes: int) -> float:
+    return images * 28 * 28 * dtype_bytes / BYTES_PER_MB
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+# -- measurements (these need TensorFlow and take minutes) --------------------------------
+
+
+def _epoch_clock():
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        """Seconds of each epoch, from inside fit: a fit call's own set-up is not counted."""
+
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._began)
+
+    return EpochClock()
+
+
+def throughput(splits, batch_size: int, repeats: int, seed: int = 0) -> dict:
+    """The seed model trained by a plain fit on float32 arrays and by the suite's path, one
+    epoch each in turn (order swapped every repeat); images per second of the median epoch."""
+    import keras
+
+    from bench import pipeline
+    from search_spaces import seed as seed_space
+
+    x, y = splits.x_train, splits.y_train  # the float32 arrays a plain fit would take
+    suite_set = pipeline.training_set(splits.train_images, y, batch_size, seed)
+    keras.utils.set_random_seed(seed)
+    models = {"plain": seed_space.build(None), "suite": seed_space.build(None)}
+    fits = {
+        "plain": lambda cb: models["plain"].fit(
+            x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[cb]
+        ),
+        "suite": lambda cb: models["suite"].fit(
+            suite_set, epochs=1, shuffle=False, verbose=0, callbacks=[cb]
+        ),
+    }
+    clocks = {name: _epoch_clock() for name in fits}
+    for fit in fits.values():
+        fit(_epoch_clock())  # the first epoch traces the train step: not timed
+    for repeat in range(repeats):
+        for name in sorted(fits, reverse=bool(repeat % 2)):
+            fits[name](clocks[name])
+    images = len(y)
+    plain = median_rate(images, clocks["plain"].seconds)
+    suite = median_rate(images, clocks["suite"].seconds)
+    return {
+        "model": "seed",
+        "batch_size": batch_size,
+        "images_per_epoch": images,
+        "plain_epoch_seconds": [round(s, 3) for s in clocks["plain"].seconds],
+        "suite_epoch_seconds": [round(s, 3) for s in clocks["suite"].seconds],
+        "plain_images_per_s": plain,
+        "suite_images_per_s": suite,
+        "ratio": ratio(suite, plain),
+    }
+
+
+def largest_model_throughput(splits, space: str, batch_size: int, repeats: int) -> dict:
+    """Images per second of the biggest model the space can draw, on the suite's path."""
+    import keras_tuner as kt
+
+    from bench import pipeline
+    from search_spaces import get as get_space
+    from search_spaces import hypermodel
+
+    values = get_space(space).LARGEST
+    hp = kt.HyperParameters()
+    hp.values = dict(values)
+    model = hypermodel(space).build(hp)
+    train = pipeline.training_set(splits.train_images, splits.y_train, batch_size, 0)
+    clock = _epoch_clock()
+    model.fit(train, epochs=1 + repeats, shuffle=False, verbose=0, callbacks=[clock])
+    seconds = clock.seconds[1:]  # the first epoch traces
+    return {
+        "space": space,
+        "hyperparameters": values,
+        "params": int(model.count_params()),
+        "batch_size": batch_size,
+        "images_per_epoch": len(splits.y_train),
+        "epoch_seconds": [round(s, 3) for s in seconds],
+        "images_per_s": median_rate(len(splits.y_train), seconds),
+    }
+
+
+def trial_overhead(results: Path, trials: int) -> dict:
+    """Whole seed-model trials (one per run: the space has nothing to vary) vs their fits."""
+    from bench import search
+    from bench.config import SearchConfig
+
+    rows = []
+    for number in range(trials):
+        config = SearchConfig(
+            run=f"bench-overhead-{number}",
+            space="seed",
+            tuner="random",
+            max_trials=1,
+            batch_size=200,
+            results=str(results),
+            **OVERHEAD_SEARCH,
+        ).validate()
+        _scratch(config.run_dir)
+        search.run_search(config, stream=_Quiet())
+        rows += trial_overheads(records.load_records(config.run_dir))
+    return {
+        "search": {"space": "seed", **OVERHEAD_SEARCH, "trials": trials},
+        "trials": rows,
+        "median_overhead": median(r["overhead"] for r in rows) if rows else None,
+    }
+
+
+class _Quiet:
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+def _scratch(run_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)  # this benchmark's own scratch run
+
+
+def memory(results: Path) -> dict:
+    """Peak RSS of a fresh process that loads full MNIST and runs one seed-model trial."""
+    command = [sys.executable, "-m", "bench.perf", "memory-child", "--results", str(results)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / KB_PER_MB
+    images = child["images"]
+    return {
+        **child,
+        "peak_rss_mb": round(peak, 1),
+        "pixels_uint8_mb": round(pixel_megabytes(images, 1), 1),
+        "pixels_float32_mb": round(pixel_megabytes(images, 4), 1),
+        "search_growth_mb": round(peak - child["rss_after_data_mb"], 1),
+    }
+
+
+def memory_child(results: Path) -> dict:
+    """Runs in its own process (see memory): RSS after imports, after the data, after a trial."""
+    from bench import data, search
+    from bench.config import SearchConfig
+
+    after_imports = search.resident_mb()
+    splits = data.load()
+    after_data = search.resident_mb()
+    config = SearchConfig(
+        run="bench-memory", space="seed", tuner="random", max_trials=1, max_epochs=1,
+        batch_size=200, results=str(results),
+    ).validate()  # fmt: skip
+    _scratch(config.run_dir)
+    search.run_search(config, stream=_Quiet())
+    return {
+        "images": sum(splits.sizes().values()),
+        "rss_after_imports_mb": after_imports,
+        "rss_after_data_mb": after_data,
+        "rss_after_trial_mb": search.resident_mb(),
+    }
+
+
+def suite_benchmark(results: Path, repeats: int) -> dict:
+    from bench import data
+    from search_spaces import seed as seed_space
+
+    batch = seed_space.FIT_DEFAULTS["batch_size"]
+    splits = data.load(train_limit=THROUGHPUT_IMAGES)
+    small = data.load(train_limit=LARGEST_IMAGES)
+    return {
+        "benchmark": "suite",
+        "throughput": throughput(splits, batch, repeats),
+        "largest": largest_model_throughput(small, "cnn_plus", 128, LARGEST_REPEATS),
+        "overhead": trial_overhead(results, OVERHEAD_TRIALS),
+        "memory": memory(results),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def suite_table(result: dict) -> str:
+    speed, big = result["throughput"], result["largest"]
+    cost, mem = result["overhead"], result["memory"]
+    lines = [
+        f"seed model, batch {speed['batch_size']}, {speed['images_per_epoch']:,} images/epoch:",
+        f"  plain model.fit on float32 arrays {speed['plain_images_per_s']:8.0f} images/s",
+        f"  suite training path (tf.data)     {speed['suite_images_per_s']:8.0f} images/s",
+        f"  ratio suite / plain               {speed['ratio']:8.2f}x",
+        f"largest {big['space']} model ({big['params']:,} params): "
+        f"{big['images_per_s']:.0f} images/s",
+        f"per-trial overhead (trial wall vs bare fit), median of {len(cost['trials'])}: "
+        f"{(cost['median_overhead'] or float('nan')):.1%}",
+        f"memory: peak RSS {mem['peak_rss_mb']:.0f} MB for {mem['images']:,} images "
+        f"(pixels {mem['pixels_uint8_mb']:.0f} MB as uint8, {mem['pixels_float32_mb']:.0f} MB "
+        f"as float32); the search added {mem['search_growth_mb']:.0f} MB to the loaded data",
+    ]
+    return "\n".join(lines)
