@@ -88,28 +88,49 @@ def test_every_structure_builds_and_maps_images_to_probabilities(
 
 
 TRAINING_CHOICES = list(
-    # Smoothing acts the same at every strength: none, and the strongest, cover the code.
-    itertools.product(cnn_plus.OPTIMIZERS, cnn_plus.SCHEDULES, (0.0, max(cnn_plus.SMOOTHINGS)))
+    itertools.product(cnn_plus.OPTIMIZERS, cnn_plus.SCHEDULES, cnn_plus.SMOOTHINGS)
 )
+SCHEDULE_CALLBACKS = {
+    "cosine": keras.callbacks.LearningRateScheduler,
+    "plateau": keras.callbacks.ReduceLROnPlateau,
+    "constant": type(None),
+}
+RATE = 4e-3
 
 
 @pytest.mark.parametrize("optimizer,schedule,smoothing", TRAINING_CHOICES)
-def test_every_training_choice_compiles_and_fits(optimizer, schedule, smoothing):
-    rate = 4e-3
+def test_every_training_choice_compiles(optimizer, schedule, smoothing):
     hp = hyperparameters(
         **SMALLEST,
         optimizer=optimizer,
         schedule=schedule,
         label_smoothing=smoothing,
-        learning_rate=rate,
+        learning_rate=RATE,
         weight_decay=1e-3,
     )
-    space = search_spaces.hypermodel("cnn_plus")
-    model = space.build(hp)
+    model = cnn_plus.build(hp)
     assert isinstance(model.optimizer, keras.optimizers.AdamW) == (optimizer == "adamw")
+    assert hp.is_active("weight_decay") == (optimizer == "adamw")
     if optimizer == "adamw":
         assert model.optimizer.weight_decay == pytest.approx(1e-3)
     assert isinstance(model.loss, cnn_plus.SmoothedSparseCrossentropy) == bool(smoothing)
+    callback = cnn_plus.schedule_callback(hp.get("schedule"), RATE, FIT_EPOCHS)
+    assert isinstance(callback, SCHEDULE_CALLBACKS[schedule])
+
+
+@pytest.mark.parametrize("schedule", cnn_plus.SCHEDULES)
+def test_every_schedule_trains_through_the_space_fit(schedule):
+    # The schedule is a callback that fit() adds; optimizer and loss are fixed at compile
+    # time, so training each schedule once (with AdamW and smoothing) covers the rest.
+    hp = hyperparameters(
+        **SMALLEST,
+        optimizer="adamw",
+        schedule=schedule,
+        label_smoothing=max(cnn_plus.SMOOTHINGS),
+        learning_rate=RATE,
+    )
+    space = search_spaces.hypermodel("cnn_plus")
+    model = space.build(hp)
     rng = np.random.default_rng(0)
     x = rng.random((FIT_IMAGES, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, FIT_IMAGES)
@@ -119,11 +140,11 @@ def test_every_training_choice_compiles_and_fits(optimizer, schedule, smoothing)
     assert np.isfinite(history.history["loss"]).all()
     final_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     if schedule == "cosine":  # set at the start of the last epoch
-        assert final_rate == pytest.approx(cnn_plus.cosine_rate(FIT_EPOCHS - 1, rate, FIT_EPOCHS))
+        assert final_rate == pytest.approx(cnn_plus.cosine_rate(FIT_EPOCHS - 1, RATE, FIT_EPOCHS))
     elif schedule == "constant":
-        assert final_rate == pytest.approx(rate)
+        assert final_rate == pytest.approx(RATE)
     else:  # plateau: never above the start, never below its floor
-        assert rate * cnn_plus.MIN_LR_FRACTION <= final_rate <= rate * (1 + 1e-6)
+        assert RATE * cnn_plus.MIN_LR_FRACTION <= final_rate <= RATE * (1 + 1e-6)
 
 
 def test_cosine_rate_warms_up_then_decays_to_its_floor():
