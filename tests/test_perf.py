@@ -84,6 +84,8 @@ def test_trial_overheads_use_the_record_times_and_skip_what_cannot_count():
         started_at="2026-11-27T01:00:00.000+00:00",
         finished_at="2026-11-27T01:00:40.500+00:00",
         fit_seconds=38.475,
+        train_seconds=38.975,
+        eval_seconds=1.25,
     )
     old = fake_record(trial_id="1", fit_seconds=None)  # written before fit_seconds existed
     failed = fake_record(trial_id="2", status="failed", fit_seconds=3.0)
@@ -91,6 +93,9 @@ def test_trial_overheads_use_the_record_times_and_skip_what_cannot_count():
     assert [r["trial_id"] for r in rows] == ["0"]
     assert rows[0]["trial_seconds"] == pytest.approx(40.5)
     assert rows[0]["overhead"] == pytest.approx(2.025 / 40.5)
+    parts = rows[0]["build_seconds"] + rows[0]["eval_seconds"] + rows[0]["other_seconds"]
+    assert rows[0]["build_seconds"] == pytest.approx(0.5)
+    assert parts == pytest.approx(40.5 - 38.475)  # the parts add up to the overhead
 
 
 def test_pixel_megabytes_and_ratio():
@@ -110,7 +115,14 @@ def test_the_suite_table_states_the_ratio_overhead_and_memory():
             "ratio": 1.25,
         },
         "largest": {"space": "cnn_plus", "params": 1_739_594, "images_per_s": 90.0},
-        "overhead": {"trials": [{}, {}, {}], "median_overhead": 0.031},
+        "overhead": {
+            "trials": [{}, {}, {}],
+            "median_overhead": 0.031,
+            "median_fit_seconds": 40.0,
+            "median_build_seconds": 0.2,
+            "median_eval_seconds": 1.1,
+            "median_other_seconds": 0.05,
+        },
         "memory": {
             "peak_rss_mb": 1250.0,
             "images": 70_000,
@@ -121,4 +133,5 @@ def test_the_suite_table_states_the_ratio_overhead_and_memory():
     }
     table = perf_suite.suite_table(result)
     assert "1.25x" in table and "3.1%" in table and "1,739,594" in table
+    assert "test evaluation 1.10 s" in table
     assert "peak RSS 1250 MB" in table and "52 MB as uint8" in table
