@@ -294,7 +294,8 @@ class _RecordingTuner:
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         callbacks = kwargs.get("callbacks", [])
-        # Last in the list: it restores the others' state after their own resets.
+        # The backup goes last: it restores the others' state after their own resets. The
+        # clock goes first, so that it times all of fit's work, the other callbacks' included.
         backup = self.recorder.epoch_backup(trial, callbacks)
         kwargs["callbacks"] = [self.recorder.fit_clock, *callbacks, backup]
         return super()._build_and_fit_model(trial, *args, **kwargs)
