@@ -9,7 +9,10 @@ DESCRIPTION = (
     "1-3 blocks of 1-2 convs, 8-64 base filters doubling, BN, flatten/GAP, augmentation, "
     "adam/adamw, cosine/plateau LR, label smoothing"
 )
-FIT_DEFAULTS: dict = {}
+# Early stopping at the suite's default patience (3) cut the defaults' first full-data trial at
+# epoch 10 of 15 (val 0.9932 at epoch 7, then a plateau at the peak learning rate), before the
+# cosine schedule annealed; test accuracy stayed at 0.9922. A schedule needs its whole run.
+FIT_DEFAULTS: dict = {"patience": 15}
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 # Keras' default 0.99 leaves the moving variance at 1.0 * 0.99**steps + the true one, and
