@@ -13,6 +13,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import keras
@@ -406,8 +407,12 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path} is unreadable ({exc}); use another --run") from exc
+        # A setting added after the run began is missing from its file: it ran at the default.
+        defaults = {f.name: f.default for f in fields(SearchConfig)}
         changed = [
-            key for key in (*config.identity(), "dataset_sha256") if old.get(key) != wanted[key]
+            key
+            for key in (*config.identity(), "dataset_sha256")
+            if old.get(key, defaults.get(key)) != wanted[key]
         ]
         if changed:
             raise ConfigError(

@@ -82,6 +82,19 @@ def test_run_dir_config_is_written_then_checked_on_resume(tmp_path):
     assert json.loads((config.run_dir / records.CONFIG_FILE).read_text()) == written
 
 
+def test_a_run_from_before_a_new_setting_resumes_at_its_default(tmp_path):
+    config = tiny_config(tmp_path)
+    splits = search.load_splits(config)
+    search.prepare_run_dir(config, splits)
+    path = config.run_dir / records.CONFIG_FILE
+    older = json.loads(path.read_text())
+    del older["mixed_precision"]  # written before the flag existed
+    path.write_text(json.dumps(older))
+    assert search.prepare_run_dir(config, splits) is True
+    with pytest.raises(ConfigError, match="different mixed_precision"):
+        search.prepare_run_dir(tiny_config(tmp_path, mixed_precision=True), splits)
+
+
 def test_a_search_records_each_trial_with_test_metrics(tmp_path):
     config = tiny_config(tmp_path)
     out = io.StringIO()
