@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import resource
 import subprocess
@@ -184,7 +185,7 @@ def trial_overhead(results: Path, trials: int) -> dict:
             **OVERHEAD_SEARCH,
         ).validate()
         _scratch(config.run_dir)
-        search.run_search(config, stream=_Quiet())
+        search.run_search(config, stream=io.StringIO())
         rows += trial_overheads(records.load_records(config.run_dir))
     return {
         "search": {"space": "seed", **OVERHEAD_SEARCH, "trials": trials},
@@ -195,14 +196,6 @@ def trial_overhead(results: Path, trials: int) -> dict:
             for part in ("fit_seconds", "build_seconds", "eval_seconds", "other_seconds")
         },
     }
-
-
-class _Quiet:
-    def write(self, text):
-        return len(text)
-
-    def flush(self):
-        pass
 
 
 def _scratch(run_dir: Path) -> None:
@@ -240,7 +233,7 @@ def memory_child(results: Path) -> dict:
         batch_size=200, results=str(results),
     ).validate()  # fmt: skip
     _scratch(config.run_dir)
-    search.run_search(config, stream=_Quiet())
+    search.run_search(config, stream=io.StringIO())
     return {
         "images": sum(splits.sizes().values()),
         "rss_after_imports_mb": after_imports,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-PIXEL_MAX = 255.0
+from bench.data import PIXEL_MAX
 
 
 def _scaled(images: tf.Tensor) -> tf.Tensor:
