@@ -287,7 +287,9 @@ def cmd_export(args) -> int:
     from bench import export
 
     (run_dir,) = _run_dirs(args)
-    out = export.export_run(run_dir, retrain_all=args.retrain, data_dir=args.data_dir)
+    out = export.export_run(
+        run_dir, retrain_all=args.retrain, data_dir=args.data_dir, epochs=args.epochs
+    )
     print(f"exported: {out}")
     return EXIT_OK
 
@@ -391,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs["report"].add_argument("--out", help="output folder (default results/<first RUN>/report)")
     runs["export"].add_argument("runs", nargs=1, metavar="RUN", help="run to export")
     runs["export"].add_argument("--retrain", action="store_true", help="retrain on all 60k images")
+    runs["export"].add_argument(
+        "--epochs", type=int, help="with --retrain: epochs to train (default: the trial's best)"
+    )
     return parser
 
 

@@ -49,8 +49,11 @@ def load_trial_model(run_dir: Path, record: dict) -> keras.Model:
     return model
 
 
-def retrain(record: dict, config: dict, raw: data.Raw) -> tuple[keras.Model, float, int]:
-    """Train the winning config afresh on all 60,000 training images for its best epoch count.
+def retrain(
+    record: dict, config: dict, raw: data.Raw, epochs: int | None = None
+) -> tuple[keras.Model, float, int]:
+    """Train the winning config afresh on all 60,000 training images, for `epochs` or else
+    the trial's best epoch count.
 
     Returns the model, the training seconds and the number of training images.
     """
@@ -62,7 +65,7 @@ def retrain(record: dict, config: dict, raw: data.Raw) -> tuple[keras.Model, flo
     train = pipeline.training_set(images, labels, config["batch_size"], config["seed"])
     began = time.monotonic()
     # The space's own fit, so that the retrain follows the trial's learning-rate schedule.
-    space.fit(hp, model, train, epochs=record["best_epoch"], shuffle=False, verbose=0)
+    space.fit(hp, model, train, epochs=epochs or record["best_epoch"], shuffle=False, verbose=0)
     return model, time.monotonic() - began, len(labels)
 
 
@@ -86,12 +89,22 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
         raise
 
 
-def export_run(run_dir: Path, retrain_all: bool = False, data_dir: str | None = None) -> Path:
+def export_run(
+    run_dir: Path,
+    retrain_all: bool = False,
+    data_dir: str | None = None,
+    epochs: int | None = None,
+) -> Path:
     """Write run_dir/best/: model.keras, config.json and model_card.md for the best trial.
 
     The winner is chosen by validation accuracy only; the test set is reported, never used
-    to choose. With retrain_all, the winner is retrained on the full 60k training images.
+    to choose. With retrain_all, the winner is retrained on the full 60k training images,
+    for `epochs` when given (a longer schedule than the night's trials could afford).
     """
+    if epochs is not None and not retrain_all:
+        raise ExportError("--epochs needs --retrain: a trial's weights have their own epochs")
+    if epochs is not None and epochs < 1:
+        raise ExportError(f"--epochs must be at least 1, not {epochs}")
     if not (run_dir / records.CONFIG_FILE).is_file():
         raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
     config = records.load_config(run_dir)
@@ -102,7 +115,7 @@ def export_run(run_dir: Path, retrain_all: bool = False, data_dir: str | None = 
     if raw.sha256 != record["dataset"]["sha256"]:
         raise ExportError("the data differs from the data the run was trained on (SHA256)")
     splits = data.make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])
-    model, trained = _final_model(run_dir, record, config, raw, retrain_all)
+    model, trained = _final_model(run_dir, record, config, raw, retrain_all, epochs)
     test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
     probs = model.predict(test_set, verbose=0)
     accuracy, loss = test_metrics(probs, splits.y_test)
@@ -118,12 +131,14 @@ def export_run(run_dir: Path, retrain_all: bool = False, data_dir: str | None = 
     return out
 
 
-def _final_model(run_dir, record, config, raw, retrain_all) -> tuple[keras.Model, dict]:
+def _final_model(run_dir, record, config, raw, retrain_all, epochs) -> tuple[keras.Model, dict]:
     if retrain_all:
-        model, seconds, images = retrain(record, config, raw)
-        return model, {"retrained": True, "seconds": seconds, "images": images}
+        model, seconds, images = retrain(record, config, raw, epochs)
+        epochs = epochs or record["best_epoch"]
+        return model, {"retrained": True, "seconds": seconds, "images": images, "epochs": epochs}
     model = load_trial_model(run_dir, record)
-    return model, {"retrained": False, "seconds": record["train_seconds"], "images": None}
+    trained = {"retrained": False, "seconds": record["train_seconds"], "images": None}
+    return model, {**trained, "epochs": record["best_epoch"]}
 
 
 def _check_matches_record(record: dict, accuracy: float, test_images: int) -> None:
@@ -146,7 +161,8 @@ def shipped_config(record, config, trained: dict, test: tuple, splits: data.Spli
         "hyperparameters": record["hyperparameters"],
         "training": {
             "batch_size": config["batch_size"],
-            "epochs": record["best_epoch"],
+            "epochs": trained["epochs"],
+            "trial_best_epoch": record["best_epoch"],
             "seed": config["seed"],
             "retrained_on_all_training_images": trained["retrained"],
             "train_images": trained["images"],
@@ -167,6 +183,14 @@ def shipped_config(record, config, trained: dict, test: tuple, splits: data.Spli
     }
 
 
+def _retrain_epochs(train: dict) -> str:
+    # Shipped configs from before --epochs existed have no trial_best_epoch.
+    best = train.get("trial_best_epoch", train["epochs"])
+    if train["epochs"] == best:
+        return f"the winning trial's best epoch count ({best})"
+    return f"{train['epochs']} epochs (the winning trial's best epoch was {best} of its run)"
+
+
 def model_card(s: dict) -> str:
     """A short Markdown model card (from shipped_config's dict) for people choosing a model."""
     train = s["training"]
@@ -174,7 +198,7 @@ def model_card(s: dict) -> str:
     hps = hps or "| (none) | fixed architecture |"
     retrained = (
         f"Retrained from scratch on all {train['train_images']:,} training images (validation "
-        f"images included), for the winning trial's best epoch count ({train['epochs']})."
+        f"images included), for {_retrain_epochs(train)}."
         if train["retrained_on_all_training_images"]
         else f"Weights of the trial's best epoch ({train['epochs']}), trained on "
         f"{train['train_images']:,} images."

@@ -139,6 +139,14 @@ def test_export_without_finished_trials(capsys, tmp_path):
     assert not (tmp_path / "allfail" / "best").exists()
 
 
+def test_export_epochs_without_retrain(capsys, tmp_path):
+    fake_run(tmp_path, run="done", n=2)
+    code, _, err = run_cli(capsys, "export", "done", "--epochs", "30", "--results", str(tmp_path))
+    assert code == 2
+    assert_one_line_error(err, "--epochs needs --retrain")
+    assert not (tmp_path / "done" / "best").exists()
+
+
 def _raise(exc):
     def handler(args):
         raise exc

@@ -50,6 +50,26 @@ def test_export_then_retrain_on_the_full_training_set(run_dir, monkeypatch):
     assert f"{RETRAIN_IMAGES:,} training images" in (out / "model_card.md").read_text()
 
 
+def test_a_retrain_can_run_longer_than_the_trial(run_dir, monkeypatch):
+    full_set = data.full_training_set
+    monkeypatch.setattr(
+        data, "full_training_set", lambda raw: tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
+    )
+    out = export.export_run(run_dir, retrain_all=True, epochs=3)
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert (training["epochs"], training["trial_best_epoch"]) == (3, TINY["max_epochs"])
+    model = keras.saving.load_model(out / "model.keras")
+    steps = -(-RETRAIN_IMAGES // TINY["batch_size"])
+    assert int(model.optimizer.iterations) == 3 * steps  # it really trained three epochs
+    assert "3 epochs (the winning trial's best epoch was 1" in (out / "model_card.md").read_text()
+
+
+@pytest.mark.parametrize("kwargs", [dict(epochs=2), dict(retrain_all=True, epochs=0)])
+def test_bad_epochs_are_refused_before_any_work(run_dir, kwargs):
+    with pytest.raises(export.ExportError, match="--epochs"):
+        export.export_run(run_dir, **kwargs)
+
+
 def test_missing_checkpoint_is_named_and_the_old_export_kept(run_dir):
     export.export_run(run_dir)
     before = (run_dir / "best" / "config.json").read_text()
