@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -29,6 +30,9 @@ PANEL_BOTTOM_INCHES = 0.45
 BAR_INCHES = 0.38  # height per bar, so long leaderboards stay readable
 BAR_BASE_INCHES = 1.4
 CONFUSION_SIZE = (6.5, 5.5)
+DIGIT_COLUMNS = 10
+DIGIT_CELL_INCHES = 1.1  # one 28x28 digit and its two-line caption
+DIGIT_TITLE_INCHES = 0.35
 ZOOM_PAD = 0.25  # share of the accuracy range left around zoomed axes
 ZOOM_MIN_SPAN = 0.005  # accuracies of near-identical trials still get a visible spread
 
@@ -271,4 +275,21 @@ def plot_confusion(matrix: pd.DataFrame, title: str = "Confusion matrix") -> plt
         annot_kws={"fontsize": 8},
     )
     ax.set(title=title, xlabel="predicted", ylabel="true")
+    return fig
+
+
+def plot_misclassified(images: np.ndarray, examples: pd.DataFrame, title: str) -> plt.Figure:
+    """A grid of test digits (misclassified() rows), each captioned true -> predicted and
+    the model's confidence in its wrong answer."""
+    rows = max(1, -(-len(examples) // DIGIT_COLUMNS))
+    size = (DIGIT_COLUMNS * DIGIT_CELL_INCHES, rows * DIGIT_CELL_INCHES + DIGIT_TITLE_INCHES)
+    fig, axes = plt.subplots(rows, DIGIT_COLUMNS, figsize=size, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, examples.itertuples(index=False), strict=False):
+        ax.imshow(np.squeeze(images[row.index]), cmap="gray_r", vmin=0, vmax=255)
+        caption = f"true {row.true}, said {row.predicted}\n{row.confidence:.0%} sure"
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 1 - DIGIT_TITLE_INCHES / size[1]))
     return fig

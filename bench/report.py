@@ -36,6 +36,8 @@ CELL_FORMATS = {
     "oracle_wait_s": "{:.3f}",
     "target": "{:.1%}",
     "minutes": "{:.1f}",
+    "accuracy": "{:.4f}",
+    "share": "{:.0%}",
 }
 NOT_REACHED = "not reached"
 RUN_FACTS = (
@@ -79,6 +81,7 @@ class _Context:
     runs: list
     df: pd.DataFrame
     choice: tuple | None  # (Run, record) recommended by validation accuracy
+    predictions: dict | str  # the recommended trial's test predictions, or why there are none
 
 
 def _fig_top_accuracy(ctx: _Context) -> plt.Figure | str:
@@ -113,20 +116,65 @@ def _fig_curves(ctx: _Context) -> plt.Figure | str:
     return plots.plot_learning_curves(curves)
 
 
-def _fig_confusion(ctx: _Context) -> plt.Figure | str:
-    run, record = ctx.choice
+def _load_predictions(choice: tuple | None) -> dict | str:
+    if choice is None:
+        return NO_TRIAL
+    run, record = choice
     try:
         predictions = records.load_predictions(run.path, record)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        reason = f"predictions of trial {record['trial_id']} unreadable ({exc})"
-        return f"Confusion matrix skipped: {reason}."
+        return f"predictions of trial {record['trial_id']} unreadable ({exc})"
     if predictions is None:
-        return f"Confusion matrix skipped: trial {record['trial_id']} stored no predictions."
-    matrix = tables.confusion(predictions["y_true"], predictions["y_pred"])
+        return f"trial {record['trial_id']} stored no predictions"
+    return predictions
+
+
+def _fig_confusion(ctx: _Context) -> plt.Figure | str:
+    if isinstance(ctx.predictions, str):
+        return f"Confusion matrix skipped: {ctx.predictions}."
+    run, record = ctx.choice
+    matrix = tables.confusion(ctx.predictions["y_true"], ctx.predictions["y_pred"])
     return plots.plot_confusion(
         matrix,
         f"Confusion matrix of the recommended trial {run.name}/{record['trial_id']} (test set)",
     )
+
+
+def _fig_misclassified(ctx: _Context) -> plt.Figure | str:
+    if isinstance(ctx.predictions, str):
+        return f"Misclassified digits skipped: {ctx.predictions}."
+    run, record = ctx.choice
+    y_true, y_pred = ctx.predictions["y_true"], ctx.predictions["y_pred"]
+    examples = tables.misclassified(y_true, y_pred, ctx.predictions["probs"])
+    if examples.empty:
+        return "Misclassified digits: none, the recommended trial got every test image right."
+    images = _test_images(run, record, y_true)
+    if isinstance(images, str):
+        return f"Misclassified digits skipped: {images}."
+    title = (
+        f"Test digits trial {run.name}/{record['trial_id']} got wrong, most confident first "
+        f"({len(examples)} of {int((y_pred != y_true).sum())})"
+    )
+    return plots.plot_misclassified(images, examples, title)
+
+
+def _test_images(run: Run, record: dict, y_true: np.ndarray) -> np.ndarray | str:
+    """The run's test images, when the data at hand is the data it was tested on."""
+    from bench import data  # numpy only; the report never imports TensorFlow
+
+    try:
+        folder = data.find_data_dir(run.config.get("data_dir"))
+        if folder is None:
+            return "no MNIST folder found to show the images from"
+        raw = data.load_raw(folder)
+    except (data.DataError, OSError) as exc:
+        return f"the test images could not be read ({exc})"
+    if raw.sha256 != (record.get("dataset") or {}).get("sha256"):
+        return f"the data in {folder} is not the data the run was tested on (SHA256)"
+    test = data.with_channel(raw.x_test)[: run.config.get("test_limit")]
+    if not np.array_equal(raw.y_test[: len(test)], y_true):
+        return "the stored predictions do not match the test labels"
+    return test
 
 
 FIGURES: tuple[tuple[str, str, Callable], ...] = (
@@ -137,7 +185,10 @@ FIGURES: tuple[tuple[str, str, Callable], ...] = (
     ("best_so_far.png", "Best so far", _fig_progress),
     ("learning_curves.png", f"Learning curves of the top {tables.CURVES_N}", _fig_curves),
     ("confusion_matrix.png", "Confusion matrix of the recommended trial", _fig_confusion),
+    ("misclassified.png", "Misclassified test digits", _fig_misclassified),
 )
+# Shown in the section on the recommended trial's mistakes rather than under Figures.
+ERROR_FIGURES = ("confusion_matrix.png", "misclassified.png")
 
 
 def _render_figures(ctx: _Context) -> tuple[list[Figure], list[str]]:
@@ -193,7 +244,8 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> Path:
     runs = _load_runs(run_dirs)
     out_dir = Path(out_dir)
     df = tables.trials_frame([(run.name, run.records) for run in runs])
-    ctx = _Context(runs, df, _recommend(runs))
+    choice = _recommend(runs)
+    ctx = _Context(runs, df, choice, _load_predictions(choice))
     figures, notes = _render_figures(ctx)
     blocks = _report_blocks(ctx, figures, notes)
     records.atomic_write_text(
@@ -236,6 +288,8 @@ def _report_blocks(ctx: _Context, figures: list[Figure], notes: list[str]) -> li
         cells = _cells(reached)
         cells.loc[reached["minutes"].isna().to_numpy(), "minutes"] = NOT_REACHED
         blocks += [("h2", "Time to accuracy"), ("p", _TIME_TO_NOTE), ("table", cells)]
+    blocks += _errors_blocks(ctx, [f for f in figures if f.filename in ERROR_FIGURES])
+    figures = [f for f in figures if f.filename not in ERROR_FIGURES]
     blocks += _failure_blocks(tables.failures(ctx.df))
     crew = tables.workers(ctx.df)
     if len(crew):
@@ -332,6 +386,32 @@ def _baseline_sentence(ctx: _Context, record: dict) -> str:
         f"{record['test_accuracy']:.4f} vs {baseline['test_accuracy']:.4f}, "
         f"{gain:+.2f} percentage points."
     )
+
+
+def _errors_blocks(ctx: _Context, figures: list[Figure]) -> list[tuple]:
+    if isinstance(ctx.predictions, str):
+        return []
+    run, record = ctx.choice
+    matrix = tables.confusion(ctx.predictions["y_true"], ctx.predictions["y_pred"])
+    pairs = tables.confused_pairs(matrix)
+    blocks = [
+        ("h2", "What the recommended trial gets wrong"),
+        ("p", f"Trial {record['trial_id']} of run {run.name}, on the test set."),
+        ("h3", "Accuracy per digit"),
+        ("table", _cells(tables.per_class(matrix))),
+        ("h3", "Most confused pairs"),
+    ]
+    if pairs.empty:
+        blocks.append(("p", "No test image was misclassified."))
+    else:
+        blocks += [("p", _PAIRS_NOTE), ("table", _cells(pairs))]
+    return blocks + [b for figure in figures for b in (("h3", figure.title), ("figure", figure))]
+
+
+_PAIRS_NOTE = (
+    "True digit, the digit the model said instead, how often, and that pair's share of all "
+    "the trial's test errors."
+)
 
 
 def _failure_blocks(failed: pd.DataFrame) -> list[tuple]:

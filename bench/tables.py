@@ -358,6 +358,51 @@ def confusion(y_true, y_pred, num_classes: int = NUM_CLASSES) -> pd.DataFrame:
     )
 
 
+CONFUSED_PAIRS_N = 10
+MISCLASSIFIED_N = 40
+
+
+def per_class(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Per true digit of a confusion() frame: test images, errors and accuracy."""
+    counts = matrix.to_numpy()
+    images = pd.Series(counts.sum(axis=1))
+    correct = pd.Series(np.diag(counts))
+    return pd.DataFrame(
+        {
+            "digit": matrix.index.to_numpy(),
+            "images": images,
+            "errors": images - correct,
+            "accuracy": correct / images.where(images > 0),  # a digit with no images: NaN
+        }
+    )
+
+
+def confused_pairs(matrix: pd.DataFrame, top: int = CONFUSED_PAIRS_N) -> pd.DataFrame:
+    """The most frequent mistakes of a confusion() frame: (true, predicted, count, share), where
+    share is the pair's part of all errors; most first, ties in digit order."""
+    pairs = matrix.stack().rename("count").reset_index()
+    pairs = pairs[(pairs["true"] != pairs["predicted"]) & (pairs["count"] > 0)]
+    pairs = pairs.assign(share=pairs["count"] / pairs["count"].sum())
+    ordered = pairs.sort_values(["count", "true", "predicted"], ascending=[False, True, True])
+    return ordered.head(top).reset_index(drop=True)
+
+
+def misclassified(y_true, y_pred, probs, limit: int = MISCLASSIFIED_N) -> pd.DataFrame:
+    """Test images the model got wrong (index, true, predicted, confidence), the most confident
+    mistakes first: those are the likeliest to be mislabelled digits."""
+    y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
+    wrong = np.flatnonzero(y_pred != y_true)
+    frame = pd.DataFrame(
+        {
+            "index": wrong,
+            "true": y_true[wrong],
+            "predicted": y_pred[wrong],
+            "confidence": np.asarray(probs, dtype=np.float64)[wrong, y_pred[wrong]],
+        }
+    )
+    return frame.sort_values(["confidence", "index"], ascending=[False, True]).head(limit)
+
+
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     """Failed trials (run, trial_id, architecture, error); `count` trials share each error."""
     failed = df[df["status"] == records.STATUS_FAILED][["run", "trial_id", "architecture", "error"]]

@@ -6,10 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from bench import records, report, tables
+from bench import data, records, report, tables
 from tests.factories import fake_record, fake_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -53,7 +54,10 @@ def test_report_writes_csv_markdown_html_and_figures(one_run):
     for name in TEXT_FILES:
         assert (out / name).is_file()
     pngs = sorted(out.glob("*.png"))
-    assert {p.name for p in pngs} == {name for name, _, _ in report.FIGURES}
+    # Fake predictions are not of the real test digits, so there is no grid of them to draw.
+    drawn = {name for name, _, _ in report.FIGURES} - {"misclassified.png"}
+    assert {p.name for p in pngs} == drawn
+    assert "Misclassified digits skipped: the data in" in (out / report.REPORT_MD).read_text()
     page = index.read_text()
     assert page.count('src="data:image/png;base64,') == len(pngs)
     assert "max-width: 100%" in page
@@ -114,7 +118,8 @@ def test_report_of_two_runs_is_combined(tmp_path):
     page = index.read_text()
     assert "mnist-bench report: alpha, beta" in page
     assert "Best trial of each run" in page
-    assert len(list((tmp_path / "out").glob("*.png"))) == len(report.FIGURES)
+    # All but the grid of misclassified digits, which needs predictions of the real test set.
+    assert len(list((tmp_path / "out").glob("*.png"))) == len(report.FIGURES) - 1
 
 
 def make_empty_run(results: Path, name: str) -> Path:
@@ -146,10 +151,59 @@ def test_missing_predictions_skip_the_confusion_matrix_and_old_figures_go(tmp_pa
     records.atomic_write_bytes(out / "confusion_matrix.png", PNG_MAGIC)  # from an earlier report
     report.write_report([run_dir], out)
     assert not (out / "confusion_matrix.png").exists()
-    assert len(list(out.glob("*.png"))) == len(report.FIGURES) - 1
-    assert "Confusion matrix skipped" in (out / report.REPORT_MD).read_text()
+    assert len(list(out.glob("*.png"))) == len(report.FIGURES) - len(report.ERROR_FIGURES)
+    text = (out / report.REPORT_MD).read_text()
+    assert "Confusion matrix skipped" in text
+    assert "Misclassified digits skipped: predictions of trial" in text
+    assert "gets wrong" not in text
     report.write_report([make_empty_run(tmp_path, "empty")], out)
     assert not list(out.glob("*.png"))
+
+
+# ---------------------------------------------------------------- the winner's mistakes
+
+MISTAKES = {3: 0.9, 10: 0.6, 11: 0.7}  # test image index: confidence of the wrong answer
+TEST_LIMIT = 200
+
+
+def run_with_real_test_labels(results: Path) -> tuple[Path, np.ndarray]:
+    """One finished trial whose predictions are the true labels of the first TEST_LIMIT test
+    digits, except MISTAKES, where it answers the next digit up."""
+    raw = data.load_raw()
+    y_true = raw.y_test[:TEST_LIMIT]
+    probs = np.full((TEST_LIMIT, tables.NUM_CLASSES), 0.01)
+    probs[np.arange(TEST_LIMIT), y_true] = 0.91
+    for index, confidence in MISTAKES.items():
+        probs[index] = (1 - confidence) / (tables.NUM_CLASSES - 1)
+        probs[index, (y_true[index] + 1) % tables.NUM_CLASSES] = confidence
+    run_dir = results / "real"
+    config = {"run": "real", "space": "cnn", "test_limit": TEST_LIMIT, "val_size": 10000}
+    records.atomic_write_json(run_dir / records.CONFIG_FILE, config)
+    record = fake_record(run="real", trial_id="00")
+    record["dataset"] = {**record["dataset"], "sha256": raw.sha256}
+    record["predictions"] = records.write_predictions(run_dir, "00", y_true, probs)
+    records.write_record(run_dir, record)
+    return run_dir, y_true
+
+
+def test_the_winners_mistakes_per_digit_pair_and_image(tmp_path):
+    run_dir, y_true = run_with_real_test_labels(tmp_path)
+    out = tmp_path / "out"
+    report.write_report([run_dir], out)
+    text = (out / report.REPORT_MD).read_text()
+    section = text.split("## What the recommended trial gets wrong")[1].split("\n## ")[0]
+    digits, pairs = section.split("### Most confused pairs")
+    per_digit = [line for line in digits.splitlines() if line.startswith("| ")][1:]  # no header
+    assert len(per_digit) == tables.NUM_CLASSES
+    assert sum(int(row.split("|")[3]) for row in per_digit) == len(MISTAKES)
+    mistakes = {(y_true[i], (y_true[i] + 1) % tables.NUM_CLASSES) for i in MISTAKES}
+    pair_rows = [line.split("|")[1:3] for line in pairs.splitlines() if line.startswith("| ")]
+    assert {(int(t), int(p)) for t, p in pair_rows[1:]} == mistakes
+    assert (out / "misclassified.png").read_bytes().startswith(PNG_MAGIC)
+    # Both pictures of the mistakes sit in this section, not under Figures.
+    assert "![Misclassified test digits](misclassified.png)" in section
+    assert "confusion_matrix.png" in section
+    assert "misclassified.png" not in text.split("## Figures")[1]
 
 
 def test_unusable_run_directories_raise_report_error(tmp_path):

@@ -244,3 +244,29 @@ def test_time_to_accuracy_leaves_unreached_targets_empty():
     reached = got.set_index("target")["minutes"]
     assert reached[0.993] == pytest.approx(9.0)
     assert reached[[0.995, 0.996]].isna().all()
+
+
+# ---------------------------------------------------------------- the winner's mistakes
+
+
+def test_per_class_confused_pairs_and_misclassified():
+    y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 7])
+    y_pred = np.array([0, 0, 1, 1, 2, 1, 1, 2, 7])
+    matrix = tables.confusion(y_true, y_pred)
+    per = tables.per_class(matrix).set_index("digit")
+    assert per.loc[0, "images"] == 3 and per.loc[0, "errors"] == 1
+    assert per.loc[2, "accuracy"] == pytest.approx(1 / 3)
+    assert np.isnan(per.loc[5, "accuracy"])  # no image of a 5
+    pairs = tables.confused_pairs(matrix)
+    assert pairs[["true", "predicted", "count"]].values.tolist() == [
+        [2, 1, 2],
+        [0, 1, 1],
+        [1, 2, 1],
+    ]
+    assert pairs["share"].tolist() == pytest.approx([0.5, 0.25, 0.25])
+    probs = np.full((len(y_true), 10), 0.05)
+    probs[np.arange(len(y_true)), y_pred] = [0.5, 0.5, 0.6, 0.5, 0.9, 0.7, 0.8, 0.5, 0.5]
+    wrong = tables.misclassified(y_true, y_pred, probs, limit=3)
+    assert wrong["index"].tolist() == [4, 6, 5]  # most confident mistakes first, top 3
+    assert wrong["confidence"].tolist() == pytest.approx([0.9, 0.8, 0.7])
+    assert tables.confused_pairs(tables.confusion([1, 2], [1, 2])).empty
