@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -16,6 +17,8 @@ PACKAGES = {
     "numpy": ("numpy",),
 }
 GIT_TIMEOUT_S = 10
+CPUINFO = Path("/proc/cpuinfo")
+NVIDIA_SMI = ("nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader")
 
 
 def _version(distributions: tuple[str, ...]) -> str | None:
@@ -54,3 +57,39 @@ def git_commit() -> str | None:
     if commit and _git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
     return commit
+
+
+def cpu_model() -> str | None:
+    """The processor's model name (Linux /proc/cpuinfo), else what platform knows, else None."""
+    try:
+        for line in CPUINFO.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def gpus() -> list[str]:
+    """NVIDIA GPUs as nvidia-smi lists them ("name, memory"); none where it is missing."""
+    try:
+        done = subprocess.run(
+            NVIDIA_SMI, capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    lines = done.stdout.splitlines() if done.returncode == 0 else []
+    return [line.strip() for line in lines if line.strip()]
+
+
+def environment() -> dict:
+    """What a run's results depend on besides its config and data: software and hardware."""
+    return {
+        **versions(),
+        "git_commit": git_commit(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpus(),
+    }

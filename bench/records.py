@@ -14,6 +14,7 @@ import numpy as np
 SCHEMA_VERSION = 1
 TRIALS_DIR = "trials"
 CONFIG_FILE = "config.json"
+ENVIRONMENT_FILE = "environment.json"  # every distinct environment the run's processes ran in
 TUNER_PROJECT = "tuner"
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
@@ -168,6 +169,23 @@ def load_records(run_dir: str | os.PathLike) -> list[dict]:
         return []
     records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
     return sorted(records, key=lambda r: (r.get("started_at") or "", r["trial_id"]))
+
+
+def note_environment(run_dir: str | os.PathLike, environment: dict, seen_at: str) -> None:
+    """Add environment to the run's list unless it is the last one there (a resumed run on the
+    same machine and commit adds nothing; a worker elsewhere or an upgrade does)."""
+    seen = load_environments(run_dir)
+    if seen and {k: v for k, v in seen[-1].items() if k != "seen_at"} == environment:
+        return
+    atomic_write_json(
+        Path(run_dir) / ENVIRONMENT_FILE, [*seen, {"seen_at": seen_at, **environment}]
+    )
+
+
+def load_environments(run_dir: str | os.PathLike) -> list[dict]:
+    """The environments a run was seen in, oldest first; [] for runs made before they were kept."""
+    path = Path(run_dir) / ENVIRONMENT_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def load_config(run_dir: str | os.PathLike) -> dict:

@@ -38,6 +38,11 @@ CELL_FORMATS = {
     "minutes": "{:.1f}",
     "accuracy": "{:.4f}",
     "share": "{:.0%}",
+    "before_accuracy": "{:.4f}",
+    "after_accuracy": "{:.4f}",
+    "change_points": "{:+.2f}",
+    "before_loss": "{:.4f}",
+    "after_loss": "{:.4f}",
 }
 NOT_REACHED = "not reached"
 RUN_FACTS = (
@@ -63,6 +68,7 @@ class Run:
     path: Path
     config: dict
     records: list
+    environments: list  # oldest first; empty for runs from before they were recorded
 
 
 @dataclass(frozen=True)
@@ -212,9 +218,11 @@ def _load_run(run_dir: Path) -> Run:
     try:
         config = records.load_config(run_dir)
         trial_records = records.load_records(run_dir)
+        environments = records.load_environments(run_dir)
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot read run {run_dir}: {exc}") from exc
-    return Run(str(config.get("run") or run_dir.name), run_dir, config, trial_records)
+    name = str(config.get("run") or run_dir.name)
+    return Run(name, run_dir, config, trial_records, environments)
 
 
 def _load_runs(run_dirs: Sequence[Path]) -> list[Run]:
@@ -283,6 +291,8 @@ def _report_blocks(ctx: _Context, figures: list[Figure], notes: list[str]) -> li
             ("h2", "Best trial of each run (by validation accuracy)"),
             ("table", _cells(tables.per_run_best(ctx.df))),
         ]
+        blocks += _changes_blocks(ctx)
+    blocks += _environment_blocks(ctx.runs)
     reached = tables.time_to_accuracy(ctx.df)
     if len(reached):
         cells = _cells(reached)
@@ -323,6 +333,96 @@ _WORKERS_NOTE = (
 )
 
 
+def _by_creation(runs: list[Run]) -> list[Run]:
+    # Runs from before created_at was kept sort first, in the order given.
+    return sorted(runs, key=lambda run: str(run.config.get("created_at") or ""))
+
+
+def _changes_blocks(ctx: _Context) -> list[tuple]:
+    """Each run against the one created before it: per space, and per shared architecture."""
+    ordered = _by_creation(ctx.runs)
+    blocks = [("h2", "Changes between runs"), ("p", _CHANGES_NOTE)]
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        spaces = tables.changes_per_space(ctx.df, before.name, after.name)
+        common = tables.common_architectures(ctx.df, before.name, after.name)
+        flagged = int((spaces["regression"] != "").sum() + (common["regression"] != "").sum())
+        verdict = f"{flagged} regression(s) flagged." if flagged else "No regression flagged."
+        blocks += [
+            ("h3", f"{after.name} against {before.name}"),
+            ("p", f"Best of each search space. {verdict}"),
+            ("table", _cells(spaces)),
+        ]
+        if common.empty:
+            blocks.append(("p", "No architecture finished in both runs."))
+        else:
+            blocks += [("p", "Architectures finished in both runs:"), ("table", _cells(common))]
+    return blocks
+
+
+_CHANGES_NOTE = (
+    "Each run against the run created before it: before is the older run, after the newer; "
+    "accuracy is the best test accuracy, loss the lowest test loss, change_points the accuracy "
+    f"change in percentage points. Flagged: accuracy down by more than "
+    f"{tables.REGRESSION_ACCURACY * PERCENTAGE_POINTS:.1f} points, loss up by more than "
+    f"{tables.REGRESSION_LOSS_RATIO - 1:.0%}, or a space with no finished trial any more."
+)
+ENVIRONMENT_FIELDS = (
+    "git_commit",
+    "python",
+    "tensorflow",
+    "keras",
+    "keras_tuner",
+    "numpy",
+    "platform",
+    "cpu",
+    "cpu_count",
+    "gpus",
+)
+NOT_RECORDED = "(not recorded)"
+
+
+def _environment_blocks(runs: list[Run]) -> list[tuple]:
+    """Software, hardware and data of each run (its latest environment); what differs."""
+    rows = []
+    for field in (*ENVIRONMENT_FIELDS, "dataset_sha256"):
+        values = {}
+        for run in runs:
+            where = run.config if field == "dataset_sha256" else _latest_environment(run)
+            values[run.name] = _fact(where[field]) if field in where else NOT_RECORDED
+        row = {"field": field, **values}
+        if len(runs) > 1:
+            row["differs"] = len(set(values.values())) > 1
+        rows.append(row)
+    blocks = [("h2", "Environment"), ("table", _cells(pd.DataFrame(rows)))]
+    for run in runs:
+        if len(run.environments) > 1:
+            blocks.append(("p", _moved_sentence(run)))
+    return blocks
+
+
+def _latest_environment(run: Run) -> dict:
+    if run.environments:
+        return run.environments[-1]
+    # Runs from before environment.json: their records still name versions and commit.
+    latest = max(run.records, key=lambda r: r.get("started_at") or "", default={})
+    return {**(latest.get("versions") or {}), "git_commit": latest.get("git_commit")}
+
+
+def _moved_sentence(run: Run) -> str:
+    changed = sorted(
+        {
+            key
+            for old, new in zip(run.environments, run.environments[1:], strict=False)
+            for key in ENVIRONMENT_FIELDS
+            if old.get(key) != new.get(key)
+        }
+    )
+    return (
+        f"Run {run.name} ran in {len(run.environments)} environments (resumed or with workers "
+        f"elsewhere; the table shows the latest); changed: {', '.join(changed) or 'nothing shown'}."
+    )
+
+
 def _runs_blocks(runs: list[Run]) -> list[tuple]:
     rows = [
         {
@@ -338,6 +438,8 @@ def _runs_blocks(runs: list[Run]) -> list[tuple]:
 def _fact(value) -> str:
     if isinstance(value, dict):
         return str(value.get("name", value))
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
     return "" if value is None else str(value)
 
 

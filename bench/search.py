@@ -396,7 +396,8 @@ def planned_trials(config: SearchConfig) -> int:
 
 
 def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
-    """Write config.json for a new run, or check that an existing run has the same config.
+    """Write config.json for a new run, or check that an existing run has the same config;
+    note the process's environment either way.
 
     Returns True when an existing run is being resumed.
     """
@@ -419,8 +420,10 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
                 f"run {config.run!r} exists with a different {', '.join(changed)}; "
                 "use another --run name"
             )
+        records.note_environment(config.run_dir, envinfo.environment(), utc_now())
         return True
     records.atomic_write_json(path, {**wanted, "created_at": utc_now()})
+    records.note_environment(config.run_dir, envinfo.environment(), utc_now())
     return False
 
 

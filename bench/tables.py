@@ -403,6 +403,73 @@ def misclassified(y_true, y_pred, probs, limit: int = MISCLASSIFIED_N) -> pd.Dat
     return frame.sort_values(["confidence", "index"], ascending=[False, True]).head(limit)
 
 
+# A later run's best test accuracy that falls more than this (0.1 percentage points, 10 of
+# 10,000 test digits) is flagged; at 99.5% one model's binomial standard error is already
+# 0.07 points, so smaller moves are noise. Test loss is flagged when it rises more than 10%.
+REGRESSION_ACCURACY = 0.001
+REGRESSION_LOSS_RATIO = 1.10
+CHANGE_COLUMNS = (
+    "before_accuracy",
+    "after_accuracy",
+    "change_points",
+    "before_loss",
+    "after_loss",
+    "regression",
+)
+
+
+def _best_by(done: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return done.groupby(keys).agg(
+        accuracy=("test_accuracy", "max"), loss=("test_loss", "min"), trials=("trial_id", "size")
+    )
+
+
+def _changes(before: pd.DataFrame, after: pd.DataFrame, how: str) -> pd.DataFrame:
+    both = before.add_suffix("_before").join(after.add_suffix("_after"), how=how)
+    frame = pd.DataFrame(
+        {
+            "before_accuracy": both["accuracy_before"],
+            "after_accuracy": both["accuracy_after"],
+            "change_points": (both["accuracy_after"] - both["accuracy_before"]) * 100.0,
+            "before_loss": both["loss_before"],
+            "after_loss": both["loss_after"],
+        }
+    )
+    frame["regression"] = [_regression(row) for row in frame.itertuples()]
+    return frame.reset_index()
+
+
+def _regression(row) -> str:
+    if pd.isna(row.after_accuracy):
+        return "no finished trial"
+    if pd.isna(row.before_accuracy):
+        return ""  # new here
+    flags = []
+    if row.after_accuracy < row.before_accuracy - REGRESSION_ACCURACY:
+        flags.append("accuracy down")
+    if row.after_loss > row.before_loss * REGRESSION_LOSS_RATIO:
+        flags.append("loss up")
+    return ", ".join(flags)
+
+
+def changes_per_space(df: pd.DataFrame, before: str, after: str) -> pd.DataFrame:
+    """Per space in either run: the best test accuracy and lowest test loss of run `before`
+    and of run `after`, the accuracy change in percentage points, and what regressed."""
+    done = _completed(df)
+    parts = [_best_by(done[done["run"] == run], ["space"]) for run in (before, after)]
+    return _changes(*parts, how="outer")[["space", *CHANGE_COLUMNS]]
+
+
+def common_architectures(df: pd.DataFrame, before: str, after: str) -> pd.DataFrame:
+    """Architectures finished in both runs, with each run's best test accuracy and loss for
+    it: the same configuration measured twice, so a drop points at the code or the machine."""
+    done = _completed(df)
+    keys = ["space", "architecture"]
+    parts = [_best_by(done[done["run"] == run], keys) for run in (before, after)]
+    changes = _changes(*parts, how="inner")
+    return changes.sort_values("after_accuracy", ascending=False)[[*keys, *CHANGE_COLUMNS]]
+
+
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     """Failed trials (run, trial_id, architecture, error); `count` trials share each error."""
     failed = df[df["status"] == records.STATUS_FAILED][["run", "trial_id", "architecture", "error"]]

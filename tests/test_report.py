@@ -122,6 +122,41 @@ def test_report_of_two_runs_is_combined(tmp_path):
     assert len(list((tmp_path / "out").glob("*.png"))) == len(report.FIGURES) - 1
 
 
+def test_runs_are_compared_oldest_first_with_their_environments(tmp_path):
+    newer = fake_run(tmp_path, run="tuesday", n=3, failed=0)
+    older = fake_run(tmp_path, run="monday", n=3, failed=0)
+    env = {field: "x" for field in report.ENVIRONMENT_FIELDS}
+    for run_dir, day, tensorflow in (
+        (older, "2026-01-05", "2.20.0"),
+        (newer, "2026-01-06", "2.21.0"),
+    ):
+        config = records.load_config(run_dir)
+        records.atomic_write_json(
+            run_dir / records.CONFIG_FILE, {**config, "created_at": f"{day}T20:00:00+00:00"}
+        )
+        records.note_environment(run_dir, {**env, "tensorflow": tensorflow}, day)
+    # The newest run's seed baseline lost 0.5 points: a flagged regression.
+    seed = next(r for r in records.load_records(newer) if r["space"] == "seed")
+    monday_seed = next(r for r in records.load_records(older) if r["space"] == "seed")
+    records.write_record(newer, {**seed, "test_accuracy": monday_seed["test_accuracy"] - 0.005})
+    report.write_report([newer, older], tmp_path / "out")
+    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    changes = text.split("### tuesday against monday")[1].split("## Environment")[0]
+    assert "regression(s) flagged" in changes
+    seed_row = next(line for line in changes.splitlines() if line.startswith("| seed |"))
+    assert "| -0.50 |" in seed_row and "accuracy down" in seed_row
+    environment = text.split("## Environment")[1].split("\n## ")[0]
+    assert "| tensorflow | 2.21.0 | 2.20.0 | yes |" in environment
+    assert "| keras | x | x |  |" in environment
+
+
+def test_an_old_run_without_environment_shows_what_its_records_name(tmp_path):
+    run_dir = fake_run(tmp_path, n=2, failed=0)
+    report.write_report([run_dir], tmp_path / "out")
+    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    assert "| git_commit | abc1234 |" in text and "| cpu | (not recorded) |" in text
+
+
 def make_empty_run(results: Path, name: str) -> Path:
     run_dir = results / name
     records.atomic_write_json(run_dir / records.CONFIG_FILE, {"run": name, "space": "cnn"})

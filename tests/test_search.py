@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import types
 
 import keras
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import search_spaces
-from bench import records, search
+from bench import envinfo, records, search
 from bench.config import ConfigError, SearchConfig
 from bench.progress import Progress
 
@@ -80,6 +81,20 @@ def test_run_dir_config_is_written_then_checked_on_resume(tmp_path):
     with pytest.raises(ConfigError, match="different tuner"):
         search.prepare_run_dir(changed, splits)
     assert json.loads((config.run_dir / records.CONFIG_FILE).read_text()) == written
+
+
+def test_each_new_environment_of_a_run_is_noted_once(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path)
+    splits = search.load_splits(config)
+    search.prepare_run_dir(config, splits)
+    search.prepare_run_dir(config, splits)  # resumed where it began: nothing new
+    (first,) = records.load_environments(config.run_dir)
+    assert first["cpu_count"] == os.cpu_count() and first["keras"] == keras.__version__
+    upgraded = {**envinfo.environment(), "tensorflow": "9.9.9"}
+    monkeypatch.setattr(envinfo, "environment", lambda: upgraded)
+    search.prepare_run_dir(config, splits)
+    seen = records.load_environments(config.run_dir)
+    assert [e["tensorflow"] for e in seen] == [first["tensorflow"], "9.9.9"]
 
 
 def test_a_run_from_before_a_new_setting_resumes_at_its_default(tmp_path):

@@ -270,3 +270,44 @@ def test_per_class_confused_pairs_and_misclassified():
     assert wrong["index"].tolist() == [4, 6, 5]  # most confident mistakes first, top 3
     assert wrong["confidence"].tolist() == pytest.approx([0.9, 0.8, 0.7])
     assert tables.confused_pairs(tables.confusion([1, 2], [1, 2])).empty
+
+
+# ---------------------------------------------------------------- changes between runs
+
+
+def _trial(run, trial_id, space, accuracy, loss, filters=32):
+    hps = {} if space == "seed" else {"conv_blocks": 1, "filters_0": filters}
+    return fake_record(
+        run=run,
+        trial_id=trial_id,
+        space=space,
+        hyperparameters=hps,
+        test_accuracy=accuracy,
+        test_loss=loss,
+    )
+
+
+def test_changes_per_space_and_common_architectures_flag_regressions():
+    before = [
+        _trial("mon", "00", "cnn", 0.9950, 0.020),
+        _trial("mon", "01", "cnn", 0.9900, 0.030, filters=64),
+        _trial("mon", "02", "tiny", 0.9800, 0.060),
+        _trial("mon", "seed", "seed", 0.9920, 0.025),
+    ]
+    after = [
+        _trial("tue", "00", "cnn", 0.9930, 0.021),  # same architecture, 0.2 points worse
+        _trial("tue", "01", "cnn", 0.9945, 0.030, filters=64),  # 0.05 points: noise
+        fake_record(run="tue", trial_id="02", space="tiny", status="failed"),
+        _trial("tue", "seed", "seed", 0.9921, 0.030),  # loss up 20%
+    ]
+    df = tables.trials_frame([("mon", before), ("tue", after)])
+    spaces = tables.changes_per_space(df, "mon", "tue").set_index("space")
+    assert spaces.loc["cnn", "change_points"] == pytest.approx(-0.05)
+    assert spaces.loc["cnn", "regression"] == ""
+    assert spaces.loc["tiny", "regression"] == "no finished trial"
+    assert spaces.loc["seed", "regression"] == "loss up"
+    common = tables.common_architectures(df, "mon", "tue")
+    flags = dict(zip(common["architecture"], common["regression"], strict=True))
+    assert len(flags) == 3  # tiny finished only in mon
+    assert flags[tables.architecture(after[0]["hyperparameters"], "cnn")] == "accuracy down"
+    assert flags[tables.architecture(after[1]["hyperparameters"], "cnn")] == ""
