@@ -26,7 +26,7 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma = ,
 
-.PHONY: setup search smoke report release test test-slow bench bench-workers lint clean-venv
+.PHONY: setup search smoke report confirm release test test-slow bench bench-workers lint clean-venv
 
 setup: $(STAMP)
 
@@ -52,6 +52,13 @@ smoke: $(STAMP)
 report: $(STAMP)
 	@$(NEED_RUN)
 	$(BIN)/bench report $(TARGET_RUN) --results $(RESULTS)
+
+# Retrain the top TOP trials of RUN (default: newest) with SEEDS fresh seeds each, then report.
+TOP ?= 3
+SEEDS ?= 3
+confirm: $(STAMP)
+	@$(NEED_RUN)
+	$(BIN)/bench confirm $(TARGET_RUN) --results $(RESULTS) --top $(TOP) --seeds $(SEEDS)
 
 release: $(STAMP)
 	@$(NEED_RUN)

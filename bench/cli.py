@@ -283,12 +283,44 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+DEFAULT_CONFIRM_TOP, DEFAULT_CONFIRM_SEEDS = 3, 3
+
+
+def cmd_confirm(args) -> int:
+    from bench import confirm, report
+
+    (run_dir,) = _run_dirs(args)
+    confirm.confirm_run(run_dir, args.top, args.seeds, data_dir=args.data_dir)
+    print(f"report: {report.write_report([run_dir], run_dir / 'report')}")
+    return EXIT_OK
+
+
+def _add_confirm_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs=1, metavar="RUN", help="run whose top trials to retrain")
+    p.add_argument(
+        "--top",
+        type=int,
+        default=DEFAULT_CONFIRM_TOP,
+        help=f"how many trials, best by validation accuracy (default {DEFAULT_CONFIRM_TOP})",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=DEFAULT_CONFIRM_SEEDS,
+        help=f"fresh seeds per trial (default {DEFAULT_CONFIRM_SEEDS})",
+    )
+
+
 def cmd_export(args) -> int:
     from bench import export
 
     (run_dir,) = _run_dirs(args)
     out = export.export_run(
-        run_dir, retrain_all=args.retrain, data_dir=args.data_dir, epochs=args.epochs
+        run_dir,
+        retrain_all=args.retrain,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        confirmed=args.confirmed,
     )
     print(f"exported: {out}")
     return EXIT_OK
@@ -369,6 +401,11 @@ COMMANDS = {
         _add_worker_flags,
     ),
     "report": (cmd_report, "write tables, figures and HTML/Markdown for one or more runs", None),
+    "confirm": (
+        cmd_confirm,
+        "retrain a run's top trials with several seeds, to tell real gains from noise",
+        _add_confirm_flags,
+    ),
     "export": (cmd_export, "ship the best trial (by validation accuracy) as a Keras model", None),
 }
 
@@ -382,9 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         # Accepted after the command too; SUPPRESS keeps the top-level value when absent here.
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks")
-        if name in ("search", "worker", "export", "report"):
+        if name in ("search", "worker", "export", "report", "confirm"):
             p.add_argument("--results", default=DEFAULT_RESULTS, help="folder of runs (results)")
-        if name in ("search", "worker", "export"):
+        if name in ("search", "worker", "export", "confirm"):
             p.add_argument("--data-dir", help="MNIST IDX folder (else $BENCH_DATA_DIR, data/mnist)")
         if add_flags:
             add_flags(p)
@@ -396,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs["export"].add_argument(
         "--epochs", type=int, help="with --retrain: epochs to train (default: the trial's best)"
     )
+    runs["export"].add_argument(
+        "--confirmed",
+        action="store_true",
+        help="pick by mean validation accuracy over `bench confirm` seeds",
+    )
     return parser
 
 
@@ -406,6 +448,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
         ("bench.data", "DataError"),
         ("bench.report", "ReportError"),
         ("bench.export", "ExportError"),
+        ("bench.confirm", "ConfirmError"),
         ("bench.lock", "RunLocked"),
     ):
         if module in sys.modules:

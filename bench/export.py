@@ -94,12 +94,15 @@ def export_run(
     retrain_all: bool = False,
     data_dir: str | None = None,
     epochs: int | None = None,
+    confirmed: bool = False,
 ) -> Path:
     """Write run_dir/best/: model.keras, config.json and model_card.md for the best trial.
 
     The winner is chosen by validation accuracy only; the test set is reported, never used
     to choose. With retrain_all, the winner is retrained on the full 60k training images,
-    for `epochs` when given (a longer schedule than the night's trials could afford).
+    for `epochs` when given (a longer schedule than the night's trials could afford). With
+    confirmed, the winner is the trial with the best mean validation accuracy over its
+    `bench confirm` seeds rather than the best single trial.
     """
     if epochs is not None and not retrain_all:
         raise ExportError("--epochs needs --retrain: a trial's weights have their own epochs")
@@ -108,7 +111,8 @@ def export_run(
     if not (run_dir / records.CONFIG_FILE).is_file():
         raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
     config = records.load_config(run_dir)
-    record = records.best_by_validation(records.load_records(run_dir))
+    trials = records.load_records(run_dir)
+    record = confirmed_choice(run_dir, trials) if confirmed else records.best_by_validation(trials)
     if record is None:
         raise ExportError(f"{run_dir}: no finished trial to export")
     raw = data.load_raw(data_dir or config.get("data_dir"))
@@ -126,9 +130,30 @@ def export_run(
     out.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, out / "model.keras")
     shipped = shipped_config(record, config, trained, (accuracy, loss), splits)
+    if confirmed:
+        seeds = [r for r in records.load_confirmed(run_dir) if r["trial_id"] == record["trial_id"]]
+        shipped["selection"] = (
+            f"highest mean validation accuracy over {len(seeds)} seeds of `bench confirm` "
+            "(ties: lower mean validation loss)"
+        )
     records.atomic_write_json(out / "config.json", shipped)
     records.atomic_write_text(out / "model_card.md", model_card(shipped))
     return out
+
+
+def confirmed_choice(run_dir: Path, trials: list[dict]) -> dict:
+    """The trial whose `bench confirm` seeds have the best mean validation accuracy."""
+    by_trial: dict[str, list[dict]] = {}
+    for result in records.load_confirmed(run_dir):
+        by_trial.setdefault(result["trial_id"], []).append(result)
+    if not by_trial:
+        raise ExportError(f"{run_dir}: no confirmed trial; run `bench confirm` first")
+
+    def mean(trial_id: str, key: str) -> float:
+        return sum(r[key] for r in by_trial[trial_id]) / len(by_trial[trial_id])
+
+    best = max(by_trial, key=lambda t: (mean(t, "val_accuracy"), -mean(t, "val_loss")))
+    return next(r for r in records.completed(trials) if r["trial_id"] == best)
 
 
 def _final_model(run_dir, record, config, raw, retrain_all, epochs) -> tuple[keras.Model, dict]:

@@ -16,6 +16,7 @@ TRIALS_DIR = "trials"
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"  # every distinct environment the run's processes ran in
 TUNER_PROJECT = "tuner"
+CONFIRM_DIR = "confirm"  # bench confirm: <trial_id>-seed<seed>.json and .npz
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUSES = (STATUS_COMPLETED, STATUS_FAILED)
@@ -140,6 +141,13 @@ def write_predictions(
     run_dir: str | os.PathLike, trial_id: str, y_true: np.ndarray, probs: np.ndarray
 ) -> str:
     """Store a trial's test-set labels, predicted labels and class probabilities (float16)."""
+    name = predictions_name(trial_id)
+    atomic_write_bytes(trials_dir(run_dir) / name, predictions_bytes(y_true, probs))
+    return name
+
+
+def predictions_bytes(y_true: np.ndarray, probs: np.ndarray) -> bytes:
+    """An .npz of test labels, predicted labels and class probabilities (float16)."""
     import io
 
     buffer = io.BytesIO()
@@ -149,9 +157,7 @@ def write_predictions(
         y_pred=probs.argmax(axis=1).astype(np.uint8),
         probs=probs.astype(np.float16),
     )
-    name = predictions_name(trial_id)
-    atomic_write_bytes(trials_dir(run_dir) / name, buffer.getvalue())
-    return name
+    return buffer.getvalue()
 
 
 def load_predictions(run_dir: str | os.PathLike, record: dict) -> dict[str, np.ndarray] | None:
@@ -169,6 +175,25 @@ def load_records(run_dir: str | os.PathLike) -> list[dict]:
         return []
     records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
     return sorted(records, key=lambda r: (r.get("started_at") or "", r["trial_id"]))
+
+
+def confirm_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / CONFIRM_DIR
+
+
+def load_confirmed(run_dir: str | os.PathLike) -> list[dict]:
+    """Every `bench confirm` record of a run, by trial then seed; [] when none was made."""
+    folder = confirm_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    return sorted(found, key=lambda r: (r["trial_id"], r["seed"]))
+
+
+def load_confirmed_predictions(run_dir: str | os.PathLike, record: dict) -> dict:
+    """The {y_true, y_pred, probs} arrays of a confirmation record."""
+    with np.load(confirm_dir(run_dir) / record["predictions"]) as stored:
+        return {key: stored[key] for key in stored.files}
 
 
 def note_environment(run_dir: str | os.PathLike, environment: dict, seen_at: str) -> None:
@@ -197,9 +222,12 @@ def completed(records: Iterable[dict]) -> list[dict]:
     return [r for r in records if r["status"] == STATUS_COMPLETED]
 
 
+def ranked_by_validation(records: Iterable[dict]) -> list[dict]:
+    """Completed records, highest val_accuracy first (ties: lower val_loss, then run order)."""
+    return sorted(completed(records), key=lambda r: (-r["val_accuracy"], r["val_loss"] or 0.0))
+
+
 def best_by_validation(records: Iterable[dict]) -> dict | None:
     """The completed record with the highest val_accuracy (ties: lower val_loss), else None."""
-    done = completed(records)
-    if not done:
-        return None
-    return max(done, key=lambda r: (r["val_accuracy"], -(r["val_loss"] or 0.0)))
+    ranked = ranked_by_validation(records)
+    return ranked[0] if ranked else None

@@ -43,7 +43,14 @@ CELL_FORMATS = {
     "change_points": "{:+.2f}",
     "before_loss": "{:.4f}",
     "after_loss": "{:.4f}",
+    **{
+        f"{metric}{part}": "{:.4f}"
+        for metric in ("test_accuracy", "test_loss")
+        for part in ("_sd", "_low", "_high")
+    },
+    "p_value": "{:.3g}",
 }
+SIGNIFICANCE_PAIRS = 3  # rank 1 vs 2, 2 vs 3, 3 vs 4 of the confirmed ranking
 NOT_REACHED = "not reached"
 RUN_FACTS = (
     "space",
@@ -69,6 +76,7 @@ class Run:
     config: dict
     records: list
     environments: list  # oldest first; empty for runs from before they were recorded
+    confirmed: list  # bench confirm records (repeated seeds of the top trials)
 
 
 @dataclass(frozen=True)
@@ -219,10 +227,11 @@ def _load_run(run_dir: Path) -> Run:
         config = records.load_config(run_dir)
         trial_records = records.load_records(run_dir)
         environments = records.load_environments(run_dir)
+        confirmed = records.load_confirmed(run_dir)
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot read run {run_dir}: {exc}") from exc
     name = str(config.get("run") or run_dir.name)
-    return Run(name, run_dir, config, trial_records, environments)
+    return Run(name, run_dir, config, trial_records, environments, confirmed)
 
 
 def _load_runs(run_dirs: Sequence[Path]) -> list[Run]:
@@ -286,6 +295,7 @@ def _report_blocks(ctx: _Context, figures: list[Figure], notes: list[str]) -> li
     if len(board):
         shown = board[(board["rank"] <= LEADERBOARD_SIZE) | board["baseline"]]
         blocks += [("h2", "Leaderboard"), ("p", _LEADERBOARD_NOTE), ("table", _cells(shown))]
+    blocks += _confirmed_blocks(ctx.runs)
     if len(ctx.runs) > 1:
         blocks += [
             ("h2", "Best trial of each run (by validation accuracy)"),
@@ -331,6 +341,100 @@ _WORKERS_NOTE = (
     "plus test evaluation, busy_share that over the run's wall time, oracle_wait_s the mean "
     "seconds a trial spent in calls to the chief."
 )
+
+
+def _confirmed_blocks(runs: list[Run]) -> list[tuple]:
+    confirmed = [record for run in runs for record in run.confirmed]
+    if not confirmed:
+        return []
+    ranking = tables.confirmed_ranking(confirmed)
+    blocks = [
+        ("h2", "Confirmed with repeated seeds"),
+        ("p", _CONFIRMED_NOTE),
+        ("table", _with_intervals(_cells(ranking))),
+    ]
+    pairs = _significance(runs, ranking)
+    if len(pairs):
+        note = f"{_stats_name()} on the test digits, the matched seeds pooled. {_PAIRS_VERDICT}"
+        blocks += [("h3", "Are the differences real?"), ("p", note), ("table", _cells(pairs))]
+    return blocks
+
+
+def _with_intervals(cells: pd.DataFrame) -> pd.DataFrame:
+    """Low and high columns of a confirmed ranking's cells joined into one "low to high"."""
+    for metric in ("test_accuracy", "test_loss"):
+        low, high = cells.pop(f"{metric}_low"), cells.pop(f"{metric}_high")
+        joined = [f"{a} to {b}" if a else "" for a, b in zip(low, high, strict=True)]
+        cells.insert(cells.columns.get_loc(f"{metric}_sd") + 1, f"{metric}_ci95", joined)
+    return cells
+
+
+def _stats_name() -> str:
+    from bench import stats
+
+    return stats.MCNEMAR
+
+
+_CONFIRMED_NOTE = (
+    "`bench confirm` retrained each of a run's top trials (by validation accuracy) with fresh "
+    "seeds on the same splits; the search's own trial is not counted, since it was picked for "
+    "being lucky too. Ranked by mean test accuracy over the seeds, with the standard deviation "
+    "and the 95% t interval of the mean (ci95; none for one seed); likewise test loss."
+)
+_PAIRS_VERDICT = (
+    "better_only and worse_only count the digits only one of the two got right; p_value is the "
+    "chance of a split at least this uneven if both were equally accurate."
+)
+
+
+def _significance(runs: list[Run], ranking: pd.DataFrame) -> pd.DataFrame:
+    """McNemar's test for neighbours in the confirmed ranking, over the seeds both have."""
+    from bench import stats
+
+    by_key = {(run.name, r["trial_id"], r["seed"]): (run, r) for run in runs for r in run.confirmed}
+    rows = []
+    top = ranking.head(SIGNIFICANCE_PAIRS + 1).to_dict("records")
+    for better, worse in zip(top, top[1:], strict=False):
+        seeds = sorted(
+            {s for (run, t, s) in by_key if (run, t) == (better["run"], better["trial_id"])}
+            & {s for (run, t, s) in by_key if (run, t) == (worse["run"], worse["trial_id"])}
+        )
+        correct = {"better": [], "worse": []}
+        try:
+            for seed in seeds:
+                for side, row in (("better", better), ("worse", worse)):
+                    run, record = by_key[(row["run"], row["trial_id"], seed)]
+                    arrays = records.load_confirmed_predictions(run.path, record)
+                    correct[side].append(arrays["y_pred"] == arrays["y_true"])
+            test = stats.mcnemar_pair(
+                np.concatenate(correct["better"] or [[]]), np.concatenate(correct["worse"] or [[]])
+            )
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            test = {"a_only": None, "b_only": None, "p_value": None, "error": str(exc)}
+        rows.append(
+            {
+                "better": f"#{better['rank']} {better['run']}/{better['trial_id']}",
+                "worse": f"#{worse['rank']} {worse['run']}/{worse['trial_id']}",
+                "seeds": len(seeds),
+                "better_only": test["a_only"],
+                "worse_only": test["b_only"],
+                "p_value": test["p_value"],
+                "verdict": _verdict(test, len(seeds)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _verdict(test: dict, seeds: int) -> str:
+    from bench import stats
+
+    if "error" in test:
+        return f"not tested: predictions unreadable ({test['error']})"
+    if not seeds:
+        return "not tested: no seed in common"
+    if test["p_value"] < stats.ALPHA:
+        return f"significant at {stats.ALPHA:.0%}"
+    return "not significant: could be seed noise"
 
 
 def _by_creation(runs: list[Run]) -> list[Run]:

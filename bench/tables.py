@@ -470,6 +470,59 @@ def common_architectures(df: pd.DataFrame, before: str, after: str) -> pd.DataFr
     return changes.sort_values("after_accuracy", ascending=False)[[*keys, *CHANGE_COLUMNS]]
 
 
+CONFIRMED_COLUMNS = (
+    "rank",
+    "run",
+    "trial_id",
+    "architecture",
+    "seeds",
+    "test_accuracy",
+    "test_accuracy_sd",
+    "test_accuracy_low",
+    "test_accuracy_high",
+    "test_loss",
+    "test_loss_sd",
+    "test_loss_low",
+    "test_loss_high",
+    "val_accuracy",
+)
+
+
+def confirmed_ranking(confirmed: Sequence[dict]) -> pd.DataFrame:
+    """One row per confirmed configuration (bench confirm records): mean test accuracy and
+    loss over its seeds with standard deviation and 95% interval (low, high), and its mean
+    validation accuracy; ranked by mean test accuracy (ties: lower mean test loss)."""
+    from bench import stats  # scipy and statsmodels load only for confirmed runs
+
+    groups: dict[tuple, list[dict]] = {}
+    for record in confirmed:
+        groups.setdefault((record["run"], record["trial_id"]), []).append(record)
+    rows = []
+    for (run, trial_id), seeds in groups.items():
+        row = {
+            "run": run,
+            "trial_id": trial_id,
+            "architecture": architecture(seeds[0]["hyperparameters"], seeds[0]["space"]),
+            "seeds": len(seeds),
+            "val_accuracy": float(np.mean([r["val_accuracy"] for r in seeds])),
+        }
+        for metric in ("test_accuracy", "test_loss"):
+            summary = stats.mean_interval([r[metric] for r in seeds])
+            row.update(
+                {
+                    metric: summary["mean"],
+                    f"{metric}_sd": summary["sd"],
+                    f"{metric}_low": summary["low"],
+                    f"{metric}_high": summary["high"],
+                }
+            )
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=[c for c in CONFIRMED_COLUMNS if c != "rank"])
+    frame = frame.sort_values(["test_accuracy", "test_loss"], ascending=[False, True])
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    return frame.reset_index(drop=True)
+
+
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     """Failed trials (run, trial_id, architecture, error); `count` trials share each error."""
     failed = df[df["status"] == records.STATUS_FAILED][["run", "trial_id", "architecture", "error"]]

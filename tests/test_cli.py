@@ -139,6 +139,12 @@ def test_export_without_finished_trials(capsys, tmp_path):
     assert not (tmp_path / "allfail" / "best").exists()
 
 
+def test_confirm_of_a_missing_run(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "confirm", "ghost", "--results", str(tmp_path))
+    assert code == 2
+    assert_one_line_error(err, "not a run")
+
+
 def test_export_epochs_without_retrain(capsys, tmp_path):
     fake_run(tmp_path, run="done", n=2)
     code, _, err = run_cli(capsys, "export", "done", "--epochs", "30", "--results", str(tmp_path))

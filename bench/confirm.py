@@ -1,0 +1,136 @@
+"""Repeated seeds: retrain a run's top configurations with fresh seeds on the same splits.
+
+One search trial is one draw of the training noise (initial weights, batch order, dropout,
+augmentation); on MNIST that noise moves test accuracy by about as much as the differences
+between good configurations. `bench confirm` trains each of the top K configurations (by
+validation accuracy) S more times and records every one under results/<run>/confirm/
+(records.confirm_dir).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import keras
+
+from bench import data, envinfo, export, lock, pipeline, records, search
+from bench.config import SearchConfig
+from search_spaces import hypermodel
+
+# Confirmation seeds are the run's seed + SEED_OFFSET + 1, 2, ...: never the seed the search
+# started from, and the same for every configuration, so seed i of two configurations saw
+# the same batch order.
+SEED_OFFSET = 1000
+
+
+class ConfirmError(RuntimeError):
+    """The run cannot be confirmed; the message says why."""
+
+
+def confirm_seeds(base_seed: int, count: int) -> list[int]:
+    return [base_seed + SEED_OFFSET + i for i in range(1, count + 1)]
+
+
+def record_stem(trial_id: str, seed: int) -> str:
+    return f"{trial_id}-seed{seed}"
+
+
+def confirm_run(
+    run_dir: Path, top: int, seeds: int, data_dir: str | None = None, stream=None
+) -> list[dict]:
+    """Train the top `top` trials of run_dir with `seeds` fresh seeds each; return all records.
+
+    Pairs (trial, seed) already confirmed are kept, so an interrupted confirm resumes, and a
+    later call with more seeds or a larger top adds only what is missing.
+    """
+    stream = stream or sys.stdout
+    if top < 1 or seeds < 1:
+        raise ConfirmError(f"--top and --seeds must be at least 1, not {top} and {seeds}")
+    if not (run_dir / records.CONFIG_FILE).is_file():
+        raise ConfirmError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
+    config = records.load_config(run_dir)
+    chosen = records.ranked_by_validation(records.load_records(run_dir))[:top]
+    if not chosen:
+        raise ConfirmError(f"{run_dir}: no finished trial to confirm")
+    raw = data.load_raw(data_dir or config.get("data_dir"))
+    if raw.sha256 != config.get("dataset_sha256"):
+        raise ConfirmError("the data differs from the data the run was trained on (SHA256)")
+    splits = data.make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])
+    search.apply_runtime(_search_config(config))
+    with lock.run_lock(run_dir):
+        folder = records.confirm_dir(run_dir)
+        todo = [
+            (record, seed)
+            for record in chosen
+            for seed in confirm_seeds(config["seed"], seeds)
+            if not (folder / f"{record_stem(record['trial_id'], seed)}.json").exists()
+        ]
+        print(
+            f"confirming run {config['run']}: top {len(chosen)} trial(s) x {seeds} seed(s), "
+            f"{len(todo)} to train",
+            file=stream,
+            flush=True,
+        )
+        for done, (record, seed) in enumerate(todo, start=1):
+            result = train_once(run_dir, record, config, splits, seed)
+            print(
+                f"[{done}/{len(todo)}] trial {record['trial_id']} seed {seed}: "
+                f"val {result['val_accuracy']:.4f} test {result['test_accuracy']:.4f} "
+                f"loss {result['test_loss']:.4f} ({result['train_seconds']:.0f} s)",
+                file=stream,
+                flush=True,
+            )
+    return records.load_confirmed(run_dir)
+
+
+def _search_config(config: dict) -> SearchConfig:
+    known = {f.name for f in fields(SearchConfig)}
+    return SearchConfig(**{k: v for k, v in config.items() if k in known})
+
+
+def train_once(run_dir: Path, trial: dict, config: dict, splits: data.Splits, seed: int) -> dict:
+    """Train one trial's configuration afresh with `seed` for its best epoch count, on the
+    run's training split; evaluate the last epoch's model; write its record and predictions."""
+    keras.utils.set_random_seed(seed)
+    space = hypermodel(trial["space"])
+    hp = export.trial_hyperparameters(trial["hyperparameters"])
+    model = space.build(hp)
+    train = pipeline.training_set(splits.train_images, splits.y_train, config["batch_size"], seed)
+    val = pipeline.evaluation_set(splits.val_images, splits.y_val, search.EVAL_BATCH_SIZE)
+    started_at = search.utc_now()
+    began = time.monotonic()
+    history = space.fit(
+        hp, model, train, validation_data=val, epochs=trial["best_epoch"], shuffle=False, verbose=0
+    ).history
+    seconds = time.monotonic() - began
+    test = pipeline.evaluation_set(splits.test_images, splits.y_test, search.EVAL_BATCH_SIZE)
+    probs = model.predict(test, verbose=0)
+    test_accuracy, test_loss = search.test_metrics(probs, splits.y_test)
+    stem = record_stem(trial["trial_id"], seed)
+    folder = records.confirm_dir(run_dir)
+    records.atomic_write_bytes(
+        folder / f"{stem}.npz", records.predictions_bytes(splits.y_test, probs)
+    )
+    result = {
+        "run": config["run"],
+        "trial_id": trial["trial_id"],
+        "seed": seed,
+        "space": trial["space"],
+        "hyperparameters": trial["hyperparameters"],
+        "epochs": trial["best_epoch"],
+        "val_accuracy": float(history["val_accuracy"][-1]),
+        "val_loss": float(history["val_loss"][-1]),
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "train_seconds": round(seconds, 3),
+        "started_at": started_at,
+        "finished_at": search.utc_now(),
+        "predictions": f"{stem}.npz",
+        "versions": envinfo.versions(),
+        "git_commit": envinfo.git_commit(),
+    }
+    records.atomic_write_json(folder / f"{stem}.json", result)
+    return result

@@ -1,0 +1,88 @@
+"""bench confirm: repeated seeds of a run's top trials, resumable, and what reads them."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from bench import confirm, export, records, report, search
+from bench.config import SearchConfig
+
+TINY = dict(train_limit=300, val_size=200, test_limit=200, max_epochs=1, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    config = SearchConfig(
+        run="c", space="tiny", tuner="random", max_trials=3, seed=5, results=str(results), **TINY
+    ).validate()
+    assert search.run_search(config, stream=io.StringIO()) is True
+    return config.run_dir
+
+
+def test_top_trials_get_fresh_seeds_and_a_rerun_adds_only_what_is_missing(run_dir):
+    out = io.StringIO()
+    confirmed = confirm.confirm_run(run_dir, top=2, seeds=2, stream=out)
+    top = [r["trial_id"] for r in records.ranked_by_validation(records.load_records(run_dir))][:2]
+    seeds = confirm.confirm_seeds(5, 2)
+    assert 5 not in seeds and len(set(seeds)) == 2
+    assert sorted((r["trial_id"], r["seed"]) for r in confirmed) == sorted(
+        (t, s) for t in top for s in seeds
+    )
+    for record in confirmed:
+        arrays = records.load_confirmed_predictions(run_dir, record)
+        assert len(arrays["y_true"]) == TINY["test_limit"]
+        assert np.mean(arrays["y_pred"] == arrays["y_true"]) == pytest.approx(
+            record["test_accuracy"]
+        )
+    assert "4 to train" in out.getvalue()
+    first = records.confirm_dir(run_dir) / f"{confirm.record_stem(top[0], seeds[0])}.json"
+    before = first.read_text()
+    out = io.StringIO()
+    assert len(confirm.confirm_run(run_dir, top=2, seeds=3, stream=out)) == 6
+    assert "2 to train" in out.getvalue()  # one new seed for each of the two trials
+    assert first.read_text() == before
+
+
+def test_the_report_ranks_confirmed_configurations_and_tests_them(run_dir):
+    confirm.confirm_run(run_dir, top=2, seeds=2, stream=io.StringIO())
+    out = run_dir / "report"
+    report.write_report([run_dir], out)
+    text = (out / report.REPORT_MD).read_text()
+    section = text.split("## Confirmed with repeated seeds")[1].split("\n## ")[0]
+    assert "test_accuracy_ci95" in section and "McNemar" in section
+    ranks = [line for line in section.splitlines() if line.startswith("| 1 |")]
+    assert len(ranks) == 1
+    pair = next(line for line in section.splitlines() if line.startswith("| #1 "))
+    assert "| #2 " in pair and ("significant" in pair)
+
+
+def test_export_can_pick_by_confirmed_mean_validation_accuracy(run_dir):
+    confirm.confirm_run(run_dir, top=2, seeds=2, stream=io.StringIO())
+    best_single = records.best_by_validation(records.load_records(run_dir))["trial_id"]
+    # Make the runner-up the better one over its seeds.
+    for path in records.confirm_dir(run_dir).glob("*.json"):
+        result = json.loads(path.read_text())
+        if result["trial_id"] != best_single:
+            records.atomic_write_json(path, {**result, "val_accuracy": 1.0})
+    out = export.export_run(run_dir, confirmed=True)
+    shipped = json.loads((out / "config.json").read_text())
+    assert shipped["trial_id"] != best_single
+    seeds = [r for r in records.load_confirmed(run_dir) if r["trial_id"] == shipped["trial_id"]]
+    assert f"over {len(seeds)} seeds of `bench confirm`" in shipped["selection"]
+
+
+@pytest.mark.parametrize(("top", "seeds", "message"), [(0, 1, "at least 1"), (1, 0, "at least 1")])
+def test_bad_counts_are_refused(run_dir, top, seeds, message):
+    with pytest.raises(confirm.ConfirmError, match=message):
+        confirm.confirm_run(run_dir, top=top, seeds=seeds, stream=io.StringIO())
+
+
+def test_a_run_without_confirmations_cannot_export_confirmed(tmp_path):
+    from tests.factories import fake_run
+
+    run_dir = fake_run(tmp_path, n=2, failed=0)
+    with pytest.raises(export.ExportError, match="run `bench confirm` first"):
+        export.export_run(run_dir, confirmed=True)
