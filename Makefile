@@ -26,7 +26,12 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma = ,
 
-.PHONY: setup search smoke report confirm release test test-slow bench bench-workers lint clean-venv
+# Debian packages, installed where apt-get is available (as root or with password-less sudo):
+# Fashion-MNIST for --dataset fashion_mnist, and for the tests a browser to open the report in.
+DATA_PACKAGES ?= dataset-fashion-mnist
+BROWSER_PACKAGES ?= chromium chromium-driver
+
+.PHONY: setup system-data system-test search smoke report confirm release test test-slow bench bench-workers lint clean-venv
 
 setup: $(STAMP)
 
@@ -36,8 +41,28 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $@
 
+system-data:
+	@$(call apt_install,$(DATA_PACKAGES))
+
+system-test:
+	@$(call apt_install,$(DATA_PACKAGES) $(BROWSER_PACKAGES))
+
+# Installs the packages of $(1) that dpkg does not know yet; says so and goes on if it cannot.
+define apt_install
+	if command -v apt-get >/dev/null 2>&1; then \
+	  missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  if [ -n "$$missing" ]; then \
+	    echo "apt-get install $$missing"; \
+	    $$sudo apt-get install -y -q $$missing >/dev/null 2>&1 \
+	    || { $$sudo apt-get update -q >/dev/null 2>&1 && $$sudo apt-get install -y -q $$missing >/dev/null; } \
+	    || echo "could not install $$missing (see README: Setup)" >&2; \
+	  fi; \
+	fi
+endef
+
 # The overnight search on full MNIST, then its report.
-search: $(STAMP)
+search: system-data $(STAMP)
 	$(BIN)/bench search --space $(SPACE) --tuner $(TUNER) --run $(RUN) \
 		--max-epochs $(MAX_EPOCHS) --seed $(SEED) --results $(RESULTS) --budget $(BUDGET) \
 		--trials-per-process $(TRIALS_PER_PROCESS) $(if $(WORKERS),--workers $(WORKERS)) \
@@ -64,7 +89,7 @@ release: $(STAMP)
 	@$(NEED_RUN)
 	$(BIN)/bench export $(TARGET_RUN) --results $(RESULTS) $(EXPORT_FLAGS)
 
-test: $(STAMP)
+test: system-test $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Trains on full MNIST: the seed baseline must reach 99.0% test accuracy (several minutes).

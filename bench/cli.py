@@ -69,7 +69,8 @@ def resume_command(config) -> str:
     for name in (*IDENTITY_FIELDS, "results", "data_dir", "trials_per_process", "workers"):
         value = getattr(config, name)
         if value != getattr(defaults, name):
-            parts += [f"--{name.replace('_', '-')}", str(value)]
+            flag = f"--{name.replace('_', '-')}"
+            parts += [flag] if value is True else [flag, str(value)]
     return shlex.join(parts)
 
 
@@ -364,6 +365,13 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="compute in float16 with float32 weights (needs a GPU)",
+    )
+    from bench.data import DATASETS
+
+    p.add_argument(
+        "--dataset",
+        choices=tuple(DATASETS),
+        help="mnist (default) or fashion_mnist (Debian's dataset-fashion-mnist or Keras' cache)",
     )
     # Set by a supervising `bench search` on the processes it starts.
     p.add_argument("--role", choices=("process", "chief", "worker"), help=argparse.SUPPRESS)

@@ -32,6 +32,7 @@ IDENTITY_FIELDS = (
     "hyperband_factor",
     "max_params",
     "mixed_precision",
+    "dataset",
 )
 
 
@@ -67,6 +68,7 @@ class SearchConfig:
     workers: int | None = None  # worker processes under a KerasTuner chief; None: one process
     threads: int | None = None  # TensorFlow intra- and inter-op threads per process; None: all
     mixed_precision: bool = False  # float16 compute, float32 weights: a GPU's tensor cores
+    dataset: str = data.DEFAULT_DATASET  # mnist or fashion_mnist (bench.data.DATASETS)
 
     @property
     def run_dir(self) -> Path:
@@ -83,6 +85,9 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+        if self.dataset not in data.DATASETS:
+            known = ", ".join(data.DATASETS)
+            raise ConfigError(f"unknown --dataset {self.dataset!r}; known: {known}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be 0 or more, not {self.seed}")
         if self.patience < 1 or self.hyperband_factor < 2:

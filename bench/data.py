@@ -1,4 +1,5 @@
-"""MNIST from IDX files: find, validate, checksum, split and scale, once per process."""
+"""MNIST (or Fashion-MNIST) from IDX files: find, validate, checksum, split and scale, once
+per process."""
 
 from __future__ import annotations
 
@@ -24,6 +25,31 @@ LABELS_MAGIC = 2049  # IDX: unsigned byte, 1 dimension
 PIXEL_MAX = 255.0
 ENV_DATA_DIR = "BENCH_DATA_DIR"
 REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
+DEFAULT_DATASET = "mnist"
+# Fashion-MNIST (Zalando, MIT licence) has MNIST's format and sizes: 28x28 grey, 60k/10k.
+# Debian's dataset-fashion-mnist installs the first folder; Keras' loader fills the second.
+FASHION_DIRS = (
+    Path("/usr/share/datasets/fashion-mnist"),
+    Path.home() / ".keras" / "datasets" / "fashion-mnist",
+)
+DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+# Class names in label order (Fashion-MNIST's from its README).
+CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+INSTALL_HINT = {"fashion_mnist": "apt install dataset-fashion-mnist, or give --data-dir"}
 SUMS_RAW = "SHA256SUMS.raw"  # digests of the decompressed bytes
 SUMS_GZ = "SHA256SUMS"  # digests of the .gz files as shipped
 FILES = {
@@ -84,21 +110,35 @@ class Splits:
         return to_float(self.test_images)
 
 
-def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
-    """Where to read IDX files from: --data-dir, $BENCH_DATA_DIR, the repo's copy; else None.
+def check_dataset(dataset: str) -> str:
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    return dataset
+
+
+def find_data_dir(
+    data_dir: str | os.PathLike | None = None, dataset: str = DEFAULT_DATASET
+) -> Path | None:
+    """Where to read IDX files from: --data-dir; for MNIST $BENCH_DATA_DIR, then the repo's
+    copy; for Fashion-MNIST Debian's folder, then Keras' cache; else None.
 
     An explicitly named folder that does not exist is an error, not a silent fallback.
     """
-    for origin, candidate in (
-        ("--data-dir", data_dir),
-        (ENV_DATA_DIR, os.environ.get(ENV_DATA_DIR)),
-    ):
+    check_dataset(dataset)
+    named = [("--data-dir", data_dir)]
+    if dataset == DEFAULT_DATASET:
+        named.append((ENV_DATA_DIR, os.environ.get(ENV_DATA_DIR)))
+    for origin, candidate in named:
         if candidate:
             path = Path(candidate)
             if not path.is_dir():
                 raise DataError(f"data directory {path} (from {origin}) does not exist")
             return path
-    return REPO_DATA_DIR if REPO_DATA_DIR.is_dir() else None
+    if dataset == DEFAULT_DATASET:
+        return REPO_DATA_DIR if REPO_DATA_DIR.is_dir() else None
+    stem = FILES["train_images"][0]
+    has_files = (d for d in FASHION_DIRS if any((d / n).is_file() for n in (stem, stem + ".gz")))
+    return next(has_files, None)
 
 
 def _idx_file(folder: Path, stem: str) -> Path:
@@ -204,28 +244,31 @@ def fingerprint(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _from_keras() -> Raw:
+def _from_keras(dataset: str = DEFAULT_DATASET) -> Raw:
     import keras  # only here: a download is the last resort and needs Keras anyway
 
     try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, dataset).load_data()
     except Exception as exc:  # keras raises plain Exception on a failed download
-        raise DataError(f"no MNIST files found and Keras could not download them ({exc})") from exc
+        hint = f"; {INSTALL_HINT[dataset]}" if dataset in INSTALL_HINT else ""
+        raise DataError(
+            f"no {DATASETS[dataset]} files found and Keras could not download them ({exc}){hint}"
+        ) from exc
     arrays = dict(
         train_images=x_train, train_labels=y_train, test_images=x_test, test_labels=y_test
     )
-    return _raw(arrays, source="keras.datasets.mnist")
+    return _raw(arrays, source=f"keras.datasets.{dataset}")
 
 
 _CACHE: dict[str, Raw] = {}
 
 
-def load_raw(data_dir: str | os.PathLike | None = None) -> Raw:
-    """The validated MNIST arrays, read once per process and folder."""
-    folder = find_data_dir(data_dir)
-    key = str(folder.resolve()) if folder else "keras"
+def load_raw(data_dir: str | os.PathLike | None = None, dataset: str = DEFAULT_DATASET) -> Raw:
+    """The validated arrays of a dataset, read once per process and folder."""
+    folder = find_data_dir(data_dir, dataset)
+    key = str(folder.resolve()) if folder else f"keras:{dataset}"
     if key not in _CACHE:
-        _CACHE[key] = read_idx_dir(folder) if folder else _from_keras()
+        _CACHE[key] = read_idx_dir(folder) if folder else _from_keras(dataset)
     return _CACHE[key]
 
 
@@ -277,9 +320,10 @@ def load(
     val_size: int = DEFAULT_VAL_SIZE,
     train_limit: int | None = None,
     test_limit: int | None = None,
+    dataset: str = DEFAULT_DATASET,
 ) -> Splits:
-    """Find, validate and split MNIST (see find_data_dir for where it looks)."""
-    return make_splits(load_raw(data_dir), val_size, train_limit, test_limit)
+    """Find, validate and split a dataset (see find_data_dir for where it looks)."""
+    return make_splits(load_raw(data_dir, dataset), val_size, train_limit, test_limit)
 
 
 def full_training_set(raw: Raw) -> tuple[np.ndarray, np.ndarray]:

@@ -115,7 +115,9 @@ def export_run(
     record = confirmed_choice(run_dir, trials) if confirmed else records.best_by_validation(trials)
     if record is None:
         raise ExportError(f"{run_dir}: no finished trial to export")
-    raw = data.load_raw(data_dir or config.get("data_dir"))
+    raw = data.load_raw(
+        data_dir or config.get("data_dir"), config.get("dataset", data.DEFAULT_DATASET)
+    )
     if raw.sha256 != record["dataset"]["sha256"]:
         raise ExportError("the data differs from the data the run was trained on (SHA256)")
     splits = data.make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])

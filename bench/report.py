@@ -38,6 +38,8 @@ CELL_FORMATS = {
     "minutes": "{:.1f}",
     "accuracy": "{:.4f}",
     "share": "{:.0%}",
+    "before_rank": "{:.0f}",
+    "after_rank": "{:.0f}",
     "before_accuracy": "{:.4f}",
     "after_accuracy": "{:.4f}",
     "change_points": "{:+.2f}",
@@ -177,9 +179,10 @@ def _test_images(run: Run, record: dict, y_true: np.ndarray) -> np.ndarray | str
     from bench import data  # numpy only; the report never imports TensorFlow
 
     try:
-        folder = data.find_data_dir(run.config.get("data_dir"))
+        dataset = run.config.get("dataset", data.DEFAULT_DATASET)
+        folder = data.find_data_dir(run.config.get("data_dir"), dataset)
         if folder is None:
-            return "no MNIST folder found to show the images from"
+            return f"no {data.DATASETS.get(dataset, dataset)} folder found to show the images from"
         raw = data.load_raw(folder)
     except (data.DataError, OSError) as exc:
         return f"the test images could not be read ({exc})"
@@ -290,6 +293,9 @@ def _title(runs: list[Run]) -> str:
 
 def _report_blocks(ctx: _Context, figures: list[Figure], notes: list[str]) -> list[tuple]:
     blocks = [("h1", _title(ctx.runs)), ("h2", "Summary"), *_summary_blocks(ctx)]
+    if ctx.choice is not None:
+        table = _recommended_table(ctx.choice[1])
+        blocks += [("h2", "Recommended configuration"), ("table", table)]
     blocks += [("h2", "Runs"), *_runs_blocks(ctx.runs)]
     board = tables.leaderboard(ctx.df)
     if len(board):
@@ -449,8 +455,14 @@ def _changes_blocks(ctx: _Context) -> list[tuple]:
     for before, after in zip(ordered, ordered[1:], strict=False):
         spaces = tables.changes_per_space(ctx.df, before.name, after.name)
         common = tables.common_architectures(ctx.df, before.name, after.name)
-        flagged = int((spaces["regression"] != "").sum() + (common["regression"] != "").sum())
-        verdict = f"{flagged} regression(s) flagged." if flagged else "No regression flagged."
+        datasets = [run.config.get("dataset", "mnist") for run in (before, after)]
+        if datasets[0] != datasets[1]:
+            # Another dataset is not a regression: what compares is how architectures rank.
+            spaces["regression"] = common["regression"] = ""
+            verdict = f"Different datasets ({datasets[0]}, {datasets[1]}): compare the ranks."
+        else:
+            flagged = int((spaces["regression"] != "").sum() + (common["regression"] != "").sum())
+            verdict = f"{flagged} regression(s) flagged." if flagged else "No regression flagged."
         blocks += [
             ("h3", f"{after.name} against {before.name}"),
             ("p", f"Best of each search space. {verdict}"),
@@ -548,6 +560,7 @@ def _fact(value) -> str:
 
 
 def _summary_blocks(ctx: _Context) -> list[tuple]:
+    """The winner, its test accuracy and loss with 95% intervals, and what it beats."""
     status = ctx.df["status"]
     finished = int((status == records.STATUS_COMPLETED).sum())
     failed = int((status == records.STATUS_FAILED).sum())
@@ -560,14 +573,67 @@ def _summary_blocks(ctx: _Context) -> list[tuple]:
     choice = (
         f"Recommended configuration to release: trial {record['trial_id']} of run {run.name} "
         f"({name}). It is chosen by VALIDATION accuracy, the best of all finished trials; "
-        "the test set is reported, never used to choose."
+        "the test set is reported, never used to choose (details below)."
     )
-    return [
-        counts,
-        ("p", choice),
-        ("table", _recommended_table(record)),
-        ("p", _baseline_sentence(ctx, record)),
-    ]
+    blocks = [counts, ("p", choice), ("p", _test_sentence(ctx, record))]
+    seeds = [r for r in run.confirmed if r["trial_id"] == record["trial_id"]]
+    if seeds:
+        blocks.append(("p", _confirmed_sentence(seeds)))
+    blocks.append(("p", _baseline_sentence(ctx, record)))
+    if len(ctx.runs) > 1:
+        blocks.append(("p", _previous_run_sentence(ctx.runs)))
+    return blocks
+
+
+def _test_sentence(ctx: _Context, record: dict) -> str:
+    from bench import stats
+
+    measured = f"Test accuracy {record['test_accuracy']:.4f}, test loss {record['test_loss']:.4f}"
+    if isinstance(ctx.predictions, str):
+        return f"{measured} (no intervals: {ctx.predictions})."
+    y_true, probs = ctx.predictions["y_true"], ctx.predictions["probs"].astype(np.float64)
+    total = len(y_true)
+    low, high = stats.accuracy_interval(int((ctx.predictions["y_pred"] == y_true).sum()), total)
+    picked = np.clip(probs[np.arange(total), y_true], PROB_FLOOR, 1.0)
+    loss_low, loss_high = stats.mean_bootstrap_interval(-np.log(picked))
+    return (
+        f"{measured}. 95% intervals for this model on {total:,} test images: accuracy "
+        f"{low:.4f} to {high:.4f} (Wilson), loss {loss_low:.4f} to {loss_high:.4f} (bootstrap)."
+    )
+
+
+# Stored probabilities are float16: a confident wrong answer can round to 0.
+PROB_FLOOR = 1e-7
+
+
+def _confirmed_sentence(seeds: list[dict]) -> str:
+    from bench import stats
+
+    accuracy = stats.mean_interval([r["test_accuracy"] for r in seeds])
+    loss = stats.mean_interval([r["test_loss"] for r in seeds])
+    if len(seeds) < 2:
+        return (
+            f"Retrained with 1 more seed (bench confirm): test accuracy {accuracy['mean']:.4f}, "
+            f"loss {loss['mean']:.4f}; more seeds give an interval."
+        )
+    return (
+        f"Retrained with {len(seeds)} more seeds (bench confirm): mean test accuracy "
+        f"{accuracy['mean']:.4f} (95% CI {accuracy['low']:.4f} to {accuracy['high']:.4f}), "
+        f"mean test loss {loss['mean']:.4f} (95% CI {loss['low']:.4f} to {loss['high']:.4f})."
+    )
+
+
+def _previous_run_sentence(runs: list[Run]) -> str:
+    previous, latest = _by_creation(runs)[-2:]
+    best, before = (records.best_by_validation(run.records) for run in (latest, previous))
+    if best is None or before is None:
+        return f"Against the previous run {previous.name}: one of the two has no finished trial."
+    gain = (best["test_accuracy"] - before["test_accuracy"]) * PERCENTAGE_POINTS
+    return (
+        f"Against the previous run {previous.name}, the latest run {latest.name}'s pick has test "
+        f"accuracy {best['test_accuracy']:.4f} vs {before['test_accuracy']:.4f} ({gain:+.2f} "
+        f"points), test loss {best['test_loss']:.4f} vs {before['test_loss']:.4f}."
+    )
 
 
 def _recommended_table(record: dict) -> pd.DataFrame:
@@ -603,8 +669,8 @@ def _errors_blocks(ctx: _Context, figures: list[Figure]) -> list[tuple]:
     blocks = [
         ("h2", "What the recommended trial gets wrong"),
         ("p", f"Trial {record['trial_id']} of run {run.name}, on the test set."),
-        ("h3", "Accuracy per digit"),
-        ("table", _cells(tables.per_class(matrix))),
+        ("h3", "Accuracy per class"),
+        ("table", _cells(tables.per_class(matrix, _class_names(run)))),
         ("h3", "Most confused pairs"),
     ]
     if pairs.empty:
@@ -612,6 +678,13 @@ def _errors_blocks(ctx: _Context, figures: list[Figure]) -> list[tuple]:
     else:
         blocks += [("p", _PAIRS_NOTE), ("table", _cells(pairs))]
     return blocks + [b for figure in figures for b in (("h3", figure.title), ("figure", figure))]
+
+
+def _class_names(run: Run) -> tuple[str, ...] | None:
+    from bench import data
+
+    dataset = run.config.get("dataset", data.DEFAULT_DATASET)
+    return None if dataset == data.DEFAULT_DATASET else data.CLASS_NAMES.get(dataset)
 
 
 _PAIRS_NOTE = (

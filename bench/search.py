@@ -167,7 +167,7 @@ class TrialRecorder:
         self.test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
         self.context = {
             "seed": config.seed,
-            "dataset": {"name": "mnist", "sha256": splits.sha256, **splits.sizes()},
+            "dataset": {"name": self.config.dataset, "sha256": splits.sha256, **splits.sizes()},
             "versions": envinfo.versions(),
             "git_commit": envinfo.git_commit(),
         }
@@ -429,7 +429,9 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
 
 def load_splits(config: SearchConfig) -> data.Splits:
     """The data a run trains and evaluates on, exactly as its config says."""
-    return data.load(config.data_dir, config.val_size, config.train_limit, config.test_limit)
+    return data.load(
+        config.data_dir, config.val_size, config.train_limit, config.test_limit, config.dataset
+    )
 
 
 def check_writable(results: Path) -> None:

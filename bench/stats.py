@@ -52,3 +52,28 @@ def mcnemar_pair(correct_a, correct_b) -> dict:
         return {"a_only": 0, "b_only": 0, "p_value": 1.0}
     result = mcnemar(table, exact=a_only + b_only < EXACT_BELOW)
     return {"a_only": a_only, "b_only": b_only, "p_value": float(result.pvalue)}
+
+
+def accuracy_interval(correct: int, total: int) -> tuple[float, float]:
+    """95% Wilson interval of an accuracy measured on `total` independent test images."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(correct, total, alpha=ALPHA, method="wilson")
+    return float(low), float(high)
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def mean_bootstrap_interval(values, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of a mean (per-image test losses, say)."""
+    values = np.asarray(values, dtype=np.float64)
+    result = sps.bootstrap(
+        (values,),
+        np.mean,
+        confidence_level=CONFIDENCE,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)

@@ -362,19 +362,23 @@ CONFUSED_PAIRS_N = 10
 MISCLASSIFIED_N = 40
 
 
-def per_class(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Per true digit of a confusion() frame: test images, errors and accuracy."""
+def per_class(matrix: pd.DataFrame, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per true class of a confusion() frame: test images, errors and accuracy; with names
+    (Fashion-MNIST's "Trouser", ...), a name column too."""
     counts = matrix.to_numpy()
     images = pd.Series(counts.sum(axis=1))
     correct = pd.Series(np.diag(counts))
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
-            "digit": matrix.index.to_numpy(),
+            "class": matrix.index.to_numpy(),
             "images": images,
             "errors": images - correct,
-            "accuracy": correct / images.where(images > 0),  # a digit with no images: NaN
+            "accuracy": correct / images.where(images > 0),  # a class with no images: NaN
         }
     )
+    if names is not None:
+        frame.insert(1, "name", list(names))
+    return frame
 
 
 def confused_pairs(matrix: pd.DataFrame, top: int = CONFUSED_PAIRS_N) -> pd.DataFrame:
@@ -425,9 +429,14 @@ def _best_by(done: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _changes(before: pd.DataFrame, after: pd.DataFrame, how: str) -> pd.DataFrame:
+    # Rank within each run by best test accuracy: across datasets, ranks are what compare.
+    before = before.assign(rank=before["accuracy"].rank(ascending=False, method="min"))
+    after = after.assign(rank=after["accuracy"].rank(ascending=False, method="min"))
     both = before.add_suffix("_before").join(after.add_suffix("_after"), how=how)
     frame = pd.DataFrame(
         {
+            "before_rank": both["rank_before"],
+            "after_rank": both["rank_after"],
             "before_accuracy": both["accuracy_before"],
             "after_accuracy": both["accuracy_after"],
             "change_points": (both["accuracy_after"] - both["accuracy_before"]) * 100.0,
@@ -467,7 +476,8 @@ def common_architectures(df: pd.DataFrame, before: str, after: str) -> pd.DataFr
     keys = ["space", "architecture"]
     parts = [_best_by(done[done["run"] == run], keys) for run in (before, after)]
     changes = _changes(*parts, how="inner")
-    return changes.sort_values("after_accuracy", ascending=False)[[*keys, *CHANGE_COLUMNS]]
+    columns = [*keys, "before_rank", "after_rank", *CHANGE_COLUMNS]
+    return changes.sort_values("after_accuracy", ascending=False)[columns]
 
 
 CONFIRMED_COLUMNS = (

@@ -53,6 +53,7 @@ def test_the_report_ranks_confirmed_configurations_and_tests_them(run_dir):
     text = (out / report.REPORT_MD).read_text()
     section = text.split("## Confirmed with repeated seeds")[1].split("\n## ")[0]
     assert "test_accuracy_ci95" in section and "McNemar" in section
+    assert "more seeds (bench confirm): mean test accuracy" in text.split("## Recommended")[0]
     ranks = [line for line in section.splitlines() if line.startswith("| 1 |")]
     assert len(ranks) == 1
     pair = next(line for line in section.splitlines() if line.startswith("| #1 "))

@@ -649,3 +649,42 @@ def test_shipped_mnist_matches_the_readme():
     test_mean = float(splits.x_test.mean(dtype=np.float64))
     assert test_mean == pytest.approx(README_TEST_MEAN, abs=MEAN_TOL)
     assert splits.sha256 == load_raw().sha256
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+
+
+def test_fashion_mnist_is_found_in_the_first_folder_that_holds_it(tmp_path, monkeypatch):
+    empty, cached = tmp_path / "debian", tmp_path / "keras-cache"
+    empty.mkdir()
+    write_idx_dir(cached, synthetic_arrays())
+    monkeypatch.setattr(bench.data, "FASHION_DIRS", (empty, cached))
+    monkeypatch.setenv(bench.data.ENV_DATA_DIR, str(tmp_path / "mnist-only"))  # not for fashion
+    assert find_data_dir(dataset="fashion_mnist") == cached
+    monkeypatch.setattr(bench.data, "FASHION_DIRS", (empty,))
+    assert find_data_dir(dataset="fashion_mnist") is None
+    assert find_data_dir(cached, dataset="fashion_mnist") == cached  # --data-dir still wins
+
+
+def test_fashion_mnist_falls_back_to_keras_and_says_how_to_install_it(tmp_path, monkeypatch):
+    import keras
+
+    monkeypatch.setattr(bench.data, "FASHION_DIRS", (tmp_path / "none",))
+
+    def offline():
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    with pytest.raises(DataError, match="no Fashion-MNIST files found.*dataset-fashion-mnist"):
+        load_raw(dataset="fashion_mnist")
+    with pytest.raises(DataError, match="unknown dataset 'emnist'"):
+        load_raw(dataset="emnist")
+
+
+def test_the_installed_fashion_mnist_is_read_whole_and_is_not_mnist():
+    # .ci/run and `make` install Debian's dataset-fashion-mnist where apt is available.
+    fashion = load_raw(dataset="fashion_mnist")
+    assert fashion.source == str(bench.data.FASHION_DIRS[0])
+    assert (len(fashion.y_train), len(fashion.y_test)) == (60_000, 10_000)
+    assert np.bincount(fashion.y_test).tolist() == [1000] * 10  # 1,000 test images a class
+    assert fashion.sha256 != load_raw().sha256

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bench import data, records, report, tables
+from tests import factories
 from tests.factories import fake_record, fake_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -79,6 +80,8 @@ def test_report_recommends_by_validation_and_compares_with_the_seed(one_run):
     assert f"{gain:+.2f} percentage points" in markdown
     assert "## Failures (1)" in markdown
     assert "## Time to accuracy" in markdown and "99.5%" in markdown
+    intervals = f"95% intervals for this model on {factories.TEST_SAMPLES:,} test images"
+    assert intervals in markdown and "(Wilson)" in markdown and "(bootstrap)" in markdown
 
 
 def test_report_escapes_hostile_text(one_run):
@@ -141,6 +144,7 @@ def test_runs_are_compared_oldest_first_with_their_environments(tmp_path):
     records.write_record(newer, {**seed, "test_accuracy": monday_seed["test_accuracy"] - 0.005})
     report.write_report([newer, older], tmp_path / "out")
     text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    assert "Against the previous run monday, the latest run tuesday's pick" in text
     changes = text.split("### tuesday against monday")[1].split("## Environment")[0]
     assert "regression(s) flagged" in changes
     seed_row = next(line for line in changes.splitlines() if line.startswith("| seed |"))

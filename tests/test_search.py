@@ -127,6 +127,24 @@ def test_a_search_records_each_trial_with_test_metrics(tmp_path):
     assert "trial 1/1" in out.getvalue()
 
 
+def test_a_fashion_mnist_run_trains_on_it_and_reports_its_class_names(tmp_path):
+    from bench import data, report
+
+    config = tiny_config(tmp_path, dataset="fashion_mnist")
+    search.run_search(config, stream=io.StringIO())
+    (record,) = records.load_records(config.run_dir)
+    fashion = data.load_raw(dataset="fashion_mnist")
+    assert record["dataset"]["name"] == "fashion_mnist"
+    assert record["dataset"]["sha256"] == fashion.sha256
+    preds = records.load_predictions(config.run_dir, record)
+    assert np.array_equal(preds["y_true"], fashion.y_test[: TINY["test_limit"]])
+    report.write_report([config.run_dir], tmp_path / "out")
+    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    assert "| 1 | Trouser |" in text and "## Confirmed" not in text
+    with pytest.raises(ConfigError, match="different dataset"):
+        search.prepare_run_dir(tiny_config(tmp_path), search.load_splits(tiny_config(tmp_path)))
+
+
 class BreaksOffDefaults:
     """A space whose default model builds (as checked before a search) but no tuned one does."""
 

@@ -253,7 +253,7 @@ def test_per_class_confused_pairs_and_misclassified():
     y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 7])
     y_pred = np.array([0, 0, 1, 1, 2, 1, 1, 2, 7])
     matrix = tables.confusion(y_true, y_pred)
-    per = tables.per_class(matrix).set_index("digit")
+    per = tables.per_class(matrix).set_index("class")
     assert per.loc[0, "images"] == 3 and per.loc[0, "errors"] == 1
     assert per.loc[2, "accuracy"] == pytest.approx(1 / 3)
     assert np.isnan(per.loc[5, "accuracy"])  # no image of a 5
