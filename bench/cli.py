@@ -66,7 +66,14 @@ def resume_command(config) -> str:
 
     defaults = SearchConfig(run=config.run)
     parts = ["bench", "search", "--run", config.run]
-    for name in (*IDENTITY_FIELDS, "results", "data_dir", "trials_per_process", "workers"):
+    for name in (
+        *IDENTITY_FIELDS,
+        "results",
+        "data_dir",
+        "trials_per_process",
+        "workers",
+        "tensorboard",
+    ):
         value = getattr(config, name)
         if value != getattr(defaults, name):
             flag = f"--{name.replace('_', '-')}"
@@ -365,6 +372,12 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="compute in float16 with float32 weights (needs a GPU)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="write per-trial TensorBoard logs with HParams to RESULTS/RUN/tensorboard",
     )
     from bench.data import DATASETS
 

@@ -69,6 +69,7 @@ class SearchConfig:
     threads: int | None = None  # TensorFlow intra- and inter-op threads per process; None: all
     mixed_precision: bool = False  # float16 compute, float32 weights: a GPU's tensor cores
     dataset: str = data.DEFAULT_DATASET  # mnist or fashion_mnist (bench.data.DATASETS)
+    tensorboard: bool = False  # per-trial TensorBoard logs with HParams under <run>/tensorboard
 
     @property
     def run_dir(self) -> Path:

@@ -17,6 +17,7 @@ CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"  # every distinct environment the run's processes ran in
 TUNER_PROJECT = "tuner"
 CONFIRM_DIR = "confirm"  # bench confirm: <trial_id>-seed<seed>.json and .npz
+TENSORBOARD_DIR = "tensorboard"  # --tensorboard: one folder of logs per trial
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUSES = (STATUS_COMPLETED, STATUS_FAILED)

@@ -547,6 +547,11 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
         keras.callbacks.TerminateOnNaN(),
         BudgetCallback(progress.budget),
     ]
+    if config.tensorboard:
+        # KerasTuner gives each trial its own folder below this one and adds TensorBoard's
+        # HParams callback with the trial's hyperparameters.
+        logs = config.run_dir / records.TENSORBOARD_DIR
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(logs)))
     # What exists by now (modules, data, the tuner) lives as long as the process: keeping it
     # out of the garbage collector's scans makes the collections KerasTuner runs before every
     # build several times cheaper.

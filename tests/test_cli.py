@@ -190,15 +190,23 @@ def test_the_resume_command_repeats_every_setting_that_is_not_a_default():
     from bench.config import SearchConfig
 
     config = SearchConfig(
-        run="n", space="seed", max_trials=7, results="out", trials_per_process=3, workers=2
+        run="n",
+        space="seed",
+        max_trials=7,
+        results="out",
+        trials_per_process=3,
+        workers=2,
+        dataset="fashion_mnist",
+        tensorboard=True,
     )
     command = cli.resume_command(config)
     assert command == (
-        "bench search --run n --space seed --max-trials 7 --results out --trials-per-process 3"
-        " --workers 2"
+        "bench search --run n --space seed --max-trials 7 --dataset fashion_mnist --results out"
+        " --trials-per-process 3 --workers 2 --tensorboard"
     )
     args = cli.build_parser().parse_args(command.split()[1:])
     assert (args.space, args.max_trials, args.results, args.workers) == ("seed", 7, "out", 2)
+    assert (args.dataset, args.tensorboard) == ("fashion_mnist", True)
 
 
 def test_mixed_precision_without_a_gpu_is_a_usage_error(capsys, tmp_path, monkeypatch):

@@ -145,6 +145,37 @@ def test_a_fashion_mnist_run_trains_on_it_and_reports_its_class_names(tmp_path):
         search.prepare_run_dir(tiny_config(tmp_path), search.load_splits(tiny_config(tmp_path)))
 
 
+def _hparams_logged(folder) -> dict:
+    """The hyperparameters TensorBoard's HParams plugin finds in a trial's log folder."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    found = {}
+    for path in folder.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data
+                if plugin.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+                    for name, logged in data.session_start_info.hparams.items():
+                        found[name] = logged.WhichOneof("kind") and getattr(
+                            logged, logged.WhichOneof("kind")
+                        )
+    return found
+
+
+def test_tensorboard_logs_each_trial_with_its_hyperparameters(tmp_path):
+    config = tiny_config(tmp_path, space="tiny", max_trials=2, tensorboard=True)
+    search.run_search(config, stream=io.StringIO())
+    trials = records.load_records(config.run_dir)
+    assert len(trials) == 2
+    for record in trials:
+        folder = config.run_dir / records.TENSORBOARD_DIR / record["trial_id"]
+        assert list(folder.rglob("train/events.out.tfevents.*"))  # the loss curves
+        logged = _hparams_logged(folder)
+        assert logged == pytest.approx(record["hyperparameters"])
+
+
 class BreaksOffDefaults:
     """A space whose default model builds (as checked before a search) but no tuned one does."""
 
