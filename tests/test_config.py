@@ -31,6 +31,7 @@ NON_IDENTITY_FIELDS = (
     "trials_per_process",
     "workers",
     "threads",
+    "tensorboard",  # logs can be switched on when a run resumes
 )
 
 
