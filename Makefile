@@ -33,7 +33,7 @@ BROWSER_PACKAGES ?= chromium chromium-driver
 
 .PHONY: setup system-data system-test search smoke report confirm release test test-slow bench bench-workers lint clean-venv
 
-setup: $(STAMP)
+setup: system-data $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

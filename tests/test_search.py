@@ -138,9 +138,16 @@ def test_a_fashion_mnist_run_trains_on_it_and_reports_its_class_names(tmp_path):
     assert record["dataset"]["sha256"] == fashion.sha256
     preds = records.load_predictions(config.run_dir, record)
     assert np.array_equal(preds["y_true"], fashion.y_test[: TINY["test_limit"]])
+    from bench import confirm, export
+
+    # confirm and export read the run's own dataset back, checked by its SHA256.
+    (again,) = confirm.confirm_run(config.run_dir, top=1, seeds=1, stream=io.StringIO())
+    assert again["trial_id"] == record["trial_id"]
+    shipped = json.loads((export.export_run(config.run_dir) / "config.json").read_text())
+    assert shipped["dataset"]["name"] == "fashion_mnist"
     report.write_report([config.run_dir], tmp_path / "out")
     text = (tmp_path / "out" / report.REPORT_MD).read_text()
-    assert "| 1 | Trouser |" in text and "## Confirmed" not in text
+    assert "| 1 | Trouser |" in text and "## Confirmed with repeated seeds" in text
     with pytest.raises(ConfigError, match="different dataset"):
         search.prepare_run_dir(tiny_config(tmp_path), search.load_splits(tiny_config(tmp_path)))
 
