@@ -11,6 +11,7 @@ import base64
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
 
 from bench import records, report
 from tests.factories import fake_run
@@ -19,6 +20,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 LAPTOP = (1366, 768)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# On a loaded machine the page can still be decoding its images when get() returns.
+SETTLE_SECONDS = 60
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +45,14 @@ def page(tmp_path_factory, browser):
     out = results / "report"
     index = report.write_report([run_dir], out)
     browser.get(index.as_uri())
+    pngs = len(list(out.glob("*.png")))
+    WebDriverWait(browser, SETTLE_SECONDS).until(
+        lambda b: b.execute_script(
+            "return document.readyState === 'complete' && document.images.length === arguments[0]"
+            " && [...document.images].every(img => img.complete)",
+            pngs,
+        )
+    )
     finished = len(records.completed(records.load_records(run_dir)))
     return out, finished
 
