@@ -16,7 +16,7 @@ from pathlib import Path
 
 import keras
 
-from bench import data, envinfo, export, lock, pipeline, records, search
+from bench import data, envinfo, export, lock, pipeline, records, search, tables
 from bench.config import SearchConfig
 from search_spaces import hypermodel
 
@@ -110,7 +110,7 @@ def train_once(run_dir: Path, trial: dict, config: dict, splits: data.Splits, se
     seconds = time.monotonic() - began
     test = pipeline.evaluation_set(splits.test_images, splits.y_test, search.EVAL_BATCH_SIZE)
     probs = model.predict(test, verbose=0)
-    test_accuracy, test_loss = search.test_metrics(probs, splits.y_test)
+    test_accuracy, test_loss = tables.test_metrics(probs, splits.y_test)
     stem = record_stem(trial["trial_id"], seed)
     folder = records.confirm_dir(run_dir)
     records.atomic_write_bytes(

@@ -11,8 +11,8 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from bench import data, envinfo, pipeline, records
-from bench.search import EVAL_BATCH_SIZE, OPTIMIZER_SLOTS_WARNING, test_metrics
+from bench import data, envinfo, pipeline, records, tables
+from bench.search import EVAL_BATCH_SIZE, OPTIMIZER_SLOTS_WARNING
 from search_spaces import hypermodel
 
 BEST_DIR = "best"
@@ -124,7 +124,7 @@ def export_run(
     model, trained = _final_model(run_dir, record, config, raw, retrain_all, epochs)
     test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
     probs = model.predict(test_set, verbose=0)
-    accuracy, loss = test_metrics(probs, splits.y_test)
+    accuracy, loss = tables.test_metrics(probs, splits.y_test)
     if not retrain_all:
         _check_matches_record(record, accuracy, len(splits.y_test))
         trained["images"] = splits.sizes()["train"]

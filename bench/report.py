@@ -591,19 +591,15 @@ def _test_sentence(ctx: _Context, record: dict) -> str:
     measured = f"Test accuracy {record['test_accuracy']:.4f}, test loss {record['test_loss']:.4f}"
     if isinstance(ctx.predictions, str):
         return f"{measured} (no intervals: {ctx.predictions})."
-    y_true, probs = ctx.predictions["y_true"], ctx.predictions["probs"].astype(np.float64)
+    y_true = ctx.predictions["y_true"]
     total = len(y_true)
     low, high = stats.accuracy_interval(int((ctx.predictions["y_pred"] == y_true).sum()), total)
-    picked = np.clip(probs[np.arange(total), y_true], PROB_FLOOR, 1.0)
-    loss_low, loss_high = stats.mean_bootstrap_interval(-np.log(picked))
+    losses = tables.per_image_loss(ctx.predictions["probs"], y_true)
+    loss_low, loss_high = stats.mean_bootstrap_interval(losses)
     return (
         f"{measured}. 95% intervals for this model on {total:,} test images: accuracy "
         f"{low:.4f} to {high:.4f} (Wilson), loss {loss_low:.4f} to {loss_high:.4f} (bootstrap)."
     )
-
-
-# Stored probabilities are float16: a confident wrong answer can round to 0.
-PROB_FLOOR = 1e-7
 
 
 def _confirmed_sentence(seeds: list[dict]) -> str:

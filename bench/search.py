@@ -22,7 +22,7 @@ import numpy as np
 from keras_tuner.src import errors as kt_errors
 from keras_tuner.src import utils as kt_utils
 
-from bench import checkpoint, data, distributed, envinfo, lock, memory, pipeline, records
+from bench import checkpoint, data, distributed, envinfo, lock, memory, pipeline, records, tables
 from bench.config import DEFAULT_MAX_TRIALS, ConfigError, SearchConfig
 from bench.progress import STOP, Budget, BudgetSpent, Progress
 from search_spaces import get as get_space
@@ -31,7 +31,6 @@ from search_spaces import hypermodel
 OBJECTIVE = "val_accuracy"
 EVAL_BATCH_SIZE = 1024
 # Keras clips probabilities to [eps, 1 - eps] in its cross-entropy; the test loss does the same.
-PROB_EPSILON = 1e-7
 MIXED_POLICY = "mixed_float16"
 TUNER_CLASSES = {
     "random": kt.RandomSearch,
@@ -99,13 +98,6 @@ class BudgetCallback(keras.callbacks.Callback):
 
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
-def test_metrics(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Accuracy and sparse categorical cross-entropy of class probabilities."""
-    accuracy = float(np.mean(probs.argmax(axis=1) == labels))
-    picked = np.clip(probs[np.arange(len(labels)), labels], PROB_EPSILON, 1 - PROB_EPSILON)
-    return accuracy, float(-np.mean(np.log(picked)))
 
 
 def one_line(exc: BaseException) -> str:
@@ -220,7 +212,7 @@ class TrialRecorder:
         began = time.monotonic()
         model = self.best_epoch_model(tuner, trial)
         probs = model.predict(self.test_set, verbose=0)
-        test_accuracy, test_loss = test_metrics(probs, self.splits.y_test)
+        test_accuracy, test_loss = tables.test_metrics(probs, self.splits.y_test)
         best = best_epoch_index(history)
         record.update(
             status=records.STATUS_COMPLETED,

@@ -358,6 +358,24 @@ def confusion(y_true, y_pred, num_classes: int = NUM_CLASSES) -> pd.DataFrame:
     )
 
 
+# Probabilities are clipped to [PROB_EPSILON, 1 - PROB_EPSILON] before the log, as Keras does:
+# a confident wrong answer (stored float16 probabilities round to 0) costs a finite loss.
+PROB_EPSILON = 1e-7
+
+
+def per_image_loss(probs, labels) -> np.ndarray:
+    """Each image's cross-entropy: -log of the probability given to its true class."""
+    probs = np.asarray(probs, dtype=np.float64)
+    picked = np.clip(probs[np.arange(len(labels)), labels], PROB_EPSILON, 1 - PROB_EPSILON)
+    return -np.log(picked)
+
+
+def test_metrics(probs, labels) -> tuple[float, float]:
+    """Accuracy and sparse categorical cross-entropy of class probabilities."""
+    accuracy = float(np.mean(np.asarray(probs).argmax(axis=1) == labels))
+    return accuracy, float(np.mean(per_image_loss(probs, labels)))
+
+
 CONFUSED_PAIRS_N = 10
 MISCLASSIFIED_N = 40
 

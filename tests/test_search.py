@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import search_spaces
-from bench import envinfo, records, search
+from bench import envinfo, records, search, tables
 from bench.config import ConfigError, SearchConfig
 from bench.progress import Progress
 
@@ -27,7 +27,7 @@ def test_test_metrics_agree_with_keras():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(10), size=50).astype("float32")
     labels = rng.integers(0, 10, size=50)
-    accuracy, loss = search.test_metrics(probs, labels)
+    accuracy, loss = tables.test_metrics(probs, labels)
     assert accuracy == pytest.approx(np.mean(probs.argmax(1) == labels))
     expected = keras.losses.SparseCategoricalCrossentropy()(labels, probs)
     assert loss == pytest.approx(float(expected), rel=1e-5)
