@@ -395,7 +395,8 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
     """
     path = config.run_dir / records.CONFIG_FILE
     wanted = {**config.to_json(), "dataset_sha256": splits.sha256}
-    if path.exists():
+    resumed = path.exists()
+    if resumed:
         try:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -412,11 +413,10 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
                 f"run {config.run!r} exists with a different {', '.join(changed)}; "
                 "use another --run name"
             )
-        records.note_environment(config.run_dir, envinfo.environment(), utc_now())
-        return True
-    records.atomic_write_json(path, {**wanted, "created_at": utc_now()})
+    else:
+        records.atomic_write_json(path, {**wanted, "created_at": utc_now()})
     records.note_environment(config.run_dir, envinfo.environment(), utc_now())
-    return False
+    return resumed
 
 
 def load_splits(config: SearchConfig) -> data.Splits:
