@@ -219,17 +219,15 @@ def cmd_worker(args) -> int:
             f"run {args.run!r} has no readable config.json in {args.results}: "
             "the worker needs the run folder the chief writes (a shared folder)"
         ) from exc
-    known = {f.name for f in fields(SearchConfig)}
-    settings = {k: v for k, v in saved.items() if k in known}
-    settings.update(
+    config = SearchConfig.from_json(
+        saved,
         results=args.results,
         data_dir=args.data_dir,
         threads=args.threads,
         budget=parse_budget(args.budget),
         workers=None,
         trials_per_process=None,
-    )
-    config = SearchConfig(**settings).validate()
+    ).validate()
     name = args.id or os.environ.get(distributed.ENV_ID) or f"{socket.gethostname()}-{os.getpid()}"
     name = distributed.check_worker_id(name)
     os.environ.update(

@@ -101,6 +101,13 @@ class SearchConfig:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, saved: dict, **overrides) -> SearchConfig:
+        """The config a run's config.json describes (its extra keys, such as dataset_sha256
+        and created_at, left out), with overrides for this process's own settings."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in saved.items() if k in known}, **overrides})
+
 
 def parse_duration(text: str) -> float:
     """Seconds in a duration such as "7h30m", "45m" or "90s"."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import keras
@@ -61,7 +60,7 @@ def confirm_run(
     if raw.sha256 != config.get("dataset_sha256"):
         raise ConfirmError("the data differs from the data the run was trained on (SHA256)")
     splits = data.make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])
-    search.apply_runtime(_search_config(config))
+    search.apply_runtime(SearchConfig.from_json(config))
     with lock.run_lock(run_dir):
         folder = records.confirm_dir(run_dir)
         todo = [
@@ -86,11 +85,6 @@ def confirm_run(
                 flush=True,
             )
     return records.load_confirmed(run_dir)
-
-
-def _search_config(config: dict) -> SearchConfig:
-    known = {f.name for f in fields(SearchConfig)}
-    return SearchConfig(**{k: v for k, v in config.items() if k in known})
 
 
 def train_once(run_dir: Path, trial: dict, config: dict, splits: data.Splits, seed: int) -> dict:
