@@ -54,12 +54,10 @@ def confirm_run(
     chosen = records.ranked_by_validation(records.load_records(run_dir))[:top]
     if not chosen:
         raise ConfirmError(f"{run_dir}: no finished trial to confirm")
-    raw = data.load_raw(
-        data_dir or config.get("data_dir"), config.get("dataset", data.DEFAULT_DATASET)
-    )
+    raw = data.load_for_run(config, data_dir)
     if raw.sha256 != config.get("dataset_sha256"):
         raise ConfirmError("the data differs from the data the run was trained on (SHA256)")
-    splits = data.make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])
+    splits = data.splits_for_run(raw, config)
     search.apply_runtime(SearchConfig.from_json(config))
     with lock.run_lock(run_dir):
         folder = records.confirm_dir(run_dir)

@@ -326,6 +326,16 @@ def load(
     return make_splits(load_raw(data_dir, dataset), val_size, train_limit, test_limit)
 
 
+def load_for_run(config: dict, data_dir: str | os.PathLike | None = None) -> Raw:
+    """The dataset a run's config.json names, from data_dir, else the run's own data_dir."""
+    return load_raw(data_dir or config.get("data_dir"), config.get("dataset", DEFAULT_DATASET))
+
+
+def splits_for_run(raw: Raw, config: dict) -> Splits:
+    """The splits a run's config.json describes."""
+    return make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])
+
+
 def full_training_set(raw: Raw) -> tuple[np.ndarray, np.ndarray]:
     """All 60,000 training images (uint8, n x 28 x 28 x 1) and labels, to retrain a winner."""
     return with_channel(raw.x_train), raw.y_train

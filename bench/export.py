@@ -112,15 +112,17 @@ def export_run(
         raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
     config = records.load_config(run_dir)
     trials = records.load_records(run_dir)
-    record = confirmed_choice(run_dir, trials) if confirmed else records.best_by_validation(trials)
+    results = records.load_confirmed(run_dir) if confirmed else []
+    if confirmed:
+        record = confirmed_choice(run_dir, results, trials)
+    else:
+        record = records.best_by_validation(trials)
     if record is None:
         raise ExportError(f"{run_dir}: no finished trial to export")
-    raw = data.load_raw(
-        data_dir or config.get("data_dir"), config.get("dataset", data.DEFAULT_DATASET)
-    )
+    raw = data.load_for_run(config, data_dir)
     if raw.sha256 != record["dataset"]["sha256"]:
         raise ExportError("the data differs from the data the run was trained on (SHA256)")
-    splits = data.make_splits(raw, config["val_size"], config["train_limit"], config["test_limit"])
+    splits = data.splits_for_run(raw, config)
     model, trained = _final_model(run_dir, record, config, raw, retrain_all, epochs)
     test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
     probs = model.predict(test_set, verbose=0)
@@ -133,9 +135,9 @@ def export_run(
     save_model_atomic(model, out / "model.keras")
     shipped = shipped_config(record, config, trained, (accuracy, loss), splits)
     if confirmed:
-        seeds = [r for r in records.load_confirmed(run_dir) if r["trial_id"] == record["trial_id"]]
+        seeds = sum(r["trial_id"] == record["trial_id"] for r in results)
         shipped["selection"] = (
-            f"highest mean validation accuracy over {len(seeds)} seeds of `bench confirm` "
+            f"highest mean validation accuracy over {seeds} seeds of `bench confirm` "
             "(ties: lower mean validation loss)"
         )
     records.atomic_write_json(out / "config.json", shipped)
@@ -143,10 +145,11 @@ def export_run(
     return out
 
 
-def confirmed_choice(run_dir: Path, trials: list[dict]) -> dict:
-    """The trial whose `bench confirm` seeds have the best mean validation accuracy."""
+def confirmed_choice(run_dir: Path, results: list[dict], trials: list[dict]) -> dict:
+    """The trial whose `bench confirm` results (of run_dir) have the best mean validation
+    accuracy."""
     by_trial: dict[str, list[dict]] = {}
-    for result in records.load_confirmed(run_dir):
+    for result in results:
         by_trial.setdefault(result["trial_id"], []).append(result)
     if not by_trial:
         raise ExportError(f"{run_dir}: no confirmed trial; run `bench confirm` first")
