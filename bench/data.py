@@ -33,9 +33,8 @@ FASHION_DIRS = (
     Path.home() / ".keras" / "datasets" / "fashion-mnist",
 )
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
-# Class names in label order (Fashion-MNIST's from its README).
+# Class names in label order, where a label is not its own name (Fashion-MNIST's README).
 CLASS_NAMES = {
-    "mnist": tuple(str(digit) for digit in range(10)),
     "fashion_mnist": (
         "T-shirt/top",
         "Trouser",

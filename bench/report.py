@@ -397,26 +397,25 @@ def _significance(runs: list[Run], ranking: pd.DataFrame) -> pd.DataFrame:
     """McNemar's test for neighbours in the confirmed ranking, over the seeds both have."""
     from bench import stats
 
-    by_key = {(run.name, r["trial_id"], r["seed"]): (run, r) for run in runs for r in run.confirmed}
+    # (run, trial) -> {seed: (its run, its confirm record)}
+    by_config: dict[tuple, dict] = {}
+    for run in runs:
+        for r in run.confirmed:
+            by_config.setdefault((run.name, r["trial_id"]), {})[r["seed"]] = (run, r)
     rows = []
     top = ranking.head(SIGNIFICANCE_PAIRS + 1).to_dict("records")
     for better, worse in zip(top, top[1:], strict=False):
-        seeds = sorted(
-            {s for (run, t, s) in by_key if (run, t) == (better["run"], better["trial_id"])}
-            & {s for (run, t, s) in by_key if (run, t) == (worse["run"], worse["trial_id"])}
-        )
-        correct = {"better": [], "worse": []}
+        pair = [by_config[(row["run"], row["trial_id"])] for row in (better, worse)]
+        seeds = sorted(pair[0].keys() & pair[1].keys())
+        test = {"a_only": None, "b_only": None, "p_value": None}
         try:
-            for seed in seeds:
-                for side, row in (("better", better), ("worse", worse)):
-                    run, record = by_key[(row["run"], row["trial_id"], seed)]
-                    arrays = records.load_confirmed_predictions(run.path, record)
-                    correct[side].append(arrays["y_pred"] == arrays["y_true"])
-            test = stats.mcnemar_pair(
-                np.concatenate(correct["better"] or [[]]), np.concatenate(correct["worse"] or [[]])
-            )
+            if seeds:
+                correct = [
+                    np.concatenate([_correct(*side[seed]) for seed in seeds]) for side in pair
+                ]
+                test = stats.mcnemar_pair(*correct)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            test = {"a_only": None, "b_only": None, "p_value": None, "error": str(exc)}
+            test = {**test, "error": str(exc)}
         rows.append(
             {
                 "better": f"#{better['rank']} {better['run']}/{better['trial_id']}",
@@ -429,6 +428,11 @@ def _significance(runs: list[Run], ranking: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _correct(run: Run, record: dict) -> np.ndarray:
+    arrays = records.load_confirmed_predictions(run.path, record)
+    return arrays["y_pred"] == arrays["y_true"]
 
 
 def _verdict(test: dict, seeds: int) -> str:
@@ -679,8 +683,7 @@ def _errors_blocks(ctx: _Context, figures: list[Figure]) -> list[tuple]:
 def _class_names(run: Run) -> tuple[str, ...] | None:
     from bench import data
 
-    dataset = run.config.get("dataset", data.DEFAULT_DATASET)
-    return None if dataset == data.DEFAULT_DATASET else data.CLASS_NAMES.get(dataset)
+    return data.CLASS_NAMES.get(run.config.get("dataset", data.DEFAULT_DATASET))
 
 
 _PAIRS_NOTE = (

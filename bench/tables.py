@@ -441,9 +441,7 @@ CHANGE_COLUMNS = (
 
 
 def _best_by(done: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return done.groupby(keys).agg(
-        accuracy=("test_accuracy", "max"), loss=("test_loss", "min"), trials=("trial_id", "size")
-    )
+    return done.groupby(keys).agg(accuracy=("test_accuracy", "max"), loss=("test_loss", "min"))
 
 
 def _changes(before: pd.DataFrame, after: pd.DataFrame, how: str) -> pd.DataFrame:
