@@ -16,7 +16,8 @@ PACKAGES = {
     "keras_tuner": ("keras-tuner",),
     "numpy": ("numpy",),
 }
-GIT_TIMEOUT_S = 10
+# git and nvidia-smi answer in well under a second; a hung one must not stall a search.
+COMMAND_TIMEOUT_S = 10
 CPUINFO = Path("/proc/cpuinfo")
 NVIDIA_SMI = ("nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader")
 
@@ -43,7 +44,7 @@ def _git(*args: str) -> str | None:
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,
-            timeout=GIT_TIMEOUT_S,
+            timeout=COMMAND_TIMEOUT_S,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -75,7 +76,7 @@ def gpus() -> list[str]:
     """NVIDIA GPUs as nvidia-smi lists them ("name, memory"); none where it is missing."""
     try:
         done = subprocess.run(
-            NVIDIA_SMI, capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False
+            NVIDIA_SMI, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return []
