@@ -92,8 +92,11 @@ release: $(STAMP)
 	@$(NEED_RUN)
 	$(BIN)/bench export $(TARGET_RUN) --results $(RESULTS) $(EXPORT_FLAGS)
 
+# The test files run in TEST_WORKERS processes, a file's tests together in one (they share
+# module fixtures); most tests spend their time in Python and tracing, one core each.
+TEST_WORKERS ?= 2
 test: system-test $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Trains on full MNIST: the seed baseline must reach 99.0% test accuracy (several minutes).
 test-slow: $(STAMP)
