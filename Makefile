@@ -85,9 +85,11 @@ confirm: $(STAMP)
 	@$(NEED_RUN)
 	$(BIN)/bench confirm $(TARGET_RUN) --results $(RESULTS) --top $(TOP) --seeds $(SEEDS)
 
-# A release retrains the winner on all 60,000 training images (EXPORT_FLAGS= ships the trial's
-# own weights instead, in seconds).
-EXPORT_FLAGS ?= --retrain
+# A release retrains the winner on all 60,000 training images for 30 epochs, its cosine schedule
+# stretched to fit: the defaults' recipe gave test accuracy 0.9958 / loss 0.0135 that way, 0.9947
+# / 0.0170 in its 15-epoch trial (README: Results); about 80 minutes on 2 idle cores.
+# EXPORT_FLAGS=--retrain keeps the trial's own epoch count; EXPORT_FLAGS= ships its weights.
+EXPORT_FLAGS ?= --retrain --epochs 30
 release: $(STAMP)
 	@$(NEED_RUN)
 	$(BIN)/bench export $(TARGET_RUN) --results $(RESULTS) $(EXPORT_FLAGS)
