@@ -27,6 +27,10 @@ HEADS = ["flatten", "gap"]
 DENSE_UNITS = [0, 64, 128, 256]  # 0: no hidden dense layer
 DEFAULT_DENSE_UNITS = 128
 MAX_CONV_DROPOUT, MAX_DENSE_DROPOUT, DROPOUT_STEP = 0.4, 0.5, 0.1
+# With augmentation and BN, conv dropout 0.2 still held training accuracy at 0.992 after 20
+# epochs; 0.1 gave test 0.9953 (val 0.9954) vs 0.9949 (0.9952), the same seed and 20 epochs on
+# 50k. One seed each, within noise (McNemar p = 0.65), but no worse and it fits sooner.
+DEFAULT_CONV_DROPOUT = 0.1
 # Augmentation strengths: rotation in degrees, shift and zoom as fractions of the image.
 ROTATIONS = [0.0, 5.0, 10.0, 15.0]
 SHIFTS = [0.0, 0.05, 0.1, 0.15]
@@ -84,7 +88,9 @@ def features(hp, x):
     convs = hp.Int("convs_per_block", 1, 2, default=2)
     filters = hp.Int("filters", MIN_FILTERS, MAX_FILTERS, step=FILTER_STEP, default=DEFAULT_FILTERS)
     batch_norm = hp.Boolean("batch_norm", default=True)
-    dropout = hp.Float("conv_dropout", 0.0, MAX_CONV_DROPOUT, step=DROPOUT_STEP, default=0.2)
+    dropout = hp.Float(
+        "conv_dropout", 0.0, MAX_CONV_DROPOUT, step=DROPOUT_STEP, default=DEFAULT_CONV_DROPOUT
+    )
     for block in range(blocks):
         for _ in range(convs):
             x = layers.Conv2D(filters * 2**block, KERNEL, padding="same", use_bias=not batch_norm)(
