@@ -112,9 +112,9 @@ def export_run(
         raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
     config = records.load_config(run_dir)
     trials = records.load_records(run_dir)
-    results = records.load_confirmed(run_dir) if confirmed else []
     if confirmed:
-        record = confirmed_choice(run_dir, results, trials)
+        seed_results = records.load_confirmed(run_dir)
+        record = confirmed_choice(run_dir, seed_results, trials)
     else:
         record = records.best_by_validation(trials)
     if record is None:
@@ -135,7 +135,7 @@ def export_run(
     save_model_atomic(model, out / "model.keras")
     shipped = shipped_config(record, config, trained, (accuracy, loss), splits)
     if confirmed:
-        seeds = sum(r["trial_id"] == record["trial_id"] for r in results)
+        seeds = sum(r["trial_id"] == record["trial_id"] for r in seed_results)
         shipped["selection"] = (
             f"highest mean validation accuracy over {seeds} seeds of `bench confirm` "
             "(ties: lower mean validation loss)"

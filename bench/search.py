@@ -30,7 +30,6 @@ from search_spaces import hypermodel
 
 OBJECTIVE = "val_accuracy"
 EVAL_BATCH_SIZE = 1024
-# Keras clips probabilities to [eps, 1 - eps] in its cross-entropy; the test loss does the same.
 MIXED_POLICY = "mixed_float16"
 TUNER_CLASSES = {
     "random": kt.RandomSearch,
