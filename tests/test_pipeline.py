@@ -21,8 +21,8 @@ def arrays():
 
 
 def epoch(dataset) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
-    return np.concatenate(xs), np.concatenate(ys)
+    batches = [(x.numpy(), y.numpy()) for x, y in dataset]
+    return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
 
 
 def test_training_set_serves_every_image_once_an_epoch_scaled(arrays):
