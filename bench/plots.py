@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 import warnings
 
 import matplotlib
@@ -29,6 +30,9 @@ PANEL_TITLE_INCHES = 0.15
 PANEL_BOTTOM_INCHES = 0.45
 BAR_INCHES = 0.38  # height per bar, so long leaderboards stay readable
 BAR_BASE_INCHES = 1.4
+# cnn_plus names run to ~180 characters: unwrapped, they took the whole width and the layout
+# gave up ("constrained_layout not applied"), cutting the names off.
+BAR_LABEL_CHARS = 60
 CONFUSION_SIZE = (6.5, 5.5)
 DIGIT_COLUMNS = 10
 DIGIT_CELL_INCHES = 1.1  # one 28x28 digit and its two-line caption
@@ -72,8 +76,9 @@ def _zoom(ax: plt.Axes, values: pd.Series, axis: str = "x") -> None:
 def plot_top_architectures(top: pd.DataFrame, metric: str = "test_accuracy") -> plt.Figure:
     """Horizontal bars of top_architectures(); seed baseline bars are hatched."""
     data = top.sort_values(metric, ascending=metric == "test_loss")
+    data = data.assign(label=data["label"].map(_wrapped))
     labels = list(data["label"])
-    height = BAR_BASE_INCHES + BAR_INCHES * len(labels)
+    height = BAR_BASE_INCHES + BAR_INCHES * sum(label.count("\n") + 1 for label in labels)
     fig, ax = _subplots(figsize=(FIG_WIDTH, height))
     hue = _hue(data)
     sns.barplot(
@@ -94,6 +99,10 @@ def plot_top_architectures(top: pd.DataFrame, metric: str = "test_accuracy") -> 
     readable = metric.replace("_", " ")
     ax.set(xlabel=readable, ylabel="", title=f"Top architectures by {readable}")
     return fig
+
+
+def _wrapped(label: str) -> str:
+    return textwrap.fill(label, BAR_LABEL_CHARS, break_long_words=False)
 
 
 def _mark_baseline(ax: plt.Axes, labels: list[str], baseline: set[str]) -> None:

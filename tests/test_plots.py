@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 
 from bench import plots, records, tables
@@ -42,3 +45,22 @@ def test_each_figure_renders_to_png_and_is_closed(two_run_frame, name):
     png = plots.figure_png(fig)  # saves into an io.BytesIO
     assert png.startswith(PNG_MAGIC)
     assert len(plt.get_fignums()) == before
+
+
+def test_long_architecture_names_wrap_and_keep_the_layout():
+    # A cnn_plus name, ~180 characters: unwrapped, the constrained layout collapsed.
+    name = (
+        "2blocks bn drop0.1 dense128 drop0.3 adam lr2e-3 convs_per_block=2 filters=32 "
+        "head=flatten label_smoothing=0 rotation_degrees=10 schedule=cosine shift=0.1 zoom=0.1"
+    )
+    top = pd.DataFrame(
+        {"run": ["r"], "label": [f"r/0: {name}"], "test_accuracy": [0.995], "baseline": [False]}
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = plots.plot_top_architectures(top)
+        ticks = [tick.get_text() for tick in fig.axes[0].get_yticklabels()]
+        plots.figure_png(fig)
+    assert [str(w.message) for w in caught if "constrained_layout" in str(w.message)] == []
+    assert len(ticks) == 1 and ticks[0].count("\n") >= 2
+    assert ticks[0].replace("\n", " ") == f"r/0: {name}"
