@@ -72,6 +72,11 @@ def test_median_rate_ignores_one_slow_epoch():
     assert math.isnan(perf_suite.images_per_second(10, 0.0))
 
 
+def test_later_epochs_leave_out_each_fits_first():
+    assert perf_suite.later_epochs([[5.0, 1.0, 2.0], [6.0, 3.0], [7.0]]) == [1.0, 2.0, 3.0]
+    assert perf_suite.later_epochs([]) == []
+
+
 def test_overhead_is_the_share_of_a_trial_outside_fit():
     assert perf_suite.overhead(100.0, 96.0) == pytest.approx(0.04)
     assert perf_suite.overhead(50.0, 50.0) == 0.0
