@@ -54,7 +54,7 @@ def test_evaluation_set_keeps_the_stored_order(arrays):
 
 @pytest.mark.parametrize("kind", ["training", "evaluation"])
 def test_autotuning_is_off(arrays, kind):
-    # Its per-iterator model thread made every epoch's end wait 1-7 s (see pipeline._untuned).
+    # Its per-iterator model thread made every epoch's end wait 1-7 s (see pipeline._served).
     images, labels = arrays
     if kind == "training":
         dataset = pipeline.training_set(images, labels, BATCH, seed=0)
