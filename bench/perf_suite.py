@@ -123,20 +123,20 @@ def throughput(splits, batch_size: int, repeats: int, seed: int = 0) -> dict:
     keras.utils.set_random_seed(seed)
     models = {"plain": seed_space.build(None), "suite": seed_space.build(None)}
     fits = {
-        "plain": lambda cb: models["plain"].fit(
-            x, y, batch_size=batch_size, epochs=EPOCHS_PER_FIT, verbose=0, callbacks=[cb]
+        "plain": lambda cb, epochs: models["plain"].fit(
+            x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[cb]
         ),
-        "suite": lambda cb: models["suite"].fit(
-            suite_set, epochs=EPOCHS_PER_FIT, shuffle=False, verbose=0, callbacks=[cb]
+        "suite": lambda cb, epochs: models["suite"].fit(
+            suite_set, epochs=epochs, shuffle=False, verbose=0, callbacks=[cb]
         ),
     }
     for fit in fits.values():
-        fit(_epoch_clock())  # the first fit traces the train step: not timed
+        fit(_epoch_clock(), 1)  # the first epoch traces the train step: not timed
     timed: dict[str, list[list[float]]] = {name: [] for name in fits}
     for repeat in range(repeats):
         for name in sorted(fits, reverse=bool(repeat % 2)):
             clock = _epoch_clock()
-            fits[name](clock)
+            fits[name](clock, EPOCHS_PER_FIT)
             timed[name].append(clock.seconds)
     epochs = {name: later_epochs(fit_seconds) for name, fit_seconds in timed.items()}
     images = len(y)
