@@ -345,12 +345,28 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
     tuner = cls(**common)
     tuner.recorder = recorder
     if hasattr(tuner.oracle, "_random_values"):  # a worker holds only a client of the chief's
+        forget_uncommitted_trials(tuner.oracle)
         defaults_first(tuner.oracle)
     if config.tuner == "hyperband":
         tuner.trial_limit = config.max_trials
     if recorder is not None and distributed.worker_name():
         distributed.time_oracle_calls(tuner.oracle, recorder.oracle_clock)
     return tuner
+
+
+def forget_uncommitted_trials(oracle) -> list[str]:
+    """Forget a trial whose creation a kill cut short; return the ids forgotten.
+
+    KerasTuner's create_trial writes the new trial's trial.json, then oracle.json, whose
+    start_order names it. reload() finds trials by their files, so a process killed between
+    the two writes comes back with a trial that its oracle never started: it counts towards
+    max_trials, so the run ends a trial short, and no worker ever runs it. Without it the
+    oracle is where oracle.json says it was, and the next trial is drawn again under that id.
+    """
+    lost = [trial_id for trial_id in oracle.trials if trial_id not in oracle.start_order]
+    for trial_id in lost:
+        del oracle.trials[trial_id]
+    return lost
 
 
 def defaults_first(oracle) -> None:

@@ -169,3 +169,37 @@ def test_a_search_cut_in_a_trial_resumes_it_at_the_next_epoch(tmp_path, monkeypa
     assert record["epochs_run"] == 4 and len(record["history"]["val_accuracy"]) == 4
     assert record["best_epoch"] == int(np.argmax(record["history"]["val_accuracy"])) + 1
     assert not checkpoint.backup_dir(config.run_dir, "0").exists()
+
+
+def test_a_trial_whose_creation_a_kill_cut_short_is_drawn_again_on_resume(tmp_path, monkeypatch):
+    """KerasTuner writes a new trial's trial.json, then oracle.json: a kill between the two
+    left a trial that counted towards max_trials but never ran (the run ended a trial short)."""
+    config = SearchConfig(
+        run="half",
+        space="tiny",
+        tuner="random",
+        max_trials=3,
+        results=str(tmp_path),
+        train_limit=256,
+        val_size=128,
+        test_limit=128,
+        max_epochs=1,
+        batch_size=64,
+    ).validate()
+    save_oracle = kt.Oracle.save
+
+    def cut_before_committing_the_second_trial(self):
+        if len(self.trials) == 2 and len(self.start_order) == 2:  # inside create_trial
+            raise Cut
+        save_oracle(self)
+
+    monkeypatch.setattr(kt.Oracle, "save", cut_before_committing_the_second_trial)
+    with pytest.raises(Cut):
+        search.run_search(config, stream=io.StringIO())
+    assert len(records.load_records(config.run_dir)) == 1
+    monkeypatch.setattr(kt.Oracle, "save", save_oracle)
+    out = io.StringIO()
+    assert search.run_search(config, stream=out)
+    done = records.load_records(config.run_dir)
+    assert sorted(r["trial_id"] for r in done) == ["0", "1", "2"], out.getvalue()
+    assert {r["status"] for r in done} == {"completed"}
