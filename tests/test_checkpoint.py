@@ -128,20 +128,14 @@ class Cut(BaseException):
     """Stands for a kill: nothing after it runs."""
 
 
+def small_run(tmp_path, **settings) -> SearchConfig:
+    """A random search on 256 training images."""
+    sizes = dict(train_limit=256, val_size=128, test_limit=128, batch_size=64)
+    return SearchConfig(tuner="random", results=str(tmp_path), **sizes, **settings).validate()
+
+
 def test_a_search_cut_in_a_trial_resumes_it_at_the_next_epoch(tmp_path, monkeypatch):
-    config = SearchConfig(
-        run="cut",
-        space="seed",
-        tuner="random",
-        max_trials=1,
-        results=str(tmp_path),
-        train_limit=256,
-        val_size=128,
-        test_limit=128,
-        max_epochs=4,
-        patience=10,
-        batch_size=64,
-    ).validate()
+    config = small_run(tmp_path, run="cut", space="seed", max_trials=1, max_epochs=4, patience=10)
     save_epoch = checkpoint.EpochBackup.on_epoch_end
     trained = []
 
@@ -174,18 +168,7 @@ def test_a_search_cut_in_a_trial_resumes_it_at_the_next_epoch(tmp_path, monkeypa
 def test_a_trial_whose_creation_a_kill_cut_short_is_drawn_again_on_resume(tmp_path, monkeypatch):
     """KerasTuner writes a new trial's trial.json, then oracle.json: a kill between the two
     left a trial that counted towards max_trials but never ran (the run ended a trial short)."""
-    config = SearchConfig(
-        run="half",
-        space="tiny",
-        tuner="random",
-        max_trials=3,
-        results=str(tmp_path),
-        train_limit=256,
-        val_size=128,
-        test_limit=128,
-        max_epochs=1,
-        batch_size=64,
-    ).validate()
+    config = small_run(tmp_path, run="half", space="tiny", max_trials=3, max_epochs=1)
     save_oracle = kt.Oracle.save
 
     def cut_before_committing_the_second_trial(self):
