@@ -354,8 +354,8 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
     return tuner
 
 
-def forget_uncommitted_trials(oracle) -> list[str]:
-    """Forget a trial whose creation a kill cut short; return the ids forgotten.
+def forget_uncommitted_trials(oracle) -> None:
+    """Forget a trial whose creation a kill cut short.
 
     KerasTuner's create_trial writes the new trial's trial.json, then oracle.json, whose
     start_order names it. reload() finds trials by their files, so a process killed between
@@ -366,7 +366,6 @@ def forget_uncommitted_trials(oracle) -> list[str]:
     lost = [trial_id for trial_id in oracle.trials if trial_id not in oracle.start_order]
     for trial_id in lost:
         del oracle.trials[trial_id]
-    return lost
 
 
 def defaults_first(oracle) -> None:
