@@ -327,6 +327,7 @@ def cmd_export(args) -> int:
         data_dir=args.data_dir,
         epochs=args.epochs,
         confirmed=args.confirmed,
+        seed=args.seed,
     )
     print(f"exported: {out}")
     return EXIT_OK
@@ -451,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs["export"].add_argument("--retrain", action="store_true", help="retrain on all 60k images")
     runs["export"].add_argument(
         "--epochs", type=int, help="with --retrain: epochs to train (default: the trial's best)"
+    )
+    runs["export"].add_argument(
+        "--seed", type=int, help="with --retrain: seed to train from (default: the run's seed)"
     )
     runs["export"].add_argument(
         "--confirmed",

@@ -50,19 +50,19 @@ def load_trial_model(run_dir: Path, record: dict) -> keras.Model:
 
 
 def retrain(
-    record: dict, config: dict, raw: data.Raw, epochs: int | None = None
+    record: dict, config: dict, raw: data.Raw, seed: int, epochs: int | None = None
 ) -> tuple[keras.Model, float, int]:
-    """Train the winning config afresh on all 60,000 training images, for `epochs` or else
-    the trial's best epoch count.
+    """Train the winning config afresh from `seed` on all 60,000 training images, for `epochs`
+    or else the trial's best epoch count.
 
     Returns the model, the training seconds and the number of training images.
     """
-    keras.utils.set_random_seed(config["seed"])
+    keras.utils.set_random_seed(seed)
     space = hypermodel(record["space"])
     hp = trial_hyperparameters(record["hyperparameters"])
     model = space.build(hp)
     images, labels = data.full_training_set(raw)
-    train = pipeline.training_set(images, labels, config["batch_size"], config["seed"])
+    train = pipeline.training_set(images, labels, config["batch_size"], seed)
     began = time.monotonic()
     # The space's own fit, so that the retrain follows the trial's learning-rate schedule.
     space.fit(hp, model, train, epochs=epochs or record["best_epoch"], shuffle=False, verbose=0)
@@ -95,6 +95,7 @@ def export_run(
     data_dir: str | None = None,
     epochs: int | None = None,
     confirmed: bool = False,
+    seed: int | None = None,
 ) -> Path:
     """Write run_dir/best/: model.keras, config.json and model_card.md for the best trial.
 
@@ -102,12 +103,17 @@ def export_run(
     to choose. With retrain_all, the winner is retrained on the full 60k training images,
     for `epochs` when given (a longer schedule than the night's trials could afford). With
     confirmed, the winner is the trial with the best mean validation accuracy over its
-    `bench confirm` seeds rather than the best single trial.
+    `bench confirm` seeds rather than the best single trial. A retrain starts from `seed`
+    when given (to see how much a release owes to its seed), else from the run's seed.
     """
     if epochs is not None and not retrain_all:
         raise ExportError("--epochs needs --retrain: a trial's weights have their own epochs")
     if epochs is not None and epochs < 1:
         raise ExportError(f"--epochs must be at least 1, not {epochs}")
+    if seed is not None and not retrain_all:
+        raise ExportError("--seed needs --retrain: a trial's weights have the run's seed")
+    if seed is not None and seed < 0:
+        raise ExportError(f"--seed must be 0 or more, not {seed}")
     if not (run_dir / records.CONFIG_FILE).is_file():
         raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
     config = records.load_config(run_dir)
@@ -123,7 +129,8 @@ def export_run(
     if raw.sha256 != record["dataset"]["sha256"]:
         raise ExportError("the data differs from the data the run was trained on (SHA256)")
     splits = data.splits_for_run(raw, config)
-    model, trained = _final_model(run_dir, record, config, raw, retrain_all, epochs)
+    seed = config["seed"] if seed is None else seed
+    model, trained = _final_model(run_dir, record, config, raw, retrain_all, epochs, seed)
     test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
     probs = model.predict(test_set, verbose=0)
     accuracy, loss = tables.test_metrics(probs, splits.y_test)
@@ -161,14 +168,17 @@ def confirmed_choice(run_dir: Path, results: list[dict], trials: list[dict]) -> 
     return next(r for r in records.completed(trials) if r["trial_id"] == best)
 
 
-def _final_model(run_dir, record, config, raw, retrain_all, epochs) -> tuple[keras.Model, dict]:
+def _final_model(
+    run_dir, record, config, raw, retrain_all, epochs, seed
+) -> tuple[keras.Model, dict]:
     if retrain_all:
-        model, seconds, images = retrain(record, config, raw, epochs)
+        model, seconds, images = retrain(record, config, raw, seed, epochs)
         epochs = epochs or record["best_epoch"]
-        return model, {"retrained": True, "seconds": seconds, "images": images, "epochs": epochs}
+        trained = {"retrained": True, "seconds": seconds, "images": images}
+        return model, {**trained, "epochs": epochs, "seed": seed}
     model = load_trial_model(run_dir, record)
     trained = {"retrained": False, "seconds": record["train_seconds"], "images": None}
-    return model, {**trained, "epochs": record["best_epoch"]}
+    return model, {**trained, "epochs": record["best_epoch"], "seed": seed}
 
 
 def _check_matches_record(record: dict, accuracy: float, test_images: int) -> None:
@@ -193,7 +203,7 @@ def shipped_config(record, config, trained: dict, test: tuple, splits: data.Spli
             "batch_size": config["batch_size"],
             "epochs": trained["epochs"],
             "trial_best_epoch": record["best_epoch"],
-            "seed": config["seed"],
+            "seed": trained["seed"],
             "retrained_on_all_training_images": trained["retrained"],
             "train_images": trained["images"],
             "train_seconds": round(trained["seconds"], 3),

@@ -145,11 +145,12 @@ def test_confirm_of_a_missing_run(capsys, tmp_path):
     assert_one_line_error(err, "not a run")
 
 
-def test_export_epochs_without_retrain(capsys, tmp_path):
+@pytest.mark.parametrize("flag", ["--epochs", "--seed"])
+def test_export_retrain_flags_without_retrain(capsys, tmp_path, flag):
     fake_run(tmp_path, run="done", n=2)
-    code, _, err = run_cli(capsys, "export", "done", "--epochs", "30", "--results", str(tmp_path))
+    code, _, err = run_cli(capsys, "export", "done", flag, "30", "--results", str(tmp_path))
     assert code == 2
-    assert_one_line_error(err, "--epochs needs --retrain")
+    assert_one_line_error(err, f"{flag} needs --retrain")
     assert not (tmp_path / "done" / "best").exists()
 
 

@@ -64,9 +64,34 @@ def test_a_retrain_can_run_longer_than_the_trial(run_dir, monkeypatch):
     assert "3 epochs (the winning trial's best epoch was 1" in (out / "model_card.md").read_text()
 
 
-@pytest.mark.parametrize("kwargs", [dict(epochs=2), dict(retrain_all=True, epochs=0)])
-def test_bad_epochs_are_refused_before_any_work(run_dir, kwargs):
-    with pytest.raises(export.ExportError, match="--epochs"):
+def test_a_retrain_can_start_from_another_seed(run_dir, monkeypatch):
+    full_set = data.full_training_set
+    monkeypatch.setattr(
+        data, "full_training_set", lambda raw: tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
+    )
+    weights = {}
+    for seed in (None, 7):
+        out = export.export_run(run_dir, retrain_all=True, seed=seed)
+        shipped = json.loads((out / "config.json").read_text())
+        weights[shipped["training"]["seed"]] = keras.saving.load_model(out / "model.keras")
+    assert set(weights) == {records.load_config(run_dir)["seed"], 7}
+    assert "seed 7," in (out / "model_card.md").read_text()
+    first, other = (model.get_weights()[0] for model in weights.values())
+    assert not np.allclose(first, other)  # another seed, other initial weights
+
+
+@pytest.mark.parametrize(
+    "kwargs, refusal",
+    [
+        (dict(epochs=2), "--epochs needs --retrain"),
+        (dict(retrain_all=True, epochs=0), "--epochs must be at least 1"),
+        (dict(seed=3), "--seed needs --retrain"),
+        (dict(retrain_all=True, seed=-1), "--seed must be 0 or more"),
+    ],
+)
+def test_bad_epochs_or_seeds_are_refused_before_any_work(run_dir, kwargs, refusal, monkeypatch):
+    monkeypatch.setattr(data, "load_for_run", None)  # any work would fail on this
+    with pytest.raises(export.ExportError, match=refusal):
         export.export_run(run_dir, **kwargs)
 
 
