@@ -130,7 +130,10 @@ def export_run(
         raise ExportError("the data differs from the data the run was trained on (SHA256)")
     splits = data.splits_for_run(raw, config)
     seed = config["seed"] if seed is None else seed
+    # The code that trains: HEAD may move during a retrain of an hour or two.
+    commit = envinfo.git_commit()
     model, trained = _final_model(run_dir, record, config, raw, retrain_all, epochs, seed)
+    trained["commit"] = commit
     test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
     probs = model.predict(test_set, verbose=0)
     accuracy, loss = tables.test_metrics(probs, splits.y_test)
@@ -219,7 +222,7 @@ def shipped_config(record, config, trained: dict, test: tuple, splits: data.Spli
         "dataset": record["dataset"],
         "versions": record["versions"],
         "trained_with_commit": record["git_commit"],
-        "exported_with_commit": envinfo.git_commit(),
+        "exported_with_commit": trained["commit"],
     }
 
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from bench import data, export, records, search
+from bench import data, envinfo, export, records, search
 from bench.config import SearchConfig
 
 TINY = dict(train_limit=256, val_size=128, test_limit=128, max_epochs=1, batch_size=64)
@@ -78,6 +78,20 @@ def test_a_retrain_can_start_from_another_seed(run_dir, monkeypatch):
     assert "seed 7," in (out / "model_card.md").read_text()
     first, other = (model.get_weights()[0] for model in weights.values())
     assert not np.allclose(first, other)  # another seed, other initial weights
+
+
+def test_the_shipped_commit_is_the_one_that_trained(run_dir, monkeypatch):
+    head = {"commit": "abc123"}
+    full_set = data.full_training_set
+
+    def commit_during_the_retrain(raw):
+        head["commit"] = "def456"  # someone commits while a long retrain runs
+        return tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
+
+    monkeypatch.setattr(data, "full_training_set", commit_during_the_retrain)
+    monkeypatch.setattr(envinfo, "git_commit", lambda: head["commit"])
+    out = export.export_run(run_dir, retrain_all=True)
+    assert json.loads((out / "config.json").read_text())["exported_with_commit"] == "abc123"
 
 
 @pytest.mark.parametrize(
