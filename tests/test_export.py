@@ -69,14 +69,14 @@ def test_a_retrain_can_start_from_another_seed(run_dir, monkeypatch):
     monkeypatch.setattr(
         data, "full_training_set", lambda raw: tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
     )
-    weights = {}
+    models = {}
     for seed in (None, 7):
         out = export.export_run(run_dir, retrain_all=True, seed=seed)
         shipped = json.loads((out / "config.json").read_text())
-        weights[shipped["training"]["seed"]] = keras.saving.load_model(out / "model.keras")
-    assert set(weights) == {records.load_config(run_dir)["seed"], 7}
+        models[shipped["training"]["seed"]] = keras.saving.load_model(out / "model.keras")
+    assert set(models) == {records.load_config(run_dir)["seed"], 7}
     assert "seed 7," in (out / "model_card.md").read_text()
-    first, other = (model.get_weights()[0] for model in weights.values())
+    first, other = (model.get_weights()[0] for model in models.values())
     assert not np.allclose(first, other)  # another seed, other initial weights
 
 
