@@ -69,7 +69,8 @@ def trial_overheads(trial_records: list[dict]) -> list[dict]:
                 "overhead": overhead(wall, fit),
                 "build_seconds": round(train - fit, 3),
                 "eval_seconds": evaluation,
-                "other_seconds": round(wall - train - evaluation, 3),
+                # + 0.0: a remainder below the clocks' millisecond reads 0.00, not -0.00.
+                "other_seconds": round(wall - train - evaluation, 3) + 0.0,
             }
         )
     return rows

@@ -103,6 +103,18 @@ def test_trial_overheads_use_the_record_times_and_skip_what_cannot_count():
     assert parts == pytest.approx(40.5 - 38.475)  # the parts add up to the overhead
 
 
+def test_a_remainder_below_a_millisecond_is_zero_not_minus_zero():
+    record = fake_record(
+        started_at="2026-11-27T01:00:00.000+00:00",
+        finished_at="2026-11-27T01:00:40.000+00:00",
+        fit_seconds=38.5,
+        train_seconds=38.6001,  # the timestamps' millisecond rounding, not time that went back
+        eval_seconds=1.4,
+    )
+    (row,) = perf_suite.trial_overheads([record])
+    assert math.copysign(1.0, row["other_seconds"]) == 1.0  # printed "0.00 s", not "-0.00 s"
+
+
 def test_pixel_megabytes_and_ratio():
     assert perf_suite.pixel_megabytes(70_000, 1) == pytest.approx(70_000 * 784 / 2**20)
     assert perf_suite.pixel_megabytes(10, 4) == 4 * perf_suite.pixel_megabytes(10, 1)
