@@ -133,7 +133,7 @@ def export_run(
     # The code that trains: HEAD may move during a retrain of an hour or two.
     commit = envinfo.git_commit()
     model, trained = _final_model(run_dir, record, config, raw, retrain_all, epochs, seed)
-    trained["commit"] = commit
+    trained.update(seed=seed, commit=commit)
     test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
     probs = model.predict(test_set, verbose=0)
     accuracy, loss = tables.test_metrics(probs, splits.y_test)
@@ -177,11 +177,10 @@ def _final_model(
     if retrain_all:
         model, seconds, images = retrain(record, config, raw, seed, epochs)
         epochs = epochs or record["best_epoch"]
-        trained = {"retrained": True, "seconds": seconds, "images": images}
-        return model, {**trained, "epochs": epochs, "seed": seed}
+        return model, {"retrained": True, "seconds": seconds, "images": images, "epochs": epochs}
     model = load_trial_model(run_dir, record)
     trained = {"retrained": False, "seconds": record["train_seconds"], "images": None}
-    return model, {**trained, "epochs": record["best_epoch"], "seed": seed}
+    return model, {**trained, "epochs": record["best_epoch"]}
 
 
 def _check_matches_record(record: dict, accuracy: float, test_images: int) -> None:
