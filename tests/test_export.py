@@ -50,11 +50,16 @@ def test_export_then_retrain_on_the_full_training_set(run_dir, monkeypatch):
     assert f"{RETRAIN_IMAGES:,} training images" in (out / "model_card.md").read_text()
 
 
-def test_a_retrain_can_run_longer_than_the_trial(run_dir, monkeypatch):
+@pytest.fixture
+def few_retrain_images(monkeypatch):
+    """Retrains train on the first RETRAIN_IMAGES of the 60,000."""
     full_set = data.full_training_set
     monkeypatch.setattr(
         data, "full_training_set", lambda raw: tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
     )
+
+
+def test_a_retrain_can_run_longer_than_the_trial(run_dir, few_retrain_images):
     out = export.export_run(run_dir, retrain_all=True, epochs=3)
     training = json.loads((out / "config.json").read_text())["training"]
     assert (training["epochs"], training["trial_best_epoch"]) == (3, TINY["max_epochs"])
@@ -64,11 +69,7 @@ def test_a_retrain_can_run_longer_than_the_trial(run_dir, monkeypatch):
     assert "3 epochs (the winning trial's best epoch was 1" in (out / "model_card.md").read_text()
 
 
-def test_a_retrain_can_start_from_another_seed(run_dir, monkeypatch):
-    full_set = data.full_training_set
-    monkeypatch.setattr(
-        data, "full_training_set", lambda raw: tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
-    )
+def test_a_retrain_can_start_from_another_seed(run_dir, few_retrain_images):
     models = {}
     for seed in (None, 7):
         out = export.export_run(run_dir, retrain_all=True, seed=seed)
@@ -80,15 +81,15 @@ def test_a_retrain_can_start_from_another_seed(run_dir, monkeypatch):
     assert not np.allclose(first, other)  # another seed, other initial weights
 
 
-def test_the_shipped_commit_is_the_one_that_trained(run_dir, monkeypatch):
+def test_the_shipped_commit_is_the_one_that_trained(run_dir, few_retrain_images, monkeypatch):
     head = {"commit": "abc123"}
-    full_set = data.full_training_set
+    retrain = export.retrain
 
-    def commit_during_the_retrain(raw):
+    def commit_during_the_retrain(*args):
         head["commit"] = "def456"  # someone commits while a long retrain runs
-        return tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
+        return retrain(*args)
 
-    monkeypatch.setattr(data, "full_training_set", commit_during_the_retrain)
+    monkeypatch.setattr(export, "retrain", commit_during_the_retrain)
     monkeypatch.setattr(envinfo, "git_commit", lambda: head["commit"])
     out = export.export_run(run_dir, retrain_all=True)
     assert json.loads((out / "config.json").read_text())["exported_with_commit"] == "abc123"
