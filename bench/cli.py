@@ -328,6 +328,7 @@ def cmd_export(args) -> int:
         epochs=args.epochs,
         confirmed=args.confirmed,
         seed=args.seed,
+        clean_epochs=args.clean_epochs,
     )
     print(f"exported: {out}")
     return EXIT_OK
@@ -455,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs["export"].add_argument(
         "--seed", type=int, help="with --retrain: seed to train from (default: the run's seed)"
+    )
+    runs["export"].add_argument(
+        "--clean-epochs",
+        type=int,
+        default=0,
+        help="with --retrain: epochs to add without augmentation, at the final learning rate",
     )
     runs["export"].add_argument(
         "--confirmed",

@@ -22,7 +22,8 @@ def get(name: str):
 
 class SpaceModel(kt.HyperModel):
     """A space module as a KerasTuner HyperModel: its build(hp), and its fit(hp, model, ...)
-    where the space tunes training itself (schedules), else plain model.fit."""
+    where the space tunes training itself (schedules), else plain model.fit; and, for a
+    release's last epochs, its without_augmentation(model) where it augments."""
 
     def __init__(self, name: str, space):
         super().__init__(name=name)
@@ -35,6 +36,13 @@ class SpaceModel(kt.HyperModel):
         if hasattr(self.space, "fit"):
             return self.space.fit(hp, model, *args, **kwargs)
         return model.fit(*args, **kwargs)
+
+    def without_augmentation(self, model):
+        """The model less its training-time augmentation (weights shared), where the space
+        has a way to take it out; else the model itself."""
+        if hasattr(self.space, "without_augmentation"):
+            return self.space.without_augmentation(model)
+        return model
 
 
 def hypermodel(name: str) -> SpaceModel:

@@ -71,6 +71,9 @@ def build(hp) -> keras.Model:
     return model
 
 
+AUGMENTATION = (layers.RandomRotation, layers.RandomTranslation, layers.RandomZoom)
+
+
 def augmentation(hp, x):
     """Random rotation, shift and zoom; Keras applies them in training only."""
     rotation = hp.Choice("rotation_degrees", ROTATIONS, default=DEFAULT_ROTATION)
@@ -84,6 +87,16 @@ def augmentation(hp, x):
     if zoom:
         x = layers.RandomZoom(zoom, zoom, fill_mode="constant")(x)
     return x
+
+
+def without_augmentation(model: keras.Model) -> keras.Model:
+    """The model's layers (the same objects: weights shared) less its augmentation, to train
+    on the digits as they are. build() makes a chain, so the layers in order are the graph."""
+    x = inputs = keras.Input(INPUT_SHAPE)
+    for layer in model.layers[1:]:  # [0] is the input
+        if not isinstance(layer, AUGMENTATION):
+            x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_unaugmented")
 
 
 def features(hp, x):

@@ -145,7 +145,7 @@ def test_confirm_of_a_missing_run(capsys, tmp_path):
     assert_one_line_error(err, "not a run")
 
 
-@pytest.mark.parametrize("flag", ["--epochs", "--seed"])
+@pytest.mark.parametrize("flag", ["--epochs", "--seed", "--clean-epochs"])
 def test_export_retrain_flags_without_retrain(capsys, tmp_path, flag):
     fake_run(tmp_path, run="done", n=2)
     code, _, err = run_cli(capsys, "export", "done", flag, "30", "--results", str(tmp_path))

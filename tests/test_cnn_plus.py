@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import search_spaces
-from bench import export, search
+from bench import export, pipeline, search
 from search_spaces import cnn_plus
 
 IMAGES = 4
@@ -204,3 +204,39 @@ def test_mixed_precision_keeps_float32_probabilities():
         assert model.output.dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def count_augmentation_calls(monkeypatch) -> list:
+    """Patches the augmentation layers to note each call (eager or traced) in the list."""
+    calls = []
+    for kind in cnn_plus.AUGMENTATION:
+        original = kind.call
+
+        def noting(self, *args, _original=original, **kwargs):
+            calls.append(self.__class__.__name__)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(kind, "call", noting)
+    return calls
+
+
+def test_clean_epochs_train_the_same_weights_without_the_augmentation(monkeypatch):
+    space = search_spaces.hypermodel("cnn_plus")
+    hp = hyperparameters(**{**SMALLEST, **AUGMENTATIONS["strongest"]}, batch_norm=True)
+    model = space.build(hp)
+    plain = space.without_augmentation(model)
+    assert AUGMENTATION_LAYERS <= set(layer_kinds(model))
+    assert AUGMENTATION_LAYERS.isdisjoint(layer_kinds(plain))
+    assert [id(w) for w in plain.weights] == [id(w) for w in model.weights]  # shared, not copied
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (FIT_IMAGES, 28, 28, 1), dtype=np.uint8)
+    train = pipeline.training_set(images, rng.integers(0, 10, FIT_IMAGES), 8, seed=0)
+    calls = count_augmentation_calls(monkeypatch)
+    space.fit(hp, model, train, epochs=1, shuffle=False, verbose=0)
+    assert set(calls) == AUGMENTATION_LAYERS  # the scheduled epochs augment
+    calls.clear()
+    model.optimizer.learning_rate.assign(3e-4)
+    before = [w.copy() for w in model.get_weights()]
+    assert export.clean_fit(space, model, train, epochs=1) == pytest.approx(3e-4)
+    assert calls == []  # the clean epoch does not
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True))

@@ -95,6 +95,19 @@ def test_the_shipped_commit_is_the_one_that_trained(run_dir, few_retrain_images,
     assert json.loads((out / "config.json").read_text())["exported_with_commit"] == "abc123"
 
 
+def test_clean_epochs_follow_the_retrain_at_its_final_rate(run_dir, few_retrain_images):
+    out = export.export_run(run_dir, retrain_all=True, epochs=1, clean_epochs=2)
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert (training["epochs"], training["clean_epochs"]) == (1, 2)
+    # The seed space trains at Adam's constant 1e-3: the clean epochs go on at that rate.
+    assert training["clean_learning_rate"] == pytest.approx(1e-3)
+    # The seed space has no augmentation to leave out: the clean epochs train the model
+    # itself, under the fresh optimizer that the shipped model keeps.
+    model = keras.saving.load_model(out / "model.keras")
+    assert int(model.optimizer.iterations) == 2 * -(-RETRAIN_IMAGES // TINY["batch_size"])
+    assert "Then 2 more epochs on the digits as they are" in (out / "model_card.md").read_text()
+
+
 @pytest.mark.parametrize(
     "kwargs, refusal",
     [
@@ -102,6 +115,8 @@ def test_the_shipped_commit_is_the_one_that_trained(run_dir, few_retrain_images,
         (dict(retrain_all=True, epochs=0), "--epochs must be at least 1"),
         (dict(seed=3), "--seed needs --retrain"),
         (dict(retrain_all=True, seed=-1), "--seed must be 0 or more"),
+        (dict(clean_epochs=1), "--clean-epochs needs --retrain"),
+        (dict(retrain_all=True, clean_epochs=-1), "--clean-epochs must be 0 or more"),
     ],
 )
 def test_bad_epochs_or_seeds_are_refused_before_any_work(run_dir, kwargs, refusal, monkeypatch):
