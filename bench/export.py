@@ -84,7 +84,7 @@ def clean_fit(space, model: keras.Model, train, epochs: int) -> float:
 
     Augmentation trains on turned, shifted and zoomed digits, and on batch statistics of
     those; test digits are none of these. One such epoch after the 25-epoch release recipe
-    gave 4 more right test digits at each of two seeds (README: Results).
+    gave 4-5 more right test digits at each of two seeds (README: Results).
     """
     rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     plain = space.without_augmentation(model)
