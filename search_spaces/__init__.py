@@ -45,6 +45,15 @@ class SpaceModel(kt.HyperModel):
         return model
 
 
+def describe(name: str, hp: dict) -> str | None:
+    """The space's short label of a configuration (its describe(hp)), None where it has none.
+
+    The search keeps it in each trial record as `architecture`; the report shows it.
+    """
+    space = get(name)
+    return space.describe(hp) if hasattr(space, "describe") else None
+
+
 def hypermodel(name: str) -> SpaceModel:
     """The registered space `name` as a HyperModel for KerasTuner's tuners."""
     return SpaceModel(name, get(name))

@@ -3,13 +3,15 @@
 import keras
 from keras import layers
 
+from search_spaces.labels import number, scientific
+
 DESCRIPTION = "1-4 conv blocks, 16-256 filters, k3/k5, BN, dropout, dense head, 4 optimizers"
 FIT_DEFAULTS: dict = {}
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 # Keras' default 0.99 leaves the moving variance at 1.0 * 0.99**steps + the true one, and
-# conv outputs here have a variance near 0.01: after one MNIST epoch (390 steps) inference
-# still divided by 3x too large a spread (val accuracy 0.21 while training reached 0.9).
+# conv outputs here have a variance near 0.01: after one MNIST epoch (391 steps at batch 128)
+# inference would still divide by about 3x too large a spread, and validation accuracy with it.
 BN_MOMENTUM = 0.9
 MAX_BLOCKS = 4
 MIN_FILTERS, MAX_FILTERS = 16, 256
@@ -60,6 +62,23 @@ def build(hp) -> keras.Model:
         metrics=["accuracy"],
     )
     return model
+
+
+def describe(hp: dict) -> str:
+    """A short label, e.g. "2x[32,64] k3 bn drop0.25 dense128 drop0.5 adam lr1e-3"; filters of
+    blocks beyond conv_blocks are left out (sampled, never built)."""
+    blocks = int(hp.get("conv_blocks", 1))
+    filters = ",".join(str(hp.get(f"filters_{i}", "?")) for i in range(blocks))
+    tokens = [f"{blocks}x[{filters}]", f"k{hp.get('kernel_size', 3)}"]
+    if hp.get("batch_norm"):
+        tokens.append("bn")
+    tokens.append(f"drop{number(hp.get('conv_dropout', 0.0))}")
+    units = hp.get("dense_units", DEFAULT_DENSE_UNITS)
+    if units:
+        tokens += [f"dense{units}", f"drop{number(hp.get('dense_dropout', 0.0))}"]
+    rate = scientific(hp.get("learning_rate", DEFAULT_LR))
+    tokens += [hp.get("optimizer", OPTIMIZERS[0]), f"lr{rate}"]
+    return " ".join(tokens)
 
 
 def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -5,25 +5,25 @@ import math
 import keras
 from keras import layers
 
+from search_spaces.labels import fraction, scientific
+
 DESCRIPTION = (
     "1-3 blocks of 1-2 convs, 8-64 base filters doubling, BN, flatten/GAP, augmentation, "
     "adam/adamw, cosine/plateau LR, label smoothing"
 )
-# Early stopping at the suite's default patience (3) cut the defaults' first full-data trial at
-# epoch 10 of 15 (val 0.9932 at epoch 7, then a plateau at the peak learning rate), before the
-# cosine schedule annealed; test accuracy stayed at 0.9922. A schedule needs its whole run.
+# A schedule needs its whole run: at the suite's default patience (3), early stopping cut the
+# defaults' trial while the rate was still at its peak, before the cosine schedule annealed.
 FIT_DEFAULTS: dict = {"patience": 15}
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 # Keras' default 0.99 leaves the moving variance at 1.0 * 0.99**steps + the true one, and
-# conv outputs here have a variance near 0.01: after one MNIST epoch (390 steps) inference
-# still divided by 3x too large a spread (val accuracy 0.21 while training reached 0.9).
+# conv outputs here have a variance near 0.01: after one MNIST epoch (391 steps at batch 128)
+# inference would still divide by about 3x too large a spread, and validation accuracy with it.
 BN_MOMENTUM = 0.9
 MAX_BLOCKS = 3  # 28 -> 14 -> 7 -> 3
-# The defaults' first trial (15 epochs on 50k, seed 0): 3 blocks gave test 0.9960 / loss 0.0119
-# in 55 minutes, where 2 blocks gave 0.9947-0.9953 / 0.0165-0.0170 in 46-48 (15-20 epochs;
-# README: Results). The third block's 128-filter convs make an epoch 1.5x as long (3.7 against
-# 2.4 minutes); its 3x3 map shrinks the flatten layer: fewer weights (436,650 against 468,394).
+# A third block's 128-filter convs make an epoch about 1.5x as long as two blocks', and its
+# 3x3 map shrinks the flatten layer (436,650 weights against 468,394); 3 blocks trained better
+# (docs/benchmarks.md: accuracy recipes).
 DEFAULT_BLOCKS = 3
 MIN_FILTERS, MAX_FILTERS, FILTER_STEP = 8, 64, 8
 DEFAULT_FILTERS = 32
@@ -32,8 +32,6 @@ HEADS = ["flatten", "gap"]
 DENSE_UNITS = [0, 64, 128, 256]  # 0: no hidden dense layer
 DEFAULT_DENSE_UNITS = 128
 MAX_CONV_DROPOUT, MAX_DENSE_DROPOUT, DROPOUT_STEP = 0.4, 0.5, 0.1
-# Conv dropout 0.2 is what the 3-block runs above used. With 2 blocks, 0.1 had done no worse
-# (test 0.9953 against 0.9949, one seed each, McNemar p = 0.65); 0.1 with 3 blocks is untried.
 DEFAULT_CONV_DROPOUT = 0.2
 # Augmentation strengths: rotation in degrees, shift and zoom as fractions of the image.
 ROTATIONS = [0.0, 5.0, 10.0, 15.0]
@@ -50,6 +48,9 @@ PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 1
 MIN_LR_FRACTION = 0.01  # neither schedule goes below 1% of the starting rate
 SMOOTHINGS = [0.0, 0.05, 0.1]
 OBJECTIVE = "val_accuracy"
+HEAD_LABELS = {"flatten": "fl", "gap": "gap"}
+SCHEDULE_LABELS = {"cosine": "cos", "plateau": "plat", "constant": "const"}
+PERCENT = 100
 # The most expensive model the space can draw (benchmarks report its throughput).
 LARGEST = {
     "conv_blocks": MAX_BLOCKS,
@@ -220,3 +221,41 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "smoothing": self.smoothing}
+
+
+def describe(hp: dict) -> str:
+    """A label under 60 characters, e.g. "3x2x32/.2 bn fl128/.3 r10s10z10 lr2e-3 cos": blocks x
+    convs x base filters / conv dropout, BN, head and dense units / dense dropout, rotation
+    degrees, shift and zoom percent, learning rate (adamw: and its weight decay), schedule,
+    label smoothing."""
+    tokens = [_conv_label(hp)]
+    if hp.get("batch_norm", True):
+        tokens.append("bn")
+    tokens.append(_head_label(hp))
+    shift, zoom = (round(hp.get(n, d) * PERCENT) for n, d in (("shift", 0.1), ("zoom", 0.1)))
+    rotation = hp.get("rotation_degrees", DEFAULT_ROTATION)
+    if rotation or shift or zoom:
+        tokens.append(f"r{rotation:g}s{shift}z{zoom}")
+    tokens.append(f"lr{scientific(hp.get('learning_rate', DEFAULT_LR))}")
+    if hp.get("optimizer", OPTIMIZERS[0]) == "adamw":
+        tokens.append(f"wd{scientific(hp.get('weight_decay', DEFAULT_WEIGHT_DECAY), 1)}")
+    tokens.append(SCHEDULE_LABELS.get(hp.get("schedule", SCHEDULES[0]), "?"))
+    if smoothing := hp.get("label_smoothing", 0.0):
+        tokens.append(f"ls{fraction(smoothing)}")
+    return " ".join(tokens)
+
+
+def _conv_label(hp: dict) -> str:
+    blocks = hp.get("conv_blocks", DEFAULT_BLOCKS)
+    shape = f"{blocks}x{hp.get('convs_per_block', 2)}x{hp.get('filters', DEFAULT_FILTERS)}"
+    dropout = hp.get("conv_dropout", DEFAULT_CONV_DROPOUT)
+    return f"{shape}/{fraction(dropout)}" if dropout else shape
+
+
+def _head_label(hp: dict) -> str:
+    label = HEAD_LABELS.get(hp.get("head", HEADS[0]), "?")
+    units = hp.get("dense_units", DEFAULT_DENSE_UNITS)
+    if not units:
+        return label
+    dropout = hp.get("dense_dropout", 0.0)
+    return f"{label}{units}/{fraction(dropout)}" if dropout else f"{label}{units}"

@@ -7,6 +7,8 @@ a trial's time is start-up and bookkeeping, not arithmetic. It is not meant to w
 import keras
 from keras import layers
 
+from search_spaces.labels import scientific
+
 DESCRIPTION = "for pipeline checks: 1-2 conv blocks of 4-16 filters, optional 16-unit head"
 FIT_DEFAULTS: dict = {}
 INPUT_SHAPE = (28, 28, 1)
@@ -35,3 +37,11 @@ def build(hp) -> keras.Model:
         metrics=["accuracy"],
     )
     return model
+
+
+def describe(hp: dict) -> str:
+    """A short label, e.g. "2x12 dense16 lr3.1e-3"."""
+    units = hp.get("dense_units", DENSE_UNITS[0])
+    head = f" dense{units}" if units else ""
+    rate = scientific(hp.get("learning_rate", MIN_LR))
+    return f"{hp.get('conv_blocks', 1)}x{hp.get('filters', MIN_FILTERS)}{head} lr{rate}"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import search_spaces
-from search_spaces import cnn
+from search_spaces import cnn, cnn_plus
 
 IMAGES = 4
 
@@ -81,3 +81,62 @@ def test_cnn_space_has_the_promised_ranges():
     assert 0 in spec["dense_units"].values
     assert set(spec["optimizer"].values) == {"adam", "adamw", "sgd", "rmsprop"}
     assert spec["learning_rate"].sampling == "log"
+
+
+def test_cnn_labels_name_only_built_blocks():
+    hp = {
+        "conv_blocks": 2,
+        "filters_0": 32,
+        "filters_1": 64,
+        "filters_2": 128,
+        "kernel_size": 3,
+        "batch_norm": True,
+        "conv_dropout": 0.25,
+        "dense_units": 128,
+        "dense_dropout": 0.5,
+        "optimizer": "adam",
+        "learning_rate": 0.001,
+    }
+    name = cnn.describe(hp)
+    assert name == "2x[32,64] k3 bn drop0.25 dense128 drop0.5 adam lr1e-3"
+    assert cnn.describe({**hp, "learning_rate": 0.0014025726538129193}).endswith("lr1.4e-3")
+    assert cnn.describe({**hp, "batch_norm": False}) != name
+    assert cnn.describe({**hp, "dense_units": 0}).endswith("drop0.25 adam lr1e-3")
+
+
+def _draws(name: str, count: int) -> list[dict]:
+    """The space's defaults, then `count` random draws (conditions followed)."""
+    hp = kt.HyperParameters()
+    search_spaces.get(name).build(hp)
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"), seed=7)
+    oracle.update_space(hp)
+    return [hp.values] + [oracle._random_values() for _ in range(count)]
+
+
+def test_cnn_plus_labels_stay_short_and_tell_configurations_apart():
+    draws = _draws("cnn_plus", 300)
+    labels = [search_spaces.describe("cnn_plus", values) for values in draws]
+    assert labels[0] == "3x2x32/.2 bn fl128/.3 r10s10z10 lr2e-3 cos"
+    assert max(map(len, labels)) < 60
+    longest = {
+        **cnn_plus.LARGEST,
+        "conv_dropout": 0.4,
+        "dense_dropout": 0.5,
+        "rotation_degrees": 15.0,
+        "shift": 0.15,
+        "zoom": 0.15,
+        "optimizer": "adamw",
+        "learning_rate": 0.000312345,
+        "weight_decay": 0.000312345,
+        "schedule": "plateau",
+        "label_smoothing": 0.05,
+    }
+    assert len(search_spaces.describe("cnn_plus", longest)) < 60
+    assert len(set(labels)) == len({tuple(sorted(v.items())) for v in draws})
+
+
+@pytest.mark.parametrize("name", sorted(search_spaces.SPACES))
+def test_every_label_copes_with_partial_values(name):
+    # A trial that failed while building has only the values drawn so far.
+    label = search_spaces.describe(name, {})
+    assert label and "\n" not in label
