@@ -19,9 +19,8 @@ import shutil
 from pathlib import Path
 
 import keras
-from keras_tuner.src.engine import tuner_utils
 
-from bench import records
+from bench import kt_compat, records
 
 RESUME_DIR = "resume"
 STATE_FILE = "state.json"
@@ -86,7 +85,7 @@ class EpochBackup(keras.callbacks.Callback):
                 callback.best = state["early_stopping"]["best"]
                 callback.wait = state["early_stopping"]["wait"]
                 callback.best_epoch = state["early_stopping"]["best_epoch"]
-            elif isinstance(callback, tuner_utils.SaveBestEpoch):
+            elif kt_compat.is_best_epoch_saver(callback):
                 callback.best_value = state["best_value"]
         self.resumed_at = state["epoch"]
 
@@ -116,7 +115,7 @@ class EpochBackup(keras.callbacks.Callback):
                     "wait": int(callback.wait),
                     "best_epoch": int(callback.best_epoch),
                 }
-            elif isinstance(callback, tuner_utils.SaveBestEpoch):
+            elif kt_compat.is_best_epoch_saver(callback):
                 state["best_value"] = _plain(callback.best_value)
         records.atomic_write_json(self.folder / STATE_FILE, state)
         for old in self.folder.glob("epoch-*.weights.h5"):

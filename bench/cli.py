@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import signal
-import socket
-import subprocess
 import sys
 import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from bench.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, TUNER_NAMES, ConfigError
+from bench.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, TUNER_NAMES
+from bench.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BadInput,
+    UsageError,
+)
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
-EXIT_MORE = 75  # EX_TEMPFAIL: a worker ran its share of trials; the run is not over
 DEFAULT_RESULTS = "results"
-
-
-class UsageError(Exception):
-    """Bad input from the command line; exit code 2."""
 
 
 def cmd_spaces(args) -> int:
@@ -60,218 +58,32 @@ def search_config(args):
     return with_space_defaults(config, space.FIT_DEFAULTS, set(given)).validate()
 
 
-def resume_command(config) -> str:
-    """The command that carries on this run: its name and every setting that is not a default."""
-    from bench.config import IDENTITY_FIELDS, SearchConfig
-
-    defaults = SearchConfig(run=config.run)
-    parts = ["bench", "search", "--run", config.run]
-    for name in (
-        *IDENTITY_FIELDS,
-        "results",
-        "data_dir",
-        "trials_per_process",
-        "workers",
-        "tensorboard",
-    ):
-        value = getattr(config, name)
-        if value != getattr(defaults, name):
-            flag = f"--{name.replace('_', '-')}"
-            parts += [flag] if value is True else [flag, str(value)]
-    return shlex.join(parts)
-
-
-def _report(run_dir: Path) -> None:
-    from bench import records, report
-
-    if (run_dir / records.CONFIG_FILE).is_file():
-        print(f"report: {report.write_report([run_dir], run_dir / 'report')}", flush=True)
-
-
-def _stopped_by_signal(config, code: int) -> int:
-    name = "SIGTERM" if code == EXIT_TERMINATED else "SIGINT"
-    print(
-        f"stopped by {name}; finished trials are kept. Resume with: {resume_command(config)}",
-        file=sys.stderr,
-    )
-    return code
-
-
 def cmd_search(args) -> int:
+    from bench import runner
+
     config = search_config(args)
     if args.role == "chief":
-        return serve_chief(config)
+        return runner.serve_chief(config)
     if args.role is None and config.workers:
-        return run_cluster(config, args)
+        return runner.run_cluster(config, args.argv, args.listen, args.fresh)
     if args.role is None and config.trials_per_process:
-        return supervise(config, args.argv)
-    return search_here(config, args.role, fresh=args.fresh)
-
-
-def search_here(config, role: str | None, fresh: bool = False) -> int:
-    """Run the search in this process: on its own (role None), or as a child of a supervisor
-    (role "process" or "worker"), which then writes the report and says how to resume."""
-    from bench import search
-    from bench.progress import STOP, Terminated
-
-    report = _report if role is None else (lambda run_dir: None)
-    previous = STOP.install()
-    try:
-        if role == "worker":
-            over = search.run_worker(config)
-        else:
-            over = search.run_search(config, fresh=fresh)
-    except (KeyboardInterrupt, Terminated) as exc:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the report finish
-        report(config.run_dir)
-        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
-        return code if role else _stopped_by_signal(config, code)
-    except search.SearchError:
-        report(config.run_dir)
-        raise
-    finally:
-        STOP.restore(previous)
-    report(config.run_dir)
-    return EXIT_OK if over else EXIT_MORE
-
-
-def serve_chief(config) -> int:
-    """The chief of a distributed run, until its supervisor stops it or KerasTuner ends it."""
-    from bench import search
-
-    # Its state is on disk after every call it answers; a stop needs no unwinding (and
-    # KerasTuner's gRPC threads would hold up a normal exit).
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(EXIT_TERMINATED))
-    search.serve_chief(config)
-    return EXIT_OK
-
-
-def _without(argv: list[str], flags: dict[str, int]) -> list[str]:
-    """argv without the given flags (name -> how many values follow it)."""
-    out, skip = [], 0
-    for arg in argv:
-        if skip:
-            skip -= 1
-            continue
-        name = arg.split("=", 1)[0]
-        if name in flags:
-            skip = 0 if "=" in arg else flags[name]
-            continue
-        out.append(arg)
-    return out
-
-
-def run_cluster(config, args) -> int:
-    """`bench search --workers N`: a KerasTuner chief and N workers on this run, watched here."""
-    from bench import distributed, lock, records, search
-    from bench.progress import Budget, Progress
-
-    host, port = distributed.LOOPBACK, None
-    if args.listen:
-        host, port = distributed.parse_address(args.listen)
-    splits = search.open_run(config, args.fresh, sys.stdout)
-    with lock.run_lock(config.run_dir):
-        resumed = search.prepare_run_dir(config, splits)
-        progress = Progress(total=search.planned_trials(config), budget=Budget(config.budget))
-        existing = records.load_records(config.run_dir)
-        progress.resume_from(existing)
-        print(
-            f"{'resuming' if resumed else 'starting'} run {config.run}: space {config.space}, "
-            f"tuner {config.tuner}, {progress.total} trials planned ({progress.done} finished)",
-            flush=True,
-        )
-        cluster = distributed.Cluster(
-            run_dir=config.run_dir,
-            argv=_without(args.argv, {"--fresh": 0, "--workers": 1, "--listen": 1}),
-            workers=config.workers,
-            threads=config.threads or distributed.split_threads(config.workers),
-            host=host,
-            port=port or distributed.free_port(host),
-            progress=progress,
-            wait_for_chief=bool(args.listen),
-        )
-        cluster.shown = {r["trial_id"]: r["finished_at"] for r in existing}
-        cluster.start()
-        code = cluster.watch()
-    print(f"trials by worker: {cluster.summary() or 'none'}", flush=True)
-    if code in (EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED):
-        _report(config.run_dir)
-    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-        return _stopped_by_signal(config, code)
-    return code
+        return runner.supervise(config, args.argv)
+    return runner.search_here(config, args.role, fresh=args.fresh)
 
 
 def cmd_worker(args) -> int:
     """`bench worker --chief HOST:PORT --run NAME`: join a distributed run from anywhere."""
-    from bench import distributed, records
-    from bench.config import SearchConfig, check_run_name
+    from bench import runner
+    from bench.config import check_run_name
 
-    chief = args.chief or distributed.chief_from_environment()
-    if not chief:
-        variables = f"{distributed.ENV_IP} and {distributed.ENV_PORT}"
-        raise UsageError(f"no chief: give --chief HOST:PORT or set {variables}")
-    host, port = distributed.parse_address(chief)
     run_dir = Path(args.results) / check_run_name(args.run)
-    try:
-        saved = records.load_config(run_dir)
-    except (OSError, ValueError) as exc:
-        raise UsageError(
-            f"run {args.run!r} has no readable config.json in {args.results}: "
-            "the worker needs the run folder the chief writes (a shared folder)"
-        ) from exc
-    config = SearchConfig.from_json(
-        saved,
-        results=args.results,
-        data_dir=args.data_dir,
-        threads=args.threads,
-        budget=parse_budget(args.budget),
-        workers=None,
-        trials_per_process=None,
-    ).validate()
-    name = args.id or os.environ.get(distributed.ENV_ID) or f"{socket.gethostname()}-{os.getpid()}"
-    name = distributed.check_worker_id(name)
-    os.environ.update(
-        {distributed.ENV_ID: name, distributed.ENV_IP: host, distributed.ENV_PORT: str(port)}
-    )
-    print(f"worker {name} joins run {config.run} at chief {host}:{port}", flush=True)
-    return search_here(config, "worker")
-
-
-def _run_worker(argv: list[str]) -> int:
-    """Run `bench search ... --worker` in a child process, passing signals on to it."""
-    child = subprocess.Popen([sys.executable, "-m", "bench", *argv, "--role", "process"])
-
-    def forward(signum, frame):
-        child.send_signal(signum)
-
-    handled = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.signal(signum, forward) for signum in handled}
-    try:
-        return child.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def supervise(config, argv: list[str]) -> int:
-    """Run the search in a series of child processes of --trials-per-process trials each."""
-    from bench.progress import Budget
-
-    budget = Budget(config.budget, margin=0.0)
-    while True:
-        child_argv = list(argv)
-        if (left := budget.left()) is not None:
-            # argparse keeps the last --budget: each child gets what is left.
-            child_argv += ["--budget", f"{max(int(left), 1)}s"]
-        code = _run_worker(child_argv)
-        argv = [arg for arg in argv if arg != "--fresh"]  # only the first child starts over
-        if code != EXIT_MORE:
-            break
-    if code in (EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED):
-        _report(config.run_dir)
-    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-        return _stopped_by_signal(config, code)
-    return code
+    overrides = {
+        "results": args.results,
+        "data_dir": args.data_dir,
+        "threads": args.threads,
+        "budget": parse_budget(args.budget),
+    }
+    return runner.join_as_worker(args.chief, run_dir, args.id, overrides)
 
 
 def _run_dirs(args) -> list[Path]:
@@ -443,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("search", "worker", "export", "report", "confirm"):
             p.add_argument("--results", default=DEFAULT_RESULTS, help="folder of runs (results)")
         if name in ("search", "worker", "export", "confirm"):
-            p.add_argument("--data-dir", help="MNIST IDX folder (else $BENCH_DATA_DIR, data/mnist)")
+            p.add_argument("--data-dir", help="IDX folder (default: see docs/usage.md, Data)")
         if add_flags:
             add_flags(p)
     runs = sub.choices
@@ -471,21 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean bad input (exit 2), imported only where already loaded."""
-    kinds: list[type[BaseException]] = [UsageError, ConfigError]
-    for module, name in (
-        ("bench.data", "DataError"),
-        ("bench.report", "ReportError"),
-        ("bench.export", "ExportError"),
-        ("bench.confirm", "ConfirmError"),
-        ("bench.lock", "RunLocked"),
-    ):
-        if module in sys.modules:
-            kinds.append(getattr(sys.modules[module], name))
-    return tuple(kinds)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code: 0 ok, 1 failure, 2 bad input, 130 SIGINT, 143 SIGTERM."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
@@ -503,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        bad_input = isinstance(exc, _bad_input_errors())
+        bad_input = isinstance(exc, BadInput)
         prefix = "error" if bad_input else f"error ({type(exc).__name__})"
         hint = "" if bad_input or args.debug else " [--debug shows the traceback]"
         message = (str(exc).strip().splitlines() or [""])[0]

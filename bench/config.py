@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from bench import data
+from bench.errors import ConfigError
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 TUNER_NAMES = ("random", "grid", "bayesian", "hyperband")
@@ -34,10 +35,6 @@ IDENTITY_FIELDS = (
     "mixed_precision",
     "dataset",
 )
-
-
-class ConfigError(ValueError):
-    """A setting that cannot make a run; the message says which and why."""
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,16 @@ validation accuracy) S more times and records every one under results/<run>/conf
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
-import keras
-
-from bench import data, envinfo, export, lock, pipeline, records, search, tables
-from bench.config import SearchConfig
-from search_spaces import hypermodel
+from bench import data, envinfo, kt_compat, lock, records, training
+from bench.errors import ConfirmError
+from bench.records import utc_now
 
 # Confirmation seeds are the run's seed + SEED_OFFSET + 1, 2, ...: never the seed the search
 # started from, and the same for every configuration, so seed i of two configurations saw
 # the same batch order.
 SEED_OFFSET = 1000
-
-
-class ConfirmError(RuntimeError):
-    """The run cannot be confirmed; the message says why."""
 
 
 def confirm_seeds(base_seed: int, count: int) -> list[int]:
@@ -45,6 +38,7 @@ def confirm_run(
     Pairs (trial, seed) already confirmed are kept, so an interrupted confirm resumes, and a
     later call with more seeds or a larger top adds only what is missing.
     """
+    kt_compat.install()
     stream = stream or sys.stdout
     if top < 1 or seeds < 1:
         raise ConfirmError(f"--top and --seeds must be at least 1, not {top} and {seeds}")
@@ -58,7 +52,7 @@ def confirm_run(
     if raw.sha256 != config.get("dataset_sha256"):
         raise ConfirmError("the data differs from the data the run was trained on (SHA256)")
     splits = data.splits_for_run(raw, config)
-    search.apply_runtime(SearchConfig.from_json(config))
+    training.apply_runtime(config.get("threads"), config.get("mixed_precision", False))
     with lock.run_lock(run_dir):
         folder = records.confirm_dir(run_dir)
         todo = [
@@ -88,21 +82,18 @@ def confirm_run(
 def train_once(run_dir: Path, trial: dict, config: dict, splits: data.Splits, seed: int) -> dict:
     """Train one trial's configuration afresh with `seed` for its best epoch count, on the
     run's training split; evaluate the last epoch's model; write its record and predictions."""
-    keras.utils.set_random_seed(seed)
-    space = hypermodel(trial["space"])
-    hp = export.trial_hyperparameters(trial["hyperparameters"])
-    model = space.build(hp)
-    train = pipeline.training_set(splits.train_images, splits.y_train, config["batch_size"], seed)
-    val = pipeline.evaluation_set(splits.val_images, splits.y_val, search.EVAL_BATCH_SIZE)
-    started_at = search.utc_now()
-    began = time.monotonic()
-    history = space.fit(
-        hp, model, train, validation_data=val, epochs=trial["best_epoch"], shuffle=False, verbose=0
-    ).history
-    seconds = time.monotonic() - began
-    test = pipeline.evaluation_set(splits.test_images, splits.y_test, search.EVAL_BATCH_SIZE)
-    probs = model.predict(test, verbose=0)
-    test_accuracy, test_loss = tables.test_metrics(probs, splits.y_test)
+    started_at = utc_now()
+    fitted = training.fit_afresh(
+        trial,
+        splits.train_images,
+        splits.y_train,
+        config["batch_size"],
+        seed,
+        trial["best_epoch"],
+        validation=training.evaluation_set(splits.val_images, splits.y_val),
+    )
+    test = training.evaluation_set(splits.test_images, splits.y_test)
+    probs, test_accuracy, test_loss = training.evaluate(fitted.model, test, splits.y_test)
     stem = record_stem(trial["trial_id"], seed)
     folder = records.confirm_dir(run_dir)
     records.atomic_write_bytes(
@@ -114,14 +105,15 @@ def train_once(run_dir: Path, trial: dict, config: dict, splits: data.Splits, se
         "seed": seed,
         "space": trial["space"],
         "hyperparameters": trial["hyperparameters"],
+        "architecture": trial.get("architecture"),
         "epochs": trial["best_epoch"],
-        "val_accuracy": float(history["val_accuracy"][-1]),
-        "val_loss": float(history["val_loss"][-1]),
+        "val_accuracy": float(fitted.history["val_accuracy"][-1]),
+        "val_loss": float(fitted.history["val_loss"][-1]),
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
-        "train_seconds": round(seconds, 3),
+        "train_seconds": round(fitted.seconds, 3),
         "started_at": started_at,
-        "finished_at": search.utc_now(),
+        "finished_at": utc_now(),
         "predictions": f"{stem}.npz",
         "versions": envinfo.versions(),
         "git_commit": envinfo.git_commit(),

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.errors import DataError
+
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
 INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
@@ -48,6 +50,14 @@ CLASS_NAMES = {
         "Ankle boot",
     ),
 }
+# What a model card says each dataset holds, and whose it is under which licence.
+DATASET_CREDITS = {
+    "mnist": ("handwritten digits", "LeCun, Cortes and Burges; CC BY-SA 3.0"),
+    "fashion_mnist": (
+        "images of clothing",
+        "Xiao, Rasul and Vollgraf, Zalando Research; MIT licence",
+    ),
+}
 INSTALL_HINT = {"fashion_mnist": "apt install dataset-fashion-mnist, or give --data-dir"}
 SUMS_RAW = "SHA256SUMS.raw"  # digests of the decompressed bytes
 SUMS_GZ = "SHA256SUMS"  # digests of the .gz files as shipped
@@ -57,10 +67,6 @@ FILES = {
     "test_images": ("t10k-images-idx3-ubyte", IMAGES_MAGIC, TEST_COUNT),
     "test_labels": ("t10k-labels-idx1-ubyte", LABELS_MAGIC, TEST_COUNT),
 }
-
-
-class DataError(Exception):
-    """Bad or missing data: the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)

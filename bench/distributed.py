@@ -25,16 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import records
-from bench.cli import EXIT_FAILURE, EXIT_MORE, EXIT_USAGE
-from bench.config import ConfigError
+from bench.errors import EXIT_FAILURE, EXIT_MORE, EXIT_USAGE, ConfigError
 
 ENV_ID = "KERASTUNER_TUNER_ID"
 ENV_IP = "KERASTUNER_ORACLE_IP"
 ENV_PORT = "KERASTUNER_ORACLE_PORT"
 CHIEF = "chief"  # KerasTuner treats any tuner id containing "chief" as the chief
 LOOPBACK = "127.0.0.1"
-# KerasTuner's workers wait an hour for an unreachable chief; ours give up after this.
-RPC_TIMEOUT_S = 120
 MAX_RESTARTS = 3  # per worker, for deaths; a worker that ran its --trials-per-process share is
 # started again without counting
 POLL_S = 0.5
@@ -93,19 +90,6 @@ def split_threads(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or cpu_count()) // workers)
 
 
-def apply_threads(threads: int | None) -> None:
-    """Limit this process's TensorFlow intra- and inter-op thread pools (before any op runs)."""
-    if threads is None:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # TensorFlow already runs in this process (a test that searches twice): kept as is
-
-
 class Stopwatch:
     """Adds up the seconds spent inside wrapped calls; take() hands them over and restarts."""
 
@@ -137,13 +121,7 @@ ORACLE_CALLS = ("create_trial", "end_trial", "update_trial", "get_trial", "get_s
 
 
 def time_oracle_calls(oracle, clock: Stopwatch) -> None:
-    """Make a worker's oracle client count the time its calls to the chief take.
-
-    Also shortens KerasTuner's hour-long wait for a chief that does not answer.
-    """
-    from keras_tuner.src.distribute import oracle_client
-
-    oracle_client.TIMEOUT = RPC_TIMEOUT_S
+    """Make a worker's oracle client count the time its calls to the chief take."""
     for name in ORACLE_CALLS:
         setattr(oracle, name, clock.timed(getattr(oracle, name)))
 

@@ -5,48 +5,27 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import keras
-import keras_tuner as kt
 
-from bench import data, envinfo, pipeline, records, tables
-from bench.search import EVAL_BATCH_SIZE, OPTIMIZER_SLOTS_WARNING
-from search_spaces import hypermodel
+from bench import data, envinfo, kt_compat, records, training
+from bench.errors import ExportError
 
 BEST_DIR = "best"
-CHECKPOINT = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in each trial folder
 # A re-evaluated model may differ from its record by this many test images (a near-tie flipped
 # by another summation order, as on a GPU); more means the checkpoint is not the recorded one.
 FLIPPED_IMAGES_ALLOWED = 1
 
 
-class ExportError(RuntimeError):
-    """The run cannot be exported; the message says why."""
-
-
-def trial_hyperparameters(hyperparameters: dict) -> kt.HyperParameters:
-    hp = kt.HyperParameters()
-    hp.values = dict(hyperparameters)
-    return hp
-
-
-def build_model(space: str, hyperparameters: dict) -> keras.Model:
-    """The space's compiled model for exactly these hyperparameter values."""
-    return hypermodel(space).build(trial_hyperparameters(hyperparameters))
-
-
 def load_trial_model(run_dir: Path, record: dict) -> keras.Model:
     """Rebuild a trial's model and load its best-epoch weights from KerasTuner's checkpoint."""
-    checkpoint = run_dir / records.TUNER_PROJECT / f"trial_{record['trial_id']}" / CHECKPOINT
+    project = run_dir / records.TUNER_PROJECT
+    checkpoint = kt_compat.trial_checkpoint(project, record["trial_id"])
     if not checkpoint.is_file():
         raise ExportError(f"{checkpoint}: missing; the trial's weights are gone")
-    model = build_model(record["space"], record["hyperparameters"])
-    with warnings.catch_warnings():  # see search.TrialRecorder._complete
-        warnings.filterwarnings("ignore", message=OPTIMIZER_SLOTS_WARNING)
-        model.load_weights(checkpoint)
-    return model
+    model = training.build_model(record["space"], record["hyperparameters"])
+    return training.load_checkpoint(model, checkpoint)
 
 
 def retrain(
@@ -63,18 +42,16 @@ def retrain(
     Returns the model and its training: seconds, images, and clean_rate (the learning rate of
     the clean epochs; None without them).
     """
-    keras.utils.set_random_seed(seed)
-    space = hypermodel(record["space"])
-    hp = trial_hyperparameters(record["hyperparameters"])
-    model = space.build(hp)
     images, labels = data.full_training_set(raw)
-    train = pipeline.training_set(images, labels, config["batch_size"], seed)
-    began = time.monotonic()
-    # The space's own fit, so that the retrain follows the trial's learning-rate schedule.
-    space.fit(hp, model, train, epochs=epochs or record["best_epoch"], shuffle=False, verbose=0)
-    rate = clean_fit(space, model, train, clean_epochs) if clean_epochs else None
-    seconds = time.monotonic() - began
-    return model, {"seconds": seconds, "images": len(labels), "clean_rate": rate}
+    epochs = epochs or record["best_epoch"]
+    fitted = training.fit_afresh(record, images, labels, config["batch_size"], seed, epochs)
+    seconds = fitted.seconds
+    rate = None
+    if clean_epochs:
+        began = time.monotonic()
+        rate = clean_fit(fitted.space, fitted.model, fitted.train, clean_epochs)
+        seconds += time.monotonic() - began
+    return fitted.model, {"seconds": seconds, "images": len(labels), "clean_rate": rate}
 
 
 def clean_fit(space, model: keras.Model, train, epochs: int) -> float:
@@ -83,8 +60,8 @@ def clean_fit(space, model: keras.Model, train, epochs: int) -> float:
     that rate.
 
     Augmentation trains on turned, shifted and zoomed digits, and on batch statistics of
-    those; test digits are none of these. One such epoch after the 25-epoch release recipe
-    gave 4-5 more right test digits at each of two seeds (README: Results).
+    those; test digits are none of these (docs/benchmarks.md: the release recipe with and
+    without it).
     """
     rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     plain = space.without_augmentation(model)
@@ -132,29 +109,12 @@ def export_run(
     when given (to see how much a release owes to its seed), else from the run's seed, and
     ends with `clean_epochs` epochs without augmentation (see clean_fit).
     """
-    if epochs is not None and not retrain_all:
-        raise ExportError("--epochs needs --retrain: a trial's weights have their own epochs")
-    if epochs is not None and epochs < 1:
-        raise ExportError(f"--epochs must be at least 1, not {epochs}")
-    if seed is not None and not retrain_all:
-        raise ExportError("--seed needs --retrain: a trial's weights have the run's seed")
-    if seed is not None and seed < 0:
-        raise ExportError(f"--seed must be 0 or more, not {seed}")
-    if clean_epochs and not retrain_all:
-        raise ExportError("--clean-epochs needs --retrain: a trial's weights are as it left them")
-    if clean_epochs < 0:
-        raise ExportError(f"--clean-epochs must be 0 or more, not {clean_epochs}")
+    kt_compat.install()
+    check_flags(retrain_all, epochs, seed, clean_epochs)
     if not (run_dir / records.CONFIG_FILE).is_file():
         raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
     config = records.load_config(run_dir)
-    trials = records.load_records(run_dir)
-    if confirmed:
-        seed_results = records.load_confirmed(run_dir)
-        record = confirmed_choice(run_dir, seed_results, trials)
-    else:
-        record = records.best_by_validation(trials)
-    if record is None:
-        raise ExportError(f"{run_dir}: no finished trial to export")
+    record, selection = choose(run_dir, confirmed)
     raw = data.load_for_run(config, data_dir)
     if raw.sha256 != record["dataset"]["sha256"]:
         raise ExportError("the data differs from the data the run was trained on (SHA256)")
@@ -166,22 +126,54 @@ def export_run(
         run_dir, record, config, raw, retrain_all, epochs, seed, clean_epochs
     )
     trained.update(seed=seed, commit=commit)
-    test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
-    probs = model.predict(test_set, verbose=0)
-    accuracy, loss = tables.test_metrics(probs, splits.y_test)
+    test_set = training.evaluation_set(splits.test_images, splits.y_test)
+    _, accuracy, loss = training.evaluate(model, test_set, splits.y_test)
     if not retrain_all:
         _check_matches_record(record, accuracy, len(splits.y_test))
         trained["images"] = splits.sizes()["train"]
-    out = run_dir / BEST_DIR
+    shipped = shipped_config(record, config, trained, (accuracy, loss), splits)
+    if selection:
+        shipped["selection"] = selection
+    return write_best(run_dir / BEST_DIR, model, shipped)
+
+
+def check_flags(retrain_all: bool, epochs: int | None, seed: int | None, clean: int) -> None:
+    """Refuse, before any work, settings that only a retrain has or that no retrain can use."""
+    if epochs is not None and not retrain_all:
+        raise ExportError("--epochs needs --retrain: a trial's weights have their own epochs")
+    if epochs is not None and epochs < 1:
+        raise ExportError(f"--epochs must be at least 1, not {epochs}")
+    if seed is not None and not retrain_all:
+        raise ExportError("--seed needs --retrain: a trial's weights have the run's seed")
+    if seed is not None and seed < 0:
+        raise ExportError(f"--seed must be 0 or more, not {seed}")
+    if clean and not retrain_all:
+        raise ExportError("--clean-epochs needs --retrain: a trial's weights are as it left them")
+    if clean < 0:
+        raise ExportError(f"--clean-epochs must be 0 or more, not {clean}")
+
+
+def choose(run_dir: Path, confirmed: bool) -> tuple[dict, str | None]:
+    """The trial to ship, and how it was chosen when not by its own validation accuracy."""
+    trials = records.load_records(run_dir)
+    if not confirmed:
+        record = records.best_by_validation(trials)
+        if record is None:
+            raise ExportError(f"{run_dir}: no finished trial to export")
+        return record, None
+    seed_results = records.load_confirmed(run_dir)
+    record = confirmed_choice(run_dir, seed_results, trials)
+    seeds = sum(r["trial_id"] == record["trial_id"] for r in seed_results)
+    return record, (
+        f"highest mean validation accuracy over {seeds} seeds of `bench confirm` "
+        "(ties: lower mean validation loss)"
+    )
+
+
+def write_best(out: Path, model: keras.Model, shipped: dict) -> Path:
+    """model.keras, config.json and model_card.md into out, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, out / "model.keras")
-    shipped = shipped_config(record, config, trained, (accuracy, loss), splits)
-    if confirmed:
-        seeds = sum(r["trial_id"] == record["trial_id"] for r in seed_results)
-        shipped["selection"] = (
-            f"highest mean validation accuracy over {seeds} seeds of `bench confirm` "
-            "(ties: lower mean validation loss)"
-        )
     records.atomic_write_json(out / "config.json", shipped)
     records.atomic_write_text(out / "model_card.md", model_card(shipped))
     return out
@@ -233,6 +225,7 @@ def shipped_config(record, config, trained: dict, test: tuple, splits: data.Spli
         "space": record["space"],
         "tuner": record["tuner"],
         "hyperparameters": record["hyperparameters"],
+        "architecture": record.get("architecture"),
         "training": {
             "batch_size": config["batch_size"],
             "epochs": trained["epochs"],
@@ -296,13 +289,16 @@ def model_card(s: dict) -> str:
         else ""
     )
     versions = ", ".join(f"{k} {v}" for k, v in s["versions"].items())
-    return f"""# Model card: MNIST digit classifier ({s["space"]}, trial {s["trial_id"]})
+    dataset = s["dataset"].get("name", data.DEFAULT_DATASET)
+    name = data.DATASETS.get(dataset, dataset)
+    what, credit = data.DATASET_CREDITS.get(dataset, ("images", "see its source"))
+    return f"""# Model card: {name} classifier ({s["space"]}, trial {s["trial_id"]})
 
 Exported from run `{s["run"]}` (tuner `{s["tuner"]}`). Chosen by {s["selection"]};
-the test set was never used to choose.
+the test set was never used to choose. Architecture: {s.get("architecture") or s["space"]}.
 
 ## Data
-MNIST handwritten digits (LeCun, Cortes and Burges; CC BY-SA 3.0), 28x28 grey images scaled to
+{name} {what} ({credit}), 28x28 grey images scaled to
 [0, 1]. Validation: the last {s["val_images"]:,} of the 60,000 training images.
 Test: {s["test_images"]:,} test images.
 Dataset SHA256 (pixels and labels): `{s["dataset"]["sha256"]}`.
@@ -330,5 +326,5 @@ Trained at commit `{s["trained_with_commit"]}`, exported at `{s["exported_with_c
 
 ## Use
 `keras.saving.load_model("model.keras")`; input float32 (n, 28, 28, 1) in [0, 1]; output class
-probabilities (n, 10). Not evaluated on digits unlike MNIST (other scanners, handwriting styles).
+probabilities (n, 10). Not evaluated on images unlike {name}'s (other scanners, other styles).
 """

@@ -11,11 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench.errors import RunLocked
+
 LOCK_FILE = ".lock"
-
-
-class RunLocked(Exception):
-    """Another live process is searching this run; the message names it."""
 
 
 def _holder(path: Path) -> str:

@@ -6,8 +6,8 @@ and inside a `tf.function` every trace of it registers a "CustomGradient-<n>" en
 TensorFlow's global gradient registry (`ops.gradient_registry`) that is never removed. Each
 entry's gradient closure holds tensors of the traced train step, so the whole step graph
 stays alive with the optimizer's and metrics' branch graphs: two entries per `fit()` (Keras
-traces its train step twice), about 4-7 MB per trial of resident memory with Keras 3.15 and
-TensorFlow 2.21 (tracked down 2026-11-27; see the README's Overnight section).
+traces its train step twice), megabytes of resident memory per trial with Keras 3.15 and
+TensorFlow 2.21 (docs/design.md; the figures in docs/benchmarks.md).
 
 `released_traces()` wraps a trial: entries that appeared during it are removed when it ends,
 once its fit() has returned and nothing can ask for those gradients again (KerasTuner's

@@ -14,11 +14,12 @@ from statistics import median
 
 from bench import records
 
-THROUGHPUT_IMAGES = 20_000  # per timed epoch: ~10 s of the seed model here
+THROUGHPUT_IMAGES = 20_000  # per timed epoch: seconds of the seed model on 2 cores
 THROUGHPUT_REPEATS = 5
 # Each timed fit runs this many epochs and its first is not counted: a later epoch also ends the
 # previous epoch's data iterator, as every epoch of a real (multi-epoch) fit does. One-epoch
-# fits left that to fit's return, outside the clock (tf.data's autotuning made it 1-7 s here).
+# fits would leave that to fit's return, outside the clock (with tf.data's autotuning on, it
+# takes seconds: bench.pipeline).
 EPOCHS_PER_FIT = 2
 LARGEST_IMAGES = 2_000  # the largest model trains ~10x slower
 LARGEST_REPEATS = 2

@@ -19,12 +19,10 @@ def _served(batches: tf.data.Dataset) -> tf.data.Dataset:
     """The batches prefetched PREFETCH_BATCHES ahead, with tf.data's autotuning off.
 
     Autotuning runs a model thread in every iterator, and Keras makes one iterator per epoch.
-    Ending an iterator waits for that thread: measured here (2 cores, 2026-11-27) about 3 s in
-    `make bench` on an idle machine and 1-7.5 s beside another training process, once an epoch
-    and again when fit() returns, which the per-trial overhead counted as build time. The
-    pipeline is too simple to need tuning: with fixed sizes the seed model's epochs took as
-    long as its tuned first epochs (13.1-13.2 s median on 20,000 images, beside a training
-    run), and the stalls were gone.
+    Ending an iterator waits for that thread: seconds at the end of every epoch and again when
+    fit() returns (`make bench` shows it as the plain fit's slower epochs). The pipeline is too
+    simple to need tuning: with fixed sizes its epochs are as fast as tuned ones, without the
+    stalls.
     """
     options = tf.data.Options()
     options.autotune.enabled = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
@@ -25,7 +26,7 @@ DEFAULT_FILE_MODE = 0o666
 HISTORY_KEYS = ("accuracy", "loss", "val_accuracy", "val_loss")
 
 # Every record carries these keys (None where a failed trial has no value).
-# The README documents each of them; tests check records against this tuple.
+# docs/usage.md documents each of them; tests check records against this tuple.
 RECORD_KEYS = (
     "schema",  # SCHEMA_VERSION of the writer
     "run",  # run name
@@ -34,6 +35,7 @@ RECORD_KEYS = (
     "space",  # search-space name
     "tuner",  # tuner name (random, grid, bayesian, hyperband)
     "hyperparameters",  # {name: value} of the space's hyperparameters
+    "architecture",  # the space's short label of those values (its describe(hp))
     "tuner_state",  # KerasTuner's own "tuner/..." values (hyperband epochs, bracket, ...)
     "val_accuracy",  # validation accuracy at the best epoch (the objective)
     "val_loss",  # validation loss at the best epoch
@@ -41,7 +43,7 @@ RECORD_KEYS = (
     "test_loss",  # test loss (sparse categorical cross-entropy) of the best-epoch model
     "params",  # trainable + non-trainable parameter count
     "epochs_run",  # epochs trained in this trial
-    "best_epoch",  # 1-based epoch (counting from the trial's initial epoch 0) of best val_accuracy
+    "best_epoch",  # 1-based epoch of the best val_accuracy, counted from the model's epoch 0
     "initial_epoch",  # epoch the trial started from (hyperband continues earlier trials)
     "resumed_at_epoch",  # epochs already done when a cut-off trial went on from its backup
     "batch_size",  # training batch size
@@ -60,6 +62,11 @@ RECORD_KEYS = (
     "predictions",  # file name under trials/ with the test predictions, or None
     "process",  # {pid, rss_mb}: the process that ran the trial and its resident memory after it
 )
+
+
+def utc_now() -> str:
+    """The time now, ISO 8601 in UTC to the millisecond, as records stamp it."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

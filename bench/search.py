@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import json
 import logging
@@ -12,25 +11,33 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 from dataclasses import fields
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 import numpy as np
-from keras_tuner.src import errors as kt_errors
-from keras_tuner.src import utils as kt_utils
 
-from bench import checkpoint, data, distributed, envinfo, lock, memory, pipeline, records, tables
-from bench.config import DEFAULT_MAX_TRIALS, ConfigError, SearchConfig
+from bench import (
+    checkpoint,
+    data,
+    distributed,
+    envinfo,
+    kt_compat,
+    lock,
+    memory,
+    pipeline,
+    records,
+    training,
+)
+from bench.config import DEFAULT_MAX_TRIALS, SearchConfig
+from bench.errors import ConfigError, SearchError
 from bench.progress import STOP, Budget, BudgetSpent, Progress
+from bench.records import utc_now
+from search_spaces import describe, hypermodel
 from search_spaces import get as get_space
-from search_spaces import hypermodel
 
 OBJECTIVE = "val_accuracy"
-EVAL_BATCH_SIZE = 1024
-MIXED_POLICY = "mixed_float16"
 TUNER_CLASSES = {
     "random": kt.RandomSearch,
     "grid": kt.GridSearch,
@@ -41,27 +48,11 @@ TUNER_CLASSES = {
 # keeps every user seed (0 included) distinct and really seeded.
 ORACLE_SEED_OFFSET = 1
 TUNER_PREFIX = "tuner/"
-OPTIMIZER_SLOTS_WARNING = "Skipping variable loading for optimizer"
 
 
 # Keras re-traces its predict function for every new model; TensorFlow's warning about it
 # would otherwise interleave with the progress lines once per trial.
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-
-def _atomic_save_json(path, obj) -> str:
-    text = json.dumps(obj)
-    records.atomic_write_text(path, text)
-    return text
-
-
-# KerasTuner writes oracle.json, trial.json and tuner0.json in place; a kill in mid-write
-# would leave a run that cannot resume. Its own helper is swapped for an atomic one.
-kt_utils.save_json = _atomic_save_json
-
-
-class SearchError(RuntimeError):
-    """The search could not go on; the message says why."""
 
 
 class StopSearch(Exception):
@@ -95,10 +86,6 @@ class BudgetCallback(keras.callbacks.Callback):
         self.budget.check()
 
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
 def one_line(exc: BaseException) -> str:
     """The exception's type and the first line of its message."""
     lines = str(exc).strip().splitlines()
@@ -114,7 +101,7 @@ def check_finite(history: dict) -> None:
     """Fail the trial (KerasTuner's FailedTrialError) when its loss became NaN or infinite."""
     for epoch, loss in enumerate(history.get("loss", []), start=1):
         if not np.isfinite(loss):
-            raise kt_errors.FailedTrialError(f"loss became {loss} in epoch {epoch}")
+            raise kt.errors.FailedTrialError(f"loss became {loss} in epoch {epoch}")
 
 
 def trial_values(hp) -> dict:
@@ -155,7 +142,7 @@ class TrialRecorder:
         self.backup: checkpoint.EpochBackup | None = None  # the running trial's
         self.fit_clock = FitClock()  # the running trial's
         self.oracle_clock = distributed.Stopwatch()  # time spent waiting on the chief
-        self.test_set = pipeline.evaluation_set(splits.test_images, splits.y_test, EVAL_BATCH_SIZE)
+        self.test_set = training.evaluation_set(splits.test_images, splits.y_test)
         self.context = {
             "seed": config.seed,
             "dataset": {"name": self.config.dataset, "sha256": splits.sha256, **splits.sizes()},
@@ -210,8 +197,8 @@ class TrialRecorder:
     def _complete(self, record: dict, tuner, trial, history: dict) -> None:
         began = time.monotonic()
         model = self.best_epoch_model(tuner, trial)
-        probs = model.predict(self.test_set, verbose=0)
-        test_accuracy, test_loss = tables.test_metrics(probs, self.splits.y_test)
+        y_test = self.splits.y_test
+        probs, test_accuracy, test_loss = training.evaluate(model, self.test_set, y_test)
         best = best_epoch_index(history)
         record.update(
             status=records.STATUS_COMPLETED,
@@ -238,16 +225,14 @@ class TrialRecorder:
         """
         trained = self.backup.model if self.backup else None
         if trained is None:
-            with warnings.catch_warnings():
-                # The checkpoint holds optimizer slots that a fresh model has not made yet.
-                warnings.filterwarnings("ignore", message=OPTIMIZER_SLOTS_WARNING)
+            with training.checkpoint_loading():
                 return tuner.load_model(trial)
-        trained.load_weights(tuner._get_checkpoint_fname(trial.trial_id))
-        return trained
+        return training.load_checkpoint(trained, kt_compat.checkpoint_of(tuner, trial.trial_id))
 
     def _save(self, record: dict) -> None:
         """Stamp the end of a trial, write its record and report it on the progress line."""
         record.update(
+            architecture=describe(self.config.space, record["hyperparameters"]),
             finished_at=utc_now(),
             process={
                 "pid": os.getpid(),
@@ -274,7 +259,7 @@ class TrialRecorder:
         self._save(record)
 
 
-class _RecordingTuner:
+class _RecordingTuner(kt_compat.FitCallbacksHook):
     """Mixed in front of a stock KerasTuner tuner: records each trial, stops at the limit."""
 
     recorder: TrialRecorder
@@ -284,13 +269,11 @@ class _RecordingTuner:
         with memory.released_traces():  # else each trial's graphs stay for good
             return self.recorder.run_trial(self, trial, super().run_trial, *args, **kwargs)
 
-    def _build_and_fit_model(self, trial, *args, **kwargs):
-        callbacks = kwargs.get("callbacks", [])
+    def fit_callbacks(self, trial, callbacks: list) -> list:
         # The backup goes last: it restores the others' state after their own resets. The
         # clock goes first, so that it times all of fit's work, the other callbacks' included.
         backup = self.recorder.epoch_backup(trial, callbacks)
-        kwargs["callbacks"] = [self.recorder.fit_clock, *callbacks, backup]
-        return super()._build_and_fit_model(trial, *args, **kwargs)
+        return [self.recorder.fit_clock, *callbacks, backup]
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -314,16 +297,6 @@ class _RecordingTuner:
             )
 
 
-def hyperband_schedule(oracle) -> int:
-    """How many trials Hyperband's oracle will run over all its brackets and iterations."""
-    per_iteration = sum(
-        oracle._get_size(bracket, round_num)
-        for bracket in range(oracle._get_num_brackets())
-        for round_num in range(oracle._get_num_rounds(bracket))
-    )
-    return per_iteration * int(oracle.hyperband_iterations)
-
-
 def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
     """A stock KerasTuner tuner of the configured kind, over the configured space."""
     base = TUNER_CLASSES[config.tuner]
@@ -344,49 +317,14 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
     cls = type(f"Recording{base.__name__}", (_RecordingTuner, base), {})
     tuner = cls(**common)
     tuner.recorder = recorder
-    if hasattr(tuner.oracle, "_random_values"):  # a worker holds only a client of the chief's
-        forget_uncommitted_trials(tuner.oracle)
-        defaults_first(tuner.oracle)
+    if kt_compat.holds_trials(tuner.oracle):  # a worker holds only a client of the chief's
+        kt_compat.forget_uncommitted_trials(tuner.oracle)
+        kt_compat.defaults_first(tuner.oracle)
     if config.tuner == "hyperband":
         tuner.trial_limit = config.max_trials
     if recorder is not None and distributed.worker_name():
         distributed.time_oracle_calls(tuner.oracle, recorder.oracle_clock)
     return tuner
-
-
-def forget_uncommitted_trials(oracle) -> None:
-    """Forget a trial whose creation a kill cut short.
-
-    KerasTuner's create_trial writes the new trial's trial.json, then oracle.json, whose
-    start_order names it. reload() finds trials by their files, so a process killed between
-    the two writes comes back with a trial that its oracle never started: it counts towards
-    max_trials, so the run ends a trial short, and no worker ever runs it. Without it the
-    oracle is where oracle.json says it was, and the next trial is drawn again under that id.
-    """
-    lost = [trial_id for trial_id in oracle.trials if trial_id not in oracle.start_order]
-    for trial_id in lost:
-        del oracle.trials[trial_id]
-
-
-def defaults_first(oracle) -> None:
-    """Make a fresh run's first trial try the space's defaults, its author's best guess.
-
-    KerasTuner's oracles draw every trial at random; a space whose defaults are a known-good
-    recipe (cnn_plus) then gives a strong best-so-far from the first trial on.
-    """
-    draw = oracle._random_values
-
-    def values():
-        if oracle.trials:  # not the first trial (a resumed run has its trials back)
-            return draw()
-        chosen = kt.HyperParameters()
-        for hp in oracle.hyperparameters.space:
-            chosen.merge([hp])  # conditions see the values chosen so far
-            if chosen.is_active(hp):
-                chosen.values[hp.name] = hp.default
-        return chosen.values
-
-    oracle._random_values = values
 
 
 def planned_trials(config: SearchConfig) -> int:
@@ -396,7 +334,7 @@ def planned_trials(config: SearchConfig) -> int:
             max_epochs=config.max_epochs,
             factor=config.hyperband_factor,
         )
-        schedule = hyperband_schedule(oracle)
+        schedule = kt_compat.hyperband_schedule(oracle)
         return min(schedule, config.max_trials) if config.max_trials else schedule
     return config.max_trials or DEFAULT_MAX_TRIALS
 
@@ -478,6 +416,7 @@ def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> bool:
     Progress goes to stream (default: sys.stdout at call time). With fresh, an existing
     run folder is first moved aside (see move_aside).
     """
+    kt_compat.install()
     stream = stream or sys.stdout
     splits = open_run(config, fresh, stream)
     with lock.run_lock(config.run_dir):
@@ -487,15 +426,7 @@ def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> bool:
 
 def apply_runtime(config: SearchConfig) -> None:
     """The process-wide TensorFlow settings a run asks for: threads and precision."""
-    distributed.apply_threads(config.threads)
-    if config.mixed_precision:
-        import tensorflow as tf
-
-        if not tf.config.list_physical_devices("GPU"):
-            raise ConfigError(
-                "--mixed-precision needs a GPU: a CPU has no fast float16, it would run slower"
-            )
-        keras.mixed_precision.set_global_policy(MIXED_POLICY)
+    training.apply_runtime(config.threads, config.mixed_precision)
 
 
 def open_run(config: SearchConfig, fresh: bool, stream) -> data.Splits:
@@ -514,12 +445,14 @@ def serve_chief(config: SearchConfig) -> None:
 
     The run folder (config.json, lock) belongs to the process that started this one.
     """
+    kt_compat.install()
     apply_runtime(config)
     make_tuner(config).search()  # KerasTuner's chief blocks in its gRPC server
 
 
 def run_worker(config: SearchConfig, stream=None) -> bool:
     """A worker of a distributed run: trials from the chief, records into the shared folder."""
+    kt_compat.install()
     stream = stream or sys.stdout
     apply_runtime(config)
     if not (config.run_dir / records.CONFIG_FILE).is_file():
@@ -548,16 +481,6 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
         file=stream,
         flush=True,
     )
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=config.patience),
-        keras.callbacks.TerminateOnNaN(),
-        BudgetCallback(progress.budget),
-    ]
-    if config.tensorboard:
-        # KerasTuner gives each trial its own folder below this one and adds TensorBoard's
-        # HParams callback with the trial's hyperparameters.
-        logs = config.run_dir / records.TENSORBOARD_DIR
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(logs)))
     # What exists by now (modules, data, the tuner) lives as long as the process: keeping it
     # out of the garbage collector's scans makes the collections KerasTuner runs before every
     # build several times cheaper.
@@ -567,30 +490,13 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
             pipeline.training_set(
                 splits.train_images, splits.y_train, config.batch_size, config.seed
             ),
-            validation_data=pipeline.evaluation_set(
-                splits.val_images, splits.y_val, EVAL_BATCH_SIZE
-            ),
+            validation_data=training.evaluation_set(splits.val_images, splits.y_val),
             epochs=config.max_epochs,
             shuffle=False,  # the training set reshuffles itself every epoch
-            callbacks=callbacks,
+            callbacks=fit_callbacks(config, progress.budget),
             verbose=config.verbose,
         )
-        if distributed.worker_name():
-            progress.refresh(records.load_records(config.run_dir))
-            print(
-                f"stopped: the chief has no more trials for this worker "
-                f"({progress.done} of {progress.total} finished so far)",
-                file=stream,
-                flush=True,
-            )
-        elif progress.done < progress.total:
-            # A space with few (or no) free hyperparameters runs out of new configurations.
-            print(
-                f"stopped: the tuner has no new configuration to try "
-                f"({progress.done} of {progress.total} trials)",
-                file=stream,
-                flush=True,
-            )
+        _say_why_it_ended(config, progress, stream)
     except ProcessLimit as exc:
         print(f"paused: {exc}", file=stream, flush=True)
         return False
@@ -602,6 +508,40 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
             raise
         raise SearchError(too_many_failures(config)) from exc
     return True
+
+
+def fit_callbacks(config: SearchConfig, budget: Budget) -> list:
+    """The callbacks of every trial's fit(): early stopping, NaN, budget, TensorBoard."""
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=config.patience),
+        keras.callbacks.TerminateOnNaN(),
+        BudgetCallback(budget),
+    ]
+    if config.tensorboard:
+        # KerasTuner gives each trial its own folder below this one and adds TensorBoard's
+        # HParams callback with the trial's hyperparameters.
+        logs = config.run_dir / records.TENSORBOARD_DIR
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(logs)))
+    return callbacks
+
+
+def _say_why_it_ended(config: SearchConfig, progress: Progress, stream) -> None:
+    """The line for a search that KerasTuner ended before its trial limit."""
+    if distributed.worker_name():
+        progress.refresh(records.load_records(config.run_dir))
+        reason = (
+            f"the chief has no more trials for this worker "
+            f"({progress.done} of {progress.total} finished so far)"
+        )
+    elif progress.done < progress.total:
+        # A space with few (or no) free hyperparameters runs out of new configurations.
+        reason = (
+            f"the tuner has no new configuration to try "
+            f"({progress.done} of {progress.total} trials)"
+        )
+    else:
+        return
+    print(f"stopped: {reason}", file=stream, flush=True)
 
 
 def too_many_failures(config: SearchConfig) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
+from bench import cli, errors, runner
 from tests.factories import fake_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +173,18 @@ def test_interrupt_and_unexpected_failure_codes(capsys, monkeypatch):
     assert code == 1 and "Traceback" in err
 
 
+@pytest.mark.parametrize(
+    "kind", [errors.ReportError, errors.ExportError, errors.ConfirmError, errors.RunLocked]
+)
+def test_bad_input_of_any_layer_exits_2_by_its_type(capsys, monkeypatch, kind):
+    monkeypatch.setitem(cli.COMMANDS, "spaces", (_raise(kind("no such run\nmore")), "x", None))
+    code, _, err = run_cli(capsys, "spaces")
+    assert code == 2 and err == "error: no such run\n"
+    monkeypatch.setitem(cli.COMMANDS, "spaces", (_raise(errors.SearchError("stopped")), "x", None))
+    code, _, err = run_cli(capsys, "spaces")
+    assert code == 1 and err.startswith("error (SearchError): stopped")
+
+
 def test_python_dash_m_bench_lists_spaces():
     done = subprocess.run(
         [sys.executable, "-m", "bench", "spaces"],
@@ -200,7 +212,7 @@ def test_the_resume_command_repeats_every_setting_that_is_not_a_default():
         dataset="fashion_mnist",
         tensorboard=True,
     )
-    command = cli.resume_command(config)
+    command = runner.resume_command(config)
     assert command == (
         "bench search --run n --space seed --max-trials 7 --dataset fashion_mnist --results out"
         " --trials-per-process 3 --workers 2 --tensorboard"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import search_spaces
-from bench import export, pipeline, search
+from bench import export, kt_compat, pipeline
 from search_spaces import cnn_plus
 
 IMAGES = 4
@@ -188,7 +188,7 @@ def test_the_first_trial_of_a_run_tries_the_space_defaults():
     hp = kt.HyperParameters()
     cnn_plus.build(hp)
     oracle.update_space(hp)
-    search.defaults_first(oracle)
+    kt_compat.defaults_first(oracle)
     first = oracle._random_values()
     assert first == {p.name: p.default for p in hp.space if hp.is_active(p)}
     assert "weight_decay" not in first  # adam by default: AdamW's decay is inactive

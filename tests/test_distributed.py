@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import cli, distributed, records, tables
+from bench import cli, distributed, records, runner, tables
 from bench.config import ConfigError
 from bench.progress import Budget, Progress
 from tests.factories import fake_record
@@ -65,7 +65,7 @@ def test_child_arguments_drop_the_supervisor_flags():
         "--seed",
         "3",
     ]
-    kept = cli._without(argv, {"--fresh": 0, "--workers": 1, "--listen": 1})
+    kept = runner.without_flags(argv, runner.SUPERVISOR_ONLY)
     assert kept == ["search", "--run", "r", "--seed", "3"]
 
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from bench import data, envinfo, export, records, search
+from bench import data, envinfo, export, kt_compat, records, search
 from bench.config import SearchConfig
 
 TINY = dict(train_limit=256, val_size=128, test_limit=128, max_epochs=1, batch_size=64)
@@ -129,7 +129,7 @@ def test_missing_checkpoint_is_named_and_the_old_export_kept(run_dir):
     export.export_run(run_dir)
     before = (run_dir / "best" / "config.json").read_text()
     (record,) = records.load_records(run_dir)
-    checkpoint = run_dir / "tuner" / f"trial_{record['trial_id']}" / export.CHECKPOINT
+    checkpoint = kt_compat.trial_checkpoint(run_dir / "tuner", record["trial_id"])
     moved = checkpoint.with_suffix(".moved")
     checkpoint.rename(moved)
     try:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import search_spaces
-from bench import envinfo, records, search, tables
+from bench import envinfo, metrics, records, search
 from bench.config import ConfigError, SearchConfig
 from bench.progress import Progress
 
@@ -27,7 +27,7 @@ def test_test_metrics_agree_with_keras():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(10), size=50).astype("float32")
     labels = rng.integers(0, 10, size=50)
-    accuracy, loss = tables.test_metrics(probs, labels)
+    accuracy, loss = metrics.test_metrics(probs, labels)
     assert accuracy == pytest.approx(np.mean(probs.argmax(1) == labels))
     expected = keras.losses.SparseCategoricalCrossentropy()(labels, probs)
     assert loss == pytest.approx(float(expected), rel=1e-5)
@@ -117,6 +117,7 @@ def test_a_search_records_each_trial_with_test_metrics(tmp_path):
     (record,) = records.load_records(config.run_dir)
     records.validate_record(record)
     assert record["status"] == "completed" and record["space"] == "seed"
+    assert record["architecture"] == "seed baseline"  # the space's own label
     assert record["epochs_run"] == 1 and record["best_epoch"] == 1
     assert record["val_accuracy"] == record["history"]["val_accuracy"][0]
     assert record["dataset"]["test"] == TINY["test_limit"]
@@ -143,8 +144,12 @@ def test_a_fashion_mnist_run_trains_on_it_and_reports_its_class_names(tmp_path):
     # confirm and export read the run's own dataset back, checked by its SHA256.
     (again,) = confirm.confirm_run(config.run_dir, top=1, seeds=1, stream=io.StringIO())
     assert again["trial_id"] == record["trial_id"]
-    shipped = json.loads((export.export_run(config.run_dir) / "config.json").read_text())
+    best = export.export_run(config.run_dir)
+    shipped = json.loads((best / "config.json").read_text())
     assert shipped["dataset"]["name"] == "fashion_mnist"
+    card = (best / "model_card.md").read_text()
+    assert card.startswith("# Model card: Fashion-MNIST classifier")
+    assert "Zalando" in card and "MNIST handwritten digits" not in card
     report.write_report([config.run_dir], tmp_path / "out")
     text = (tmp_path / "out" / report.REPORT_MD).read_text()
     assert "| 1 | Trouser |" in text and "## Confirmed with repeated seeds" in text

@@ -1,0 +1,50 @@
+"""Exit codes and the exception types every layer raises; nothing here imports bench."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # an unexpected failure, or too many failed trials in a row
+EXIT_USAGE = 2  # bad input: usage, data, unknown names, a run another search holds
+EXIT_MORE = 75  # EX_TEMPFAIL: a process ran its share of trials; the run is not over
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM
+
+
+class BadInput(Exception):
+    """Input a person can correct (exit code 2); the message is one line that says how."""
+
+
+class UsageError(BadInput):
+    """Bad input from the command line."""
+
+
+class ConfigError(BadInput, ValueError):
+    """A setting that cannot make a run; the message says which and why."""
+
+
+class DataError(BadInput):
+    """Bad or missing data: the message names the file and what is wrong."""
+
+
+class ReportError(BadInput):
+    """A run cannot be reported on."""
+
+
+class ExportError(BadInput):
+    """The run cannot be exported."""
+
+
+class ConfirmError(BadInput):
+    """The run cannot be confirmed."""
+
+
+class RunLocked(BadInput):
+    """Another live process is searching this run; the message names it."""
+
+
+class SearchError(RuntimeError):
+    """The search could not go on (a failure, exit code 1); the message says why."""
+
+
+class UnsupportedKerasTuner(RuntimeError):
+    """The installed KerasTuner is not a version whose internals bench.kt_compat knows."""
