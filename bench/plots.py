@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.tables import SEED_LABEL  # noqa: E402
+from bench.frame import SEED_LABEL  # noqa: E402
 
 LOG_SCALE_HPS = ("learning_rate",)
 DPI = 110

@@ -8,14 +8,25 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import records
+from bench import metrics, records
 
-NUM_CLASSES = 10
+NUM_CLASSES = metrics.NUM_CLASSES
 TEST_SAMPLES = 200
 HISTORY_EPOCHS = 3
 TRIAL_MINUTES = 10  # fake trials start this far apart
 RUN_START = datetime(2024, 1, 1, tzinfo=UTC)
 SEED_TRIAL_ID = "seed"
+SEED_LABEL = "seed baseline"
+# (hyperparameter, token prefix) in the order a cnn-like space's describe(hp) writes them.
+LABEL_TOKENS = (
+    ("kernel_size", "k"),
+    ("batch_norm", "bn"),
+    ("conv_dropout", "drop"),
+    ("dense_units", "dense"),
+    ("dense_dropout", "drop"),
+    ("optimizer", ""),
+    ("learning_rate", "lr"),
+)
 FAILED_ERROR = "ResourceExhaustedError: OOM when allocating tensor with shape [128,64,28,28]"
 DATASET = {"name": "mnist", "sha256": "0" * 64, "train": 54000, "val": 6000, "test": 10000}
 VERSIONS = {
@@ -47,6 +58,28 @@ def fake_hyperparameters(rng: np.random.Generator) -> dict:
         learning_rate=float(rng.choice([1e-2, 1e-3, 1e-4])),
     )
     return hp
+
+
+def fake_architecture(hyperparameters: dict, space: str = "cnn") -> str:
+    """A compact label the way a space's describe(hp) makes one, e.g.
+    "2x[32,64] k3 bn drop0.25 dense128 drop0.5 adam lr1e-3"; filters past conv_blocks are
+    left out, as they are never built."""
+    if space == "seed":
+        return SEED_LABEL
+    hp = hyperparameters
+    blocks = int(hp.get("conv_blocks", 0))
+    filters = ",".join(str(hp.get(f"filters_{i}", "?")) for i in range(blocks))
+    tokens = [f"{blocks}x[{filters}]"] if blocks else []
+    tokens += [_token(prefix, hp[name]) for name, prefix in LABEL_TOKENS if name in hp]
+    return " ".join(token for token in tokens if token) or "default"
+
+
+def _token(prefix: str, value) -> str:
+    if isinstance(value, bool):
+        return prefix if value else ""
+    if prefix == "lr":
+        return prefix + f"{value:.0e}".replace("e-0", "e-")  # 1e-3, as the spaces write it
+    return f"{prefix}{value:g}" if isinstance(value, float) else f"{prefix}{value}"
 
 
 def _start_time(trial_id: str) -> datetime:
@@ -91,6 +124,7 @@ def fake_record(
         space=space,
         tuner="random",
         hyperparameters=hyperparameters,
+        architecture=fake_architecture(hyperparameters, space),
         tuner_state={},
         initial_epoch=0,
         batch_size=128,
@@ -170,7 +204,10 @@ def fake_run(
         status = records.STATUS_FAILED if is_failed else records.STATUS_COMPLETED
         record = fake_record(run=run, trial_id=trial_id, status=status, space=space)
         if not is_failed:
+            # The record's test figures are those of the predictions stored with it, as in a search.
             y_true, probs = fake_predictions(rng, record["test_accuracy"])
             record["predictions"] = records.write_predictions(run_dir, trial_id, y_true, probs)
+            accuracy, loss = metrics.test_metrics(probs, y_true)
+            record.update(test_accuracy=accuracy, test_loss=loss)
         records.write_record(run_dir, record)
     return run_dir

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from bench import plots, records, tables
+from bench import metrics, plots, records, tables
 from tests.factories import fake_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -30,7 +30,7 @@ DRAWINGS = {
     "effects": lambda df: plots.plot_hyperparameter_effects(tables.hyperparameter_effects(df)),
     "best_so_far": lambda df: plots.plot_best_so_far(tables.best_so_far(df)),
     "curves": lambda df: plots.plot_learning_curves(tables.learning_curves(df)),
-    "confusion": lambda df: plots.plot_confusion(tables.confusion([1, 2, 2], [1, 2, 3])),
+    "confusion": lambda df: plots.plot_confusion(metrics.confusion([1, 2, 2], [1, 2, 3])),
 }
 
 

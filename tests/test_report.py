@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import data, records, report, tables
+from bench import data, frame, metrics, records, report
 from tests import factories
 from tests.factories import fake_record, fake_run
 
@@ -18,6 +18,21 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MALICIOUS = "<script>x</script>"
 TEXT_FILES = (report.INDEX_HTML, report.REPORT_MD, report.TRIALS_CSV)
+# What `bench report` loads: none of it may need TensorFlow, Keras or KerasTuner.
+REPORT_MODULES = (
+    "report",
+    "runs",
+    "frame",
+    "tables",
+    "compare",
+    "metrics",
+    "stats",
+    "render",
+    "summary",
+    "significance",
+    "sections",
+    "plots",
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +58,23 @@ def test_fake_record_follows_the_schema():
         records.validate_record(record)
         assert tuple(record) == records.RECORD_KEYS
     assert fake_record(space="seed")["hyperparameters"] == {}
+    assert fake_record(space="seed")["architecture"] == factories.SEED_LABEL
     assert fake_record(trial_id="03") == fake_record(trial_id="03")
+    assert fake_record(architecture="mine")["architecture"] == "mine"
+    hp = {"conv_blocks": 2, "filters_0": 32, "filters_1": 64, "filters_2": 128}
+    hp.update(kernel_size=3, batch_norm=True, conv_dropout=0.25, dense_units=128)
+    hp.update(dense_dropout=0.5, optimizer="adam", learning_rate=0.001)
+    label = fake_record(hyperparameters=hp)["architecture"]
+    assert label == "2x[32,64] k3 bn drop0.25 dense128 drop0.5 adam lr1e-3"
+
+
+def test_fake_runs_measure_what_their_predictions_say(tmp_path):
+    run_dir = fake_run(tmp_path, n=3, failed=1)
+    for record in records.completed(records.load_records(run_dir)):
+        stored = records.load_predictions(run_dir, record)
+        accuracy, loss = metrics.test_metrics(stored["probs"], stored["y_true"])
+        assert record["test_accuracy"] == pytest.approx(accuracy)
+        assert record["test_loss"] == pytest.approx(loss, rel=1e-3)  # probs are stored as float16
 
 
 # ---------------------------------------------------------------- whole reports
@@ -108,7 +139,7 @@ def test_trials_csv_round_trips_every_trial_and_hyperparameter(one_run):
         row = csv.set_index("trial_id").loc[record["trial_id"]]
         for name, value in record["hyperparameters"].items():
             assert row[f"hp_{name}"] == value
-    missing = set(tables.CSV_COLUMNS) - set(csv.columns)
+    missing = set(frame.CSV_COLUMNS) - set(csv.columns)
     assert not missing
 
 
@@ -210,11 +241,11 @@ def run_with_real_test_labels(results: Path) -> tuple[Path, np.ndarray]:
     digits, except MISTAKES, where it answers the next digit up."""
     raw = data.load_raw()
     y_true = raw.y_test[:TEST_LIMIT]
-    probs = np.full((TEST_LIMIT, tables.NUM_CLASSES), 0.01)
+    probs = np.full((TEST_LIMIT, metrics.NUM_CLASSES), 0.01)
     probs[np.arange(TEST_LIMIT), y_true] = 0.91
     for index, confidence in MISTAKES.items():
-        probs[index] = (1 - confidence) / (tables.NUM_CLASSES - 1)
-        probs[index, (y_true[index] + 1) % tables.NUM_CLASSES] = confidence
+        probs[index] = (1 - confidence) / (metrics.NUM_CLASSES - 1)
+        probs[index, (y_true[index] + 1) % metrics.NUM_CLASSES] = confidence
     run_dir = results / "real"
     config = {"run": "real", "space": "cnn", "test_limit": TEST_LIMIT, "val_size": 10000}
     records.atomic_write_json(run_dir / records.CONFIG_FILE, config)
@@ -233,9 +264,9 @@ def test_the_winners_mistakes_per_digit_pair_and_image(tmp_path):
     section = text.split("## What the recommended trial gets wrong")[1].split("\n## ")[0]
     digits, pairs = section.split("### Most confused pairs")
     per_digit = [line for line in digits.splitlines() if line.startswith("| ")][1:]  # no header
-    assert len(per_digit) == tables.NUM_CLASSES
+    assert len(per_digit) == metrics.NUM_CLASSES
     assert sum(int(row.split("|")[3]) for row in per_digit) == len(MISTAKES)
-    mistakes = {(y_true[i], (y_true[i] + 1) % tables.NUM_CLASSES) for i in MISTAKES}
+    mistakes = {(y_true[i], (y_true[i] + 1) % metrics.NUM_CLASSES) for i in MISTAKES}
     pair_rows = [line.split("|")[1:3] for line in pairs.splitlines() if line.startswith("| ")]
     assert {(int(t), int(p)) for t, p in pair_rows[1:]} == mistakes
     assert (out / "misclassified.png").read_bytes().startswith(PNG_MAGIC)
@@ -255,8 +286,9 @@ def test_unusable_run_directories_raise_report_error(tmp_path):
 
 
 def test_importing_the_report_does_not_import_tensorflow():
+    modules = ", ".join(f"bench.{name}" for name in REPORT_MODULES)
     code = (
-        "import sys, bench.report; "
+        f"import sys, {modules}; "
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', "
         "'keras_tuner')]; print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -1,4 +1,4 @@
-"""Tests of bench.tables: each table prepared from trial records, without drawing."""
+"""Tests of bench.tables: each table prepared from a trials frame, without drawing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import records, tables
+from bench import frame, records, tables
 from tests import factories
 from tests.factories import fake_record, fake_run
 
@@ -21,45 +21,6 @@ def completed(trial_id: str, test_accuracy: float, test_loss: float, **fields) -
     return fake_record(
         trial_id=trial_id, test_accuracy=test_accuracy, test_loss=test_loss, **fields
     )
-
-
-def test_architecture_names_only_built_blocks_and_marks_seed():
-    hp = {
-        "conv_blocks": 2,
-        "filters_0": 32,
-        "filters_1": 64,
-        "filters_2": 128,
-        "kernel_size": 3,
-        "batch_norm": True,
-        "conv_dropout": 0.25,
-        "dense_units": 128,
-        "dense_dropout": 0.5,
-        "optimizer": "adam",
-        "learning_rate": 0.001,
-    }
-    name = tables.architecture(hp, "cnn")
-    assert name == "2x[32,64] k3 bn drop0.25 dense128 drop0.5 adam lr1e-3"
-    assert tables.architecture({**hp, "learning_rate": 0.01}, "cnn").endswith("lr1e-2")
-    assert tables.architecture({**hp, "batch_norm": False}, "cnn") != name
-    assert tables.architecture({**hp, "extra": 7}, "cnn") == name + " extra=7"
-    assert tables.architecture({}, "seed") == tables.SEED_LABEL
-
-
-def test_trials_frame_numbers_trials_by_start_and_measures_elapsed_hours():
-    late = fake_record(
-        trial_id="b",
-        started_at="2024-01-01T02:00:00+00:00",
-        finished_at="2024-01-01T03:30:00+00:00",
-    )
-    early = fake_record(
-        trial_id="a",
-        started_at="2024-01-01T01:00:00+00:00",
-        finished_at="2024-01-01T01:30:00+00:00",
-    )
-    df = frame_of(late, early)
-    assert list(df["trial_id"]) == ["a", "b"]
-    assert list(df["trial_number"]) == [1, 2]
-    assert df["elapsed_hours"].tolist() == pytest.approx([0.5, 2.5])
 
 
 def test_leaderboard_ranks_by_test_accuracy_then_lower_test_loss():
@@ -86,7 +47,7 @@ def test_leaderboard_keeps_the_seed_baseline_as_a_flagged_row():
     assert board.loc["seed", "baseline"]
     assert not board.loc[["a", "b"], "baseline"].any()
     assert board.loc["seed", "rank"] == 3
-    assert board.loc["seed", "architecture"] == tables.SEED_LABEL
+    assert board.loc["seed", "architecture"] == frame.SEED_LABEL
 
 
 def test_top_architectures_keeps_baseline_and_sorts_loss_ascending():
@@ -176,17 +137,6 @@ def test_learning_curves_take_the_top_trials_from_a_frame_or_records():
     assert tables.learning_curves(frame_of(*trial_records), n=2).equals(curves)
 
 
-def test_confusion_counts_add_up():
-    rng = np.random.default_rng(0)
-    y_true = rng.integers(0, 10, 500)
-    y_pred = np.where(rng.random(500) < 0.8, y_true, rng.integers(0, 10, 500))
-    matrix = tables.confusion(y_true, y_pred)
-    assert matrix.shape == (10, 10)
-    assert matrix.to_numpy().sum() == 500
-    assert np.trace(matrix.to_numpy()) == (y_true == y_pred).sum()
-    assert matrix.loc[3, 5] == ((y_true == 3) & (y_pred == 5)).sum()
-
-
 def test_failures_counts_trials_by_error():
     df = frame_of(
         completed("ok", 0.99, 0.1),
@@ -197,14 +147,6 @@ def test_failures_counts_trials_by_error():
     failed = tables.failures(df)
     assert list(failed["trial_id"]) == ["a", "c", "b"]
     assert dict(zip(failed["error"], failed["count"], strict=True)) == {"OOM": 2, "NaN loss": 1}
-
-
-def test_format_value_hides_float_noise_but_keeps_large_numbers():
-    assert tables.format_value(0.15000000000000002) == "0.15"
-    assert tables.format_value(0.0014025726538129193, scientific=True) == "1.4e-3"
-    assert tables.format_value(0.99283) == "0.993"
-    assert tables.format_value(123456.789) == "123456.789"
-    assert tables.format_value(3) == "3"
 
 
 def _timed(trial_id: str, minutes_in: float, minutes_end: float, accuracy, status="completed"):
@@ -244,70 +186,3 @@ def test_time_to_accuracy_leaves_unreached_targets_empty():
     reached = got.set_index("target")["minutes"]
     assert reached[0.993] == pytest.approx(9.0)
     assert reached[[0.995, 0.996]].isna().all()
-
-
-# ---------------------------------------------------------------- the winner's mistakes
-
-
-def test_per_class_confused_pairs_and_misclassified():
-    y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 7])
-    y_pred = np.array([0, 0, 1, 1, 2, 1, 1, 2, 7])
-    matrix = tables.confusion(y_true, y_pred)
-    per = tables.per_class(matrix).set_index("class")
-    assert per.loc[0, "images"] == 3 and per.loc[0, "errors"] == 1
-    assert per.loc[2, "accuracy"] == pytest.approx(1 / 3)
-    assert np.isnan(per.loc[5, "accuracy"])  # no image of a 5
-    pairs = tables.confused_pairs(matrix)
-    assert pairs[["true", "predicted", "count"]].values.tolist() == [
-        [2, 1, 2],
-        [0, 1, 1],
-        [1, 2, 1],
-    ]
-    assert pairs["share"].tolist() == pytest.approx([0.5, 0.25, 0.25])
-    probs = np.full((len(y_true), 10), 0.05)
-    probs[np.arange(len(y_true)), y_pred] = [0.5, 0.5, 0.6, 0.5, 0.9, 0.7, 0.8, 0.5, 0.5]
-    wrong = tables.misclassified(y_true, y_pred, probs, limit=3)
-    assert wrong["index"].tolist() == [4, 6, 5]  # most confident mistakes first, top 3
-    assert wrong["confidence"].tolist() == pytest.approx([0.9, 0.8, 0.7])
-    assert tables.confused_pairs(tables.confusion([1, 2], [1, 2])).empty
-
-
-# ---------------------------------------------------------------- changes between runs
-
-
-def _trial(run, trial_id, space, accuracy, loss, filters=32):
-    hps = {} if space == "seed" else {"conv_blocks": 1, "filters_0": filters}
-    return fake_record(
-        run=run,
-        trial_id=trial_id,
-        space=space,
-        hyperparameters=hps,
-        test_accuracy=accuracy,
-        test_loss=loss,
-    )
-
-
-def test_changes_per_space_and_common_architectures_flag_regressions():
-    before = [
-        _trial("mon", "00", "cnn", 0.9950, 0.020),
-        _trial("mon", "01", "cnn", 0.9900, 0.030, filters=64),
-        _trial("mon", "02", "tiny", 0.9800, 0.060),
-        _trial("mon", "seed", "seed", 0.9920, 0.025),
-    ]
-    after = [
-        _trial("tue", "00", "cnn", 0.9930, 0.021),  # same architecture, 0.2 points worse
-        _trial("tue", "01", "cnn", 0.9945, 0.030, filters=64),  # 0.05 points: noise
-        fake_record(run="tue", trial_id="02", space="tiny", status="failed"),
-        _trial("tue", "seed", "seed", 0.9921, 0.030),  # loss up 20%
-    ]
-    df = tables.trials_frame([("mon", before), ("tue", after)])
-    spaces = tables.changes_per_space(df, "mon", "tue").set_index("space")
-    assert spaces.loc["cnn", "change_points"] == pytest.approx(-0.05)
-    assert spaces.loc["cnn", "regression"] == ""
-    assert spaces.loc["tiny", "regression"] == "no finished trial"
-    assert spaces.loc["seed", "regression"] == "loss up"
-    common = tables.common_architectures(df, "mon", "tue")
-    flags = dict(zip(common["architecture"], common["regression"], strict=True))
-    assert len(flags) == 3  # tiny finished only in mon
-    assert flags[tables.architecture(after[0]["hyperparameters"], "cnn")] == "accuracy down"
-    assert flags[tables.architecture(after[1]["hyperparameters"], "cnn")] == ""

@@ -1,0 +1,104 @@
+"""The report's section on `bench confirm` seeds: ranking with intervals, McNemar's tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.compare import confirmed_ranking
+from bench.render import Block, Heading, Paragraph, Table, cells
+from bench.runs import UNREADABLE, Run, confirmed_correct
+
+SIGNIFICANCE_PAIRS = 3  # rank 1 vs 2, 2 vs 3, 3 vs 4 of the confirmed ranking
+_CONFIRMED_NOTE = (
+    "`bench confirm` retrained each of a run's top trials (by validation accuracy) with fresh "
+    "seeds on the same splits; the search's own trial is not counted, since it was picked for "
+    "being lucky too. Ranked by mean test accuracy over the seeds, with the standard deviation "
+    "and the 95% t interval of the mean (ci95; none for one seed); likewise test loss."
+)
+_PAIRS_VERDICT = (
+    "better_only and worse_only count the digits only one of the two got right; p_value is the "
+    "chance of a split at least this uneven if both were equally accurate."
+)
+
+
+def section(runs: list[Run]) -> list[Block]:
+    """The confirmed ranking and, for its top neighbours, whether their difference is real."""
+    confirmed = [record for run in runs for record in run.confirmed]
+    if not confirmed:
+        return []
+    from bench import stats  # scipy and statsmodels load only for confirmed runs
+
+    ranking = confirmed_ranking(confirmed)
+    blocks: list[Block] = [
+        Heading("Confirmed with repeated seeds", 2),
+        Paragraph(_CONFIRMED_NOTE),
+        Table(_with_intervals(cells(ranking))),
+    ]
+    pairs = _pairs(runs, ranking)
+    if len(pairs):
+        note = f"{stats.MCNEMAR} on the test digits, the matched seeds pooled. {_PAIRS_VERDICT}"
+        blocks += [Heading("Are the differences real?", 3), Paragraph(note), Table(cells(pairs))]
+    return blocks
+
+
+def _with_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """Low and high columns of a confirmed ranking's cells joined into one "low to high"."""
+    for metric in ("test_accuracy", "test_loss"):
+        low, high = table.pop(f"{metric}_low"), table.pop(f"{metric}_high")
+        joined = [f"{a} to {b}" if a else "" for a, b in zip(low, high, strict=True)]
+        table.insert(table.columns.get_loc(f"{metric}_sd") + 1, f"{metric}_ci95", joined)
+    return table
+
+
+def _pairs(runs: list[Run], ranking: pd.DataFrame) -> pd.DataFrame:
+    """McNemar's test for neighbours in the confirmed ranking, over the seeds both have."""
+    # (run, trial) -> {seed: (its run, its confirm record)}
+    by_config: dict[tuple, dict] = {}
+    for run in runs:
+        for r in run.confirmed:
+            by_config.setdefault((run.name, r["trial_id"]), {})[r["seed"]] = (run, r)
+    top = ranking.head(SIGNIFICANCE_PAIRS + 1).to_dict("records")
+    rows = []
+    for better, worse in zip(top, top[1:], strict=False):
+        pair = [by_config[(row["run"], row["trial_id"])] for row in (better, worse)]
+        seeds = sorted(pair[0].keys() & pair[1].keys())
+        test = _mcnemar(pair, seeds)
+        rows.append(
+            {
+                "better": f"#{better['rank']} {better['run']}/{better['trial_id']}",
+                "worse": f"#{worse['rank']} {worse['run']}/{worse['trial_id']}",
+                "seeds": len(seeds),
+                "better_only": test["a_only"],
+                "worse_only": test["b_only"],
+                "p_value": test["p_value"],
+                "verdict": _verdict(test, len(seeds)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _mcnemar(pair: list[dict], seeds: list) -> dict:
+    """stats.mcnemar_pair over the pooled seeds; an "error" when predictions are unreadable."""
+    from bench import stats
+
+    test = {"a_only": None, "b_only": None, "p_value": None}
+    if not seeds:
+        return test
+    try:
+        correct = [np.concatenate([confirmed_correct(*side[s]) for s in seeds]) for side in pair]
+        return stats.mcnemar_pair(*correct)
+    except UNREADABLE as exc:
+        return {**test, "error": str(exc)}
+
+
+def _verdict(test: dict, seeds: int) -> str:
+    from bench import stats
+
+    if "error" in test:
+        return f"not tested: predictions unreadable ({test['error']})"
+    if not seeds:
+        return "not tested: no seed in common"
+    if test["p_value"] < stats.ALPHA:
+        return f"significant at {stats.ALPHA:.0%}"
+    return "not significant: could be seed noise"

@@ -1,0 +1,98 @@
+"""The report's summary: the recommended trial, its test figures and what it beats."""
+
+from __future__ import annotations
+
+from bench import metrics, records
+from bench.compare import PERCENTAGE_POINTS
+from bench.frame import SEED_SPACE, architecture
+from bench.render import Block, Heading, Paragraph
+from bench.runs import NO_TRIAL, Context, Run, by_creation
+
+
+def section(ctx: Context) -> list[Block]:
+    """The winner, its test accuracy and loss with 95% intervals, and what it beats."""
+    status = ctx.df["status"]
+    finished = int((status == records.STATUS_COMPLETED).sum())
+    failed = int((status == records.STATUS_FAILED).sum())
+    counts = f"{finished} trial(s) finished, {failed} failed, in {len(ctx.runs)} run(s)."
+    blocks: list[Block] = [Heading("Summary", 2), Paragraph(counts)]
+    if ctx.choice is None:
+        why = "no trial was recorded" if status.empty else f"all {failed} trial(s) failed"
+        text = f"{NO_TRIAL}: {why}. There is no configuration to recommend."
+        return [*blocks, Paragraph(text)]
+    run, record = ctx.choice
+    choice = (
+        f"Recommended configuration to release: trial {record['trial_id']} of run {run.name} "
+        f"({architecture(record)}). It is chosen by VALIDATION accuracy, the best of all "
+        "finished trials; the test set is reported, never used to choose (details below)."
+    )
+    sentences = [choice, _test_sentence(ctx, record)]
+    seeds = [r for r in run.confirmed if r["trial_id"] == record["trial_id"]]
+    if seeds:
+        sentences.append(_confirmed_sentence(seeds))
+    sentences.append(_baseline_sentence(ctx, record))
+    if len(ctx.runs) > 1:
+        sentences.append(_previous_run_sentence(ctx.runs))
+    return blocks + [Paragraph(text) for text in sentences]
+
+
+def _test_sentence(ctx: Context, record: dict) -> str:
+    from bench import stats  # scipy and statsmodels load only when there is a winner
+
+    measured = f"Test accuracy {record['test_accuracy']:.4f}, test loss {record['test_loss']:.4f}"
+    if isinstance(ctx.predictions, str):
+        return f"{measured} (no intervals: {ctx.predictions})."
+    y_true = ctx.predictions["y_true"]
+    total = len(y_true)
+    low, high = stats.accuracy_interval(int((ctx.predictions["y_pred"] == y_true).sum()), total)
+    losses = metrics.per_image_loss(ctx.predictions["probs"], y_true)
+    loss_low, loss_high = stats.mean_bootstrap_interval(losses)
+    return (
+        f"{measured}. 95% intervals for this model on {total:,} test images: accuracy "
+        f"{low:.4f} to {high:.4f} (Wilson), loss {loss_low:.4f} to {loss_high:.4f} (bootstrap)."
+    )
+
+
+def _confirmed_sentence(seeds: list[dict]) -> str:
+    from bench import stats
+
+    accuracy = stats.mean_interval([r["test_accuracy"] for r in seeds])
+    loss = stats.mean_interval([r["test_loss"] for r in seeds])
+    if len(seeds) < 2:
+        return (
+            f"Retrained with 1 more seed (bench confirm): test accuracy {accuracy['mean']:.4f}, "
+            f"loss {loss['mean']:.4f}; more seeds give an interval."
+        )
+    return (
+        f"Retrained with {len(seeds)} more seeds (bench confirm): mean test accuracy "
+        f"{accuracy['mean']:.4f} (95% CI {accuracy['low']:.4f} to {accuracy['high']:.4f}), "
+        f"mean test loss {loss['mean']:.4f} (95% CI {loss['low']:.4f} to {loss['high']:.4f})."
+    )
+
+
+def _baseline_sentence(ctx: Context, record: dict) -> str:
+    seeds = [r for run in ctx.runs for r in run.records if r.get("space") == SEED_SPACE]
+    baseline = records.best_by_validation(seeds)
+    if baseline is None:
+        return "No finished seed baseline trial in these runs, so there is no baseline comparison."
+    if baseline is record:
+        return "The recommended configuration is the seed baseline itself."
+    gain = (record["test_accuracy"] - baseline["test_accuracy"]) * PERCENTAGE_POINTS
+    return (
+        f"Against the seed baseline (trial {baseline['trial_id']}): test accuracy "
+        f"{record['test_accuracy']:.4f} vs {baseline['test_accuracy']:.4f}, "
+        f"{gain:+.2f} percentage points."
+    )
+
+
+def _previous_run_sentence(runs: list[Run]) -> str:
+    previous, latest = by_creation(runs)[-2:]
+    best, before = (records.best_by_validation(run.records) for run in (latest, previous))
+    if best is None or before is None:
+        return f"Against the previous run {previous.name}: one of the two has no finished trial."
+    gain = (best["test_accuracy"] - before["test_accuracy"]) * PERCENTAGE_POINTS
+    return (
+        f"Against the previous run {previous.name}, the latest run {latest.name}'s pick has test "
+        f"accuracy {best['test_accuracy']:.4f} vs {before['test_accuracy']:.4f} ({gain:+.2f} "
+        f"points), test loss {best['test_loss']:.4f} vs {before['test_loss']:.4f}."
+    )
