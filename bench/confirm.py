@@ -54,13 +54,7 @@ def confirm_run(
     splits = data.splits_for_run(raw, config)
     training.apply_runtime(config.get("threads"), config.get("mixed_precision", False))
     with lock.run_lock(run_dir):
-        folder = records.confirm_dir(run_dir)
-        todo = [
-            (record, seed)
-            for record in chosen
-            for seed in confirm_seeds(config["seed"], seeds)
-            if not (folder / f"{record_stem(record['trial_id'], seed)}.json").exists()
-        ]
+        todo = missing(run_dir, chosen, confirm_seeds(config["seed"], seeds))
         print(
             f"confirming run {config['run']}: top {len(chosen)} trial(s) x {seeds} seed(s), "
             f"{len(todo)} to train",
@@ -77,6 +71,17 @@ def confirm_run(
                 flush=True,
             )
     return records.load_confirmed(run_dir)
+
+
+def missing(run_dir: Path, chosen: list[dict], seeds: list[int]) -> list[tuple[dict, int]]:
+    """The (trial record, seed) pairs of chosen x seeds that have no confirm record yet."""
+    folder = records.confirm_dir(run_dir)
+    return [
+        (record, seed)
+        for record in chosen
+        for seed in seeds
+        if not (folder / f"{record_stem(record['trial_id'], seed)}.json").exists()
+    ]
 
 
 def train_once(run_dir: Path, trial: dict, config: dict, splits: data.Splits, seed: int) -> dict:

@@ -19,6 +19,7 @@ from bench.errors import (
     EXIT_MORE,
     EXIT_OK,
     EXIT_TERMINATED,
+    SearchError,
     UsageError,
 )
 from bench.progress import STOP, Budget, Progress, Terminated
@@ -74,7 +75,7 @@ def search_here(config: SearchConfig, role: str | None, fresh: bool = False) -> 
     try:
         code = _search_once(config, role, fresh)
         return code if role else finish(config, code)
-    except search.SearchError:
+    except SearchError:
         if role is None:
             report_run(config.run_dir)
         raise

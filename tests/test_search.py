@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import search_spaces
-from bench import envinfo, metrics, records, search
+from bench import envinfo, metrics, records, search, trials
 from bench.config import ConfigError, SearchConfig
 from bench.progress import Progress
 
@@ -34,14 +34,14 @@ def test_test_metrics_agree_with_keras():
 
 
 def test_best_epoch_is_the_first_maximum():
-    assert search.best_epoch_index({"val_accuracy": [0.5, 0.9, 0.9, 0.7]}) == 1
+    assert trials.best_epoch_index({"val_accuracy": [0.5, 0.9, 0.9, 0.7]}) == 1
 
 
 def test_trial_values_split_hyperparameters_from_tuner_state():
     hp = kt.HyperParameters()
     hp.values = {"conv_blocks": 1, "tuner/epochs": 3, "tuner/initial_epoch": 1}
     search_spaces.get("cnn").build(hp)
-    values = search.trial_values(hp)
+    values = trials.trial_values(hp)
     assert values["tuner_state"] == {"epochs": 3, "initial_epoch": 1}
     assert values["initial_epoch"] == 1
     assert "filters_0" in values["hyperparameters"]
