@@ -20,6 +20,8 @@ PACKAGES = {
 COMMAND_TIMEOUT_S = 10
 CPUINFO = Path("/proc/cpuinfo")
 NVIDIA_SMI = ("nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader")
+# The CPU flags that decide how fast TensorFlow trains here: vector width and bfloat16.
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
 def _version(distributions: tuple[str, ...]) -> str | None:
@@ -70,6 +72,27 @@ def cpu_model() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
+
+
+def cpu_flags() -> list[str]:
+    """The SPEED_FLAGS this CPU has (Linux /proc/cpuinfo), in SPEED_FLAGS order."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return []
+    line = next((x for x in text.splitlines() if x.split(":")[0].strip() == "flags"), "")
+    present = set(line.partition(":")[2].split())
+    return [flag for flag in SPEED_FLAGS if flag in present]
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def machine() -> dict:
+    """What a benchmark figure depends on besides the code: CPU model, its flags, cores."""
+    return {"cpu": cpu_model(), "flags": cpu_flags(), "cores": cores()}
 
 
 def gpus() -> list[str]:

@@ -15,6 +15,10 @@ and as N workers x 1 thread. It reports trials per hour of each, their ratio, an
 overhead per trial (the time a worker spends in calls to the chief). Figures go to
 results/perf/workers.json and a short table on stdout; the two runs it makes
 (results/perf/bench-workers-*) are replaced each time.
+
+Both record the machine (CPU model, its AVX2 / AVX-512 / BF16 flags, cores) beside the
+figures. `python -m bench.perf table` prints their tables as docs/benchmarks.md has them;
+`python -m bench.perf publish` copies the JSON to docs/benchmarks/ and rewrites those tables.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import time
 from pathlib import Path
 from statistics import mean
 
-from bench import distributed, perf_suite, records
+from bench import distributed, envinfo, perf_doc, perf_suite, records
 
 PERF_DIR = "perf"
 SECONDS_PER_HOUR = 3600.0
@@ -103,8 +107,43 @@ def workers_benchmark(results: Path, trials: int, workers: int) -> dict:
         "search": [*WORKERS_SEARCH, "--max-trials", str(trials)],
         "layouts": [single, split],
         **compare(single, split),
+        **provenance("workers"),
+    }
+
+
+def provenance(name: str) -> dict:
+    """What produced a benchmark's figures: the command, the machine, the code, the time."""
+    return {
+        "command": perf_doc.BENCHMARKS[name][1],
+        "machine": envinfo.machine(),
+        "git_commit": envinfo.git_commit(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def print_tables(out_dir: Path) -> int:
+    """Print the doc's table of every benchmark measured into out_dir."""
+    found = 0
+    for name, (filename, command) in perf_doc.BENCHMARKS.items():
+        path = out_dir / filename
+        if path.is_file():
+            print(perf_doc.table(name, json.loads(path.read_text())), end="\n\n")
+            found += 1
+        else:
+            print(f"{path}: none yet (`{command}` writes it)", file=sys.stderr)
+    return 0 if found else 2
+
+
+def publish(out_dir: Path) -> int:
+    """Copy the measured JSON into docs/benchmarks/ and rewrite docs/benchmarks.md's tables."""
+    for filename, _ in perf_doc.BENCHMARKS.values():
+        if (out_dir / filename).is_file():
+            text = (out_dir / filename).read_text()
+            records.atomic_write_text(perf_doc.DATA_DIR / filename, text)
+    doc = perf_doc.render_doc(perf_doc.DOC.read_text())
+    records.atomic_write_text(perf_doc.DOC, doc)
+    print(f"written: {perf_doc.DOC}")
+    return 0
 
 
 def table(result: dict) -> str:
@@ -139,14 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument("--results", default="results")
     child = sub.add_parser("memory-child", help=argparse.SUPPRESS)
     child.add_argument("--results", default="results")
+    shown = sub.add_parser("table", help="print the measured tables as docs/benchmarks.md has them")
+    shown.add_argument("--results", default="results")
+    docs = sub.add_parser("publish", help="copy the measured figures into docs/benchmarks.md")
+    docs.add_argument("--results", default="results")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out_dir = Path(args.results) / PERF_DIR
+    if args.benchmark == "table":
+        return print_tables(out_dir)
+    if args.benchmark == "publish":
+        return publish(out_dir)
     if args.benchmark == "memory-child":
         print(json.dumps(perf_suite.memory_child(out_dir)))
         return 0
     if args.benchmark == "suite":
-        result = perf_suite.suite_benchmark(out_dir, args.repeats)
+        result = {**perf_suite.suite_benchmark(out_dir, args.repeats), **provenance("suite")}
         records.atomic_write_json(out_dir / "perf.json", result)
         print(perf_suite.suite_table(result))
         print(f"written: {out_dir / 'perf.json'}")

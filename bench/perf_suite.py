@@ -238,12 +238,12 @@ def memory(results: Path) -> dict:
 
 def memory_child(results: Path) -> dict:
     """Runs in its own process (see memory): RSS after imports, after the data, after a trial."""
-    from bench import data, search
+    from bench import data, search, trials
     from bench.config import SearchConfig
 
-    after_imports = search.resident_mb()
+    after_imports = trials.resident_mb()
     splits = data.load()
-    after_data = search.resident_mb()
+    after_data = trials.resident_mb()
     config = SearchConfig(
         run="bench-memory", space="seed", tuner="random", max_trials=1, max_epochs=1,
         batch_size=200, results=str(results),
@@ -254,7 +254,7 @@ def memory_child(results: Path) -> dict:
         "images": sum(splits.sizes().values()),
         "rss_after_imports_mb": after_imports,
         "rss_after_data_mb": after_data,
-        "rss_after_trial_mb": search.resident_mb(),
+        "rss_after_trial_mb": trials.resident_mb(),
     }
 
 
@@ -271,7 +271,6 @@ def suite_benchmark(results: Path, repeats: int) -> dict:
         "largest": largest_model_throughput(small, "cnn_plus", 128, LARGEST_REPEATS),
         "overhead": trial_overhead(results, OVERHEAD_TRIALS),
         "memory": memory(results),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 

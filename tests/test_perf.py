@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import perf, perf_suite
+from bench import envinfo, perf, perf_doc, perf_suite
 from tests.factories import fake_record
 
 
@@ -152,3 +152,56 @@ def test_the_suite_table_states_the_ratio_overhead_and_memory():
     assert "1.25x" in table and "3.1%" in table and "1,739,594" in table
     assert "test evaluation 1.10 s" in table
     assert "peak RSS 1250 MB" in table and "52 MB as uint8" in table
+
+
+# -- the published tables (bench.perf_doc) --------------------------------------------------
+
+MACHINE = {"cpu": "AMD EPYC", "flags": ["avx2", "avx512f", "avx512_bf16"], "cores": 2}
+
+
+def test_the_machine_names_the_cpu_its_flags_and_cores():
+    assert perf_doc.machine_text(MACHINE) == "AMD EPYC, 2 cores (avx2, avx512f, avx512_bf16)"
+    assert perf_doc.machine_text({**MACHINE, "flags": []}) == "AMD EPYC, 2 cores (no AVX2)"
+    assert perf_doc.machine_text(None) == "not recorded"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: X\nflags\t\t: fpu avx512f sse avx2 avx512_bf16\n")
+    monkeypatch.setattr(envinfo, "CPUINFO", cpuinfo)
+    assert envinfo.cpu_flags() == ["avx2", "avx512f", "avx512_bf16"]
+
+
+def test_the_suite_row_has_the_command_date_machine_and_figures():
+    result = {
+        "command": "make bench",
+        "measured_at": "2026-12-01T16:00:00+0000",
+        "machine": MACHINE,
+        "throughput": {"plain_images_per_s": 2004.4, "suite_images_per_s": 2596.0, "ratio": 1.2952},
+        "largest": {"images_per_s": 88.2},
+        "overhead": {"median_overhead": 0.042, "median_fit_seconds": 39.4},
+        "memory": {"peak_rss_mb": 1648.3},
+    }
+    row = perf_doc.suite_row(result)
+    assert row == (
+        "| 2026-12-01 | `make bench` | AMD EPYC, 2 cores (avx2, avx512f, avx512_bf16) | 2,004 "
+        "| 2,596 | 1.30x | 88 | 4.2% of a 39 s fit | 1,648 MB |"
+    )
+    header, separator, _ = perf_doc.table("suite", result).split("\n")
+    assert header.count("|") == separator.count("|") == row.count("|")
+
+
+def test_a_table_replaces_only_the_text_between_its_markers():
+    begin, end = (m.format(name="suite") for m in (perf_doc.BEGIN, perf_doc.END))
+    doc = f"intro\n{begin}\nold | row\n{end}\nafter\n"
+    assert perf_doc.with_table(doc, "suite", "new") == f"intro\n{begin}\nnew\n{end}\nafter\n"
+    with pytest.raises(ValueError, match="no markers for the workers table"):
+        perf_doc.with_table(doc, "workers", "new")
+
+
+def test_the_doc_shows_the_published_figures():
+    # docs/benchmarks/*.json are what `python -m bench.perf publish` copied; the doc's tables
+    # must be their rendering, so that the two cannot drift apart.
+    assert perf_doc.published("suite") is not None
+    text = perf_doc.DOC.read_text()
+    assert perf_doc.render_doc(text) == text

@@ -1,0 +1,101 @@
+"""The benchmarks' figures as the Markdown tables of docs/benchmarks.md, rendered from their
+JSON so that the doc and the numbers cannot drift."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+DATA_DIR = DOC.parent / "benchmarks"  # the published JSON behind each table
+# Benchmark name -> (results file under results/perf, the command that writes it).
+BENCHMARKS = {
+    "suite": ("perf.json", "make bench"),
+    "workers": ("workers.json", "make bench-workers"),
+}
+SUITE_HEADER = (
+    "| date | command | machine | plain fit images/s | suite images/s | ratio "
+    "| largest cnn_plus images/s | per-trial overhead | peak memory |"
+)
+WORKERS_HEADER = (
+    "| date | command | machine | layouts | trials/h | ratio | ratio over the trials' span "
+    "| chief s/trial |"
+)
+BEGIN, END = "<!-- table {name}: python -m bench.perf publish -->", "<!-- end table {name} -->"
+
+
+def machine_text(machine: dict | None) -> str:
+    """'AMD EPYC, 2 cores (avx2, avx512f, ...)'; results from before machine facts say so."""
+    if not machine:
+        return "not recorded"
+    flags = ", ".join(machine.get("flags") or []) or "no AVX2"
+    return f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('cores')} cores ({flags})"
+
+
+def _date(result: dict) -> str:
+    return str(result.get("measured_at", ""))[:10]
+
+
+def suite_row(result: dict) -> str:
+    speed, big = result["throughput"], result["largest"]
+    cost, mem = result["overhead"], result["memory"]
+    overhead = cost["median_overhead"]
+    cells = [
+        _date(result),
+        f"`{result.get('command', 'make bench')}`",
+        machine_text(result.get("machine")),
+        f"{speed['plain_images_per_s']:,.0f}",
+        f"{speed['suite_images_per_s']:,.0f}",
+        f"{speed['ratio']:.2f}x",
+        f"{big['images_per_s']:,.0f}",
+        "" if overhead is None else f"{overhead:.1%} of a {cost['median_fit_seconds']:.0f} s fit",
+        f"{mem['peak_rss_mb']:,.0f} MB",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def workers_row(result: dict) -> str:
+    single, split = result["layouts"]
+    wait = split["chief_seconds_per_trial"]
+    cells = [
+        _date(result),
+        f"`{result.get('command', 'make bench-workers')}`",
+        machine_text(result.get("machine")),
+        f"{single['layout']} vs {split['layout']}",
+        f"{single['trials_per_hour']:,.0f} vs {split['trials_per_hour']:,.0f}",
+        f"{result['trials_per_hour_ratio']:.2f}x",
+        f"{result['working_ratio']:.2f}x",
+        "" if wait is None else f"{wait:.3f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(name: str, result: dict) -> str:
+    """The doc's table of one benchmark (header and the row of this result)."""
+    header, row = (SUITE_HEADER, suite_row) if name == "suite" else (WORKERS_HEADER, workers_row)
+    separator = "|" + "---|" * header.count(" | ") + "---|"
+    return "\n".join([header, separator, row(result)])
+
+
+def with_table(doc: str, name: str, rendered: str) -> str:
+    """doc with the text between the benchmark's markers replaced by rendered."""
+    begin, end = BEGIN.format(name=name), END.format(name=name)
+    pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(doc):
+        raise ValueError(f"{DOC.name} has no markers for the {name} table")
+    return pattern.sub(lambda _: f"{begin}\n{rendered}\n{end}", doc)
+
+
+def published(name: str, data_dir: Path = DATA_DIR) -> dict | None:
+    path = data_dir / BENCHMARKS[name][0]
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def render_doc(doc: str, data_dir: Path = DATA_DIR) -> str:
+    """The doc with every benchmark table rendered from the published JSON."""
+    for name in BENCHMARKS:
+        result = published(name, data_dir)
+        if result is not None:
+            doc = with_table(doc, name, table(name, result))
+    return doc
