@@ -4,9 +4,9 @@ VENV ?= .venv
 EXTRAS ?= cpu,dev
 RESULTS ?= results
 # The overnight default for 2 CPU cores: few, fully trained trials of cnn_plus. The first one
-# tries the space's defaults (a known-good recipe); the rest are drawn at random. The defaults'
-# 15 epochs (3 conv blocks) take about 55 minutes here (test 0.9960 in the measured run; README:
-# Results), too long for Hyperband's many short rounds to pay off.
+# tries the space's defaults (a known-good recipe); the rest are drawn at random. A trial of the
+# defaults (15 epochs, 3 conv blocks) takes most of an hour on 2 cores (docs/benchmarks.md),
+# too long for Hyperband's many short rounds to pay off.
 SPACE ?= cnn_plus
 TUNER ?= random
 MAX_EPOCHS ?= 15
@@ -15,7 +15,7 @@ BUDGET ?= 7h45m
 SEED ?= 0
 # A fresh process every this many trials keeps a long night's memory bounded.
 TRIALS_PER_PROCESS ?= 25
-# WORKERS=N runs N worker processes under a KerasTuner chief (README: Several processes).
+# WORKERS=N runs N worker processes under a KerasTuner chief (docs/usage.md, section 9).
 WORKERS ?=
 RUN ?= night-$(shell date +%Y-%m-%d)
 # report/release act on RUN when given, else on the newest run under $(RESULTS).
@@ -57,7 +57,7 @@ define apt_install
 	    echo "apt-get install $$missing"; \
 	    $$sudo apt-get install -y -q $$missing >/dev/null 2>&1 \
 	    || { $$sudo apt-get update -q >/dev/null 2>&1 && $$sudo apt-get install -y -q $$missing >/dev/null; } \
-	    || echo "could not install $$missing (see README: Setup)" >&2; \
+	    || echo "could not install $$missing (see docs/usage.md: Installing by hand)" >&2; \
 	  fi; \
 	fi
 endef
@@ -87,9 +87,8 @@ confirm: $(STAMP)
 	$(BIN)/bench confirm $(TARGET_RUN) --results $(RESULTS) --top $(TOP) --seeds $(SEEDS)
 
 # A release retrains the winner on all 60,000 training images for 25 epochs, its cosine schedule
-# stretched to fit, then trains one epoch more on the digits without augmentation: the defaults'
-# recipe gave test accuracy 0.9965 / 0.9963 from seeds 0 / 1 after the 25 epochs (1 h 39 min on
-# 2 idle cores), 0.9970 / 0.9967 after the clean epoch (4 minutes more; README: Results).
+# stretched to fit, then trains one epoch more on the digits without augmentation (what that
+# recipe reached, and how long it took: docs/benchmarks.md).
 # EXPORT_FLAGS=--retrain keeps the trial's own epoch count; EXPORT_FLAGS= ships its weights.
 EXPORT_FLAGS ?= --retrain --epochs 25 --clean-epochs 1
 release: $(STAMP)
@@ -106,7 +105,8 @@ test: system-test $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-# The training path vs a plain model.fit, per-trial overhead and memory (about 10 minutes).
+# The training path vs a plain model.fit, per-trial overhead and memory (several minutes);
+# `python -m bench.perf table` prints its figures as docs/benchmarks.md has them.
 bench: $(STAMP)
 	$(BIN)/python -m bench.perf suite --results $(RESULTS)
 

@@ -7,7 +7,7 @@ TensorFlow's global gradient registry (`ops.gradient_registry`) that is never re
 entry's gradient closure holds tensors of the traced train step, so the whole step graph
 stays alive with the optimizer's and metrics' branch graphs: two entries per `fit()` (Keras
 traces its train step twice), megabytes of resident memory per trial with Keras 3.15 and
-TensorFlow 2.21 (docs/design.md; the figures in docs/benchmarks.md).
+TensorFlow 2.21 (docs/design.md).
 
 `released_traces()` wraps a trial: entries that appeared during it are removed when it ends,
 once its fit() has returned and nothing can ask for those gradients again (KerasTuner's
