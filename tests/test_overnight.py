@@ -226,8 +226,8 @@ def test_fresh_moves_the_old_run_aside(tmp_path, capsys):
 
 
 def test_trials_per_process_runs_each_share_in_a_fresh_process(tmp_path, capsys):
-    # Keras keeps the traced graphs of every fitted model (about 6-7 MB a tiny trial, measured
-    # in the issue 3 note); a fresh process per share of trials is what bounds memory.
+    # Whatever else a week-long run may grow (docs/design.md), a fresh process per share of
+    # trials bounds it.
     args = bench_args(tmp_path, "w", "--space", "tiny", "--max-trials", "4")
     code, out, err = run_cli(capsys, *args, "--trials-per-process", "2")
     assert code == 0, err
