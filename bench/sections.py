@@ -49,9 +49,11 @@ _CHANGES_NOTE = (
     f"{compare.REGRESSION_LOSS_RATIO - 1:.0%}, or a space with no finished trial any more."
 )
 _TIME_TO_NOTE = (
-    "Minutes from each run's first trial start until a finished trial first reached the target "
-    "test accuracy (wall clock, pauses of a resumed run included); trials is how many trials "
-    "had finished by then."
+    "Minutes from each run's first trial start until the trial the run would have picked at "
+    "that moment (the best by validation accuracy so far) had a test accuracy at or above the "
+    "target (wall clock, pauses of a resumed run included); trials is how many trials had "
+    "finished by then. A trial that scored well on the test set alone does not count: that "
+    "would be choosing on the test set."
 )
 _PAIRS_NOTE = (
     "True digit, the digit the model said instead, how often, and that pair's share of all "

@@ -149,9 +149,11 @@ def test_failures_counts_trials_by_error():
     assert dict(zip(failed["error"], failed["count"], strict=True)) == {"OOM": 2, "NaN loss": 1}
 
 
-def _timed(trial_id: str, minutes_in: float, minutes_end: float, accuracy, status="completed"):
+def _timed(
+    trial_id: str, minutes_in: float, minutes_end: float, accuracy, status="completed", val=0.99
+):
     start = factories.RUN_START + timedelta(minutes=minutes_in)
-    extra = {"test_accuracy": accuracy} if status == "completed" else {}
+    extra = {"test_accuracy": accuracy, "val_accuracy": val} if status == "completed" else {}
     return factories.fake_record(
         "r1",
         trial_id,
@@ -164,9 +166,9 @@ def _timed(trial_id: str, minutes_in: float, minutes_end: float, accuracy, statu
 
 def test_time_to_accuracy_follows_the_order_trials_finished_in():
     trials = [
-        _timed("00", 0, 30, 0.9912),
-        _timed("01", 1, 50, 0.9961),  # started second, but finished last
-        _timed("02", 2, 20, 0.9950),
+        _timed("00", 0, 30, 0.9912, val=0.990),  # worse by validation than 02: not the pick
+        _timed("01", 1, 50, 0.9961, val=0.996),  # started second, but finished last
+        _timed("02", 2, 20, 0.9950, val=0.995),
         _timed("03", 3, 40, None, status="failed"),
     ]
     got = tables.time_to_accuracy(tables.trials_frame([("r1", trials)]))
@@ -179,6 +181,19 @@ def test_time_to_accuracy_follows_the_order_trials_finished_in():
         assert by_target.loc[target, "trials"] == 1
     assert by_target.loc[0.996, "minutes"] == pytest.approx(50.0)
     assert by_target.loc[0.996, "trials"] == 4  # the failed trial had ended by then
+
+
+def test_time_to_accuracy_follows_the_pick_by_validation_not_the_best_test_score():
+    trials = [
+        _timed("00", 0, 10, 0.9920, val=0.995),
+        _timed("01", 1, 20, 0.9970, val=0.990),  # the best test score, but never the pick
+        _timed("02", 2, 30, 0.9940, val=0.996),
+    ]
+    by_target = tables.time_to_accuracy(tables.trials_frame([("r1", trials)])).set_index("target")
+    assert by_target.loc[0.990, "minutes"] == pytest.approx(10.0)
+    assert (by_target.loc[0.993, "minutes"], by_target.loc[0.993, "trial_id"]) == (30.0, "02")
+    assert by_target.loc[0.993, "trials"] == 3
+    assert by_target.loc[[0.995, 0.996], "minutes"].isna().all()
 
 
 def test_time_to_accuracy_leaves_unreached_targets_empty():
