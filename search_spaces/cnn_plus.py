@@ -43,7 +43,10 @@ OPTIMIZERS = ["adam", "adamw"]
 MIN_LR, MAX_LR, DEFAULT_LR = 3e-4, 1e-2, 2e-3
 MIN_WEIGHT_DECAY, MAX_WEIGHT_DECAY, DEFAULT_WEIGHT_DECAY = 1e-5, 1e-2, 1e-4
 SCHEDULES = ["cosine", "plateau", "constant"]
-WARMUP_EPOCHS = 1  # cosine: a linear ramp over the first epoch steadies BN and Adam's moments
+# cosine: a linear ramp steadies BN and Adam's moments, over one epoch of a long run but at
+# most WARMUP_FRACTION of a short one, so that a one-epoch screen still anneals before it ends.
+WARMUP_EPOCHS = 1
+WARMUP_FRACTION = 0.2
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 1
 MIN_LR_FRACTION = 0.01  # neither schedule goes below 1% of the starting rate
 SMOOTHINGS = [0.0, 0.05, 0.1]
@@ -178,7 +181,7 @@ def fit(hp, model: keras.Model, *args, **kwargs):
 def schedule_callback(name: str, rate: float, epochs: int):
     """The Keras callback that drives a schedule, or None for a constant rate."""
     if name == "cosine":
-        return keras.callbacks.LearningRateScheduler(lambda e: cosine_rate(e, rate, epochs))
+        return WarmupCosine(rate, epochs)
     if name == "plateau":
         return keras.callbacks.ReduceLROnPlateau(
             monitor=OBJECTIVE,
@@ -190,16 +193,36 @@ def schedule_callback(name: str, rate: float, epochs: int):
     return None
 
 
-def cosine_rate(epoch: int, rate: float, epochs: int) -> float:
-    """Linear warm-up over WARMUP_EPOCHS, then cosine decay to MIN_LR_FRACTION at the end.
+class WarmupCosine(keras.callbacks.Callback):
+    """Sets the rate before every step from cosine_rate over the fit's `epochs`: the schedule
+    completes within whatever budget the fit has, one epoch or thirty."""
 
-    Per epoch: the rate depends only on the epoch number, so a resumed or continued trial
-    (initial_epoch > 0) picks up exactly where the schedule was.
+    def __init__(self, rate: float, epochs: int):
+        super().__init__()
+        self.rate, self.epochs = rate, epochs
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        steps = self.params.get("steps") or 1  # a dataset of unknown length: per epoch
+        step = self._epoch * steps + (batch if self.params.get("steps") else 0)
+        self.model.optimizer.learning_rate = cosine_rate(step, self.rate, steps, self.epochs)
+
+
+def cosine_rate(step: int, rate: float, steps_per_epoch: int, epochs: int) -> float:
+    """Linear warm-up, then cosine decay to MIN_LR_FRACTION at the run's last step.
+
+    The warm-up lasts WARMUP_EPOCHS, or WARMUP_FRACTION of the run when that is shorter. The
+    rate depends only on the step number (counted from the model's epoch 0), so a trial resumed
+    from an epoch backup (initial_epoch > 0) picks up exactly where the schedule was.
     """
-    if epoch < WARMUP_EPOCHS:
-        return rate * (epoch + 1) / (WARMUP_EPOCHS + 1)
-    span = max(epochs - WARMUP_EPOCHS, 1)
-    progress = min((epoch - WARMUP_EPOCHS) / span, 1.0)
+    total = max(steps_per_epoch * epochs, 1)
+    warmup = max(1, min(steps_per_epoch * WARMUP_EPOCHS, int(WARMUP_FRACTION * total)))
+    if step < warmup:
+        return rate * (step + 1) / warmup
+    progress = min((step - warmup) / max(total - 1 - warmup, 1), 1.0)
     floor = rate * MIN_LR_FRACTION
     return floor + (rate - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 

@@ -91,7 +91,7 @@ TRAINING_CHOICES = list(
     itertools.product(cnn_plus.OPTIMIZERS, cnn_plus.SCHEDULES, cnn_plus.SMOOTHINGS)
 )
 SCHEDULE_CALLBACKS = {
-    "cosine": keras.callbacks.LearningRateScheduler,
+    "cosine": cnn_plus.WarmupCosine,
     "plateau": keras.callbacks.ReduceLROnPlateau,
     "constant": type(None),
 }
@@ -139,24 +139,40 @@ def test_every_schedule_trains_through_the_space_fit(schedule):
     )
     assert np.isfinite(history.history["loss"]).all()
     final_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-    if schedule == "cosine":  # set at the start of the last epoch
-        assert final_rate == pytest.approx(cnn_plus.cosine_rate(FIT_EPOCHS - 1, RATE, FIT_EPOCHS))
+    if schedule == "cosine":  # set before the last step: annealed to its floor
+        assert final_rate == pytest.approx(RATE * cnn_plus.MIN_LR_FRACTION)
     elif schedule == "constant":
         assert final_rate == pytest.approx(RATE)
     else:  # plateau: never above the start, never below its floor
         assert RATE * cnn_plus.MIN_LR_FRACTION <= final_rate <= RATE * (1 + 1e-6)
 
 
-def test_cosine_rate_warms_up_then_decays_to_its_floor():
-    rate, epochs = 1e-2, 10
-    rates = [cnn_plus.cosine_rate(e, rate, epochs) for e in range(epochs + 1)]
-    assert rates[0] == pytest.approx(rate / 2)  # one warm-up epoch: half way up
-    assert rates[1] == pytest.approx(rate)
-    assert all(a > b for a, b in zip(rates[1:-1], rates[2:], strict=True))
-    assert rates[-1] == pytest.approx(rate * cnn_plus.MIN_LR_FRACTION)
-    halfway = 1 + (epochs - 1) / 2
+@pytest.mark.parametrize("epochs", [1, 2, 15])
+def test_cosine_warms_up_then_anneals_within_any_budget(epochs):
+    rate, steps = 1e-2, 100
+    rates = [cnn_plus.cosine_rate(step, rate, steps, epochs) for step in range(steps * epochs)]
+    warmup = min(steps, int(cnn_plus.WARMUP_FRACTION * steps * epochs))  # one epoch, or 20%
+    assert rates[0] == pytest.approx(rate / warmup)
+    assert rates[warmup - 1] == pytest.approx(rate)  # the peak at the warm-up's end
+    assert all(a < b for a, b in itertools.pairwise(rates[:warmup]))
+    assert all(a >= b for a, b in itertools.pairwise(rates[warmup - 1 :]))
+    assert rates[-1] == pytest.approx(rate * cnn_plus.MIN_LR_FRACTION)  # the last step
+    middle = warmup + (steps * epochs - 1 - warmup) / 2
     floor = rate * cnn_plus.MIN_LR_FRACTION
-    assert cnn_plus.cosine_rate(halfway, rate, epochs) == pytest.approx((rate + floor) / 2)
+    assert cnn_plus.cosine_rate(middle, rate, steps, epochs) == pytest.approx((rate + floor) / 2)
+
+
+def test_a_resumed_fit_takes_the_schedule_up_where_it_was():
+    # The rate depends on the step counted from the model's epoch 0, not from fit's start.
+    callback = cnn_plus.WarmupCosine(1e-2, epochs=4)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    callback.set_model(model)
+    callback.set_params({"steps": 10, "epochs": 4})
+    callback.on_epoch_begin(2)
+    callback.on_train_batch_begin(5)
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert rate == pytest.approx(cnn_plus.cosine_rate(25, 1e-2, 10, 4))
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
