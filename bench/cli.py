@@ -151,7 +151,9 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tuner", choices=TUNER_NAMES, help="default hyperband")
     p.add_argument("--run", required=True, help="run name: letters, digits, - _ . only")
     p.add_argument(
-        "--max-trials", type=int, help="trial limit (default 20; hyperband: its schedule)"
+        "--max-trials",
+        type=int,
+        help="trial limit (default 20; asha: 100, promotions included; hyperband: its schedule)",
     )
     p.add_argument(
         "--max-epochs", type=int, help=f"epochs per trial (default {DEFAULT_MAX_EPOCHS})"

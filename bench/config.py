@@ -10,8 +10,10 @@ from bench import data
 from bench.errors import ConfigError
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-TUNER_NAMES = ("random", "grid", "bayesian", "hyperband")
+TUNER_NAMES = ("random", "grid", "bayesian", "hyperband", "asha")
 DEFAULT_MAX_TRIALS = 20  # random, grid and bayesian; hyperband runs its own schedule
+# asha: trials at every rung, promotions included; most are one-epoch screens.
+DEFAULT_ASHA_TRIALS = 100
 DEFAULT_MAX_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_PATIENCE = 3
@@ -44,15 +46,15 @@ class SearchConfig:
     run: str  # run name: the folder under results/
     space: str = "cnn"  # search-space name from search_spaces.SPACES
     tuner: str = "hyperband"  # one of TUNER_NAMES
-    max_trials: int | None = None  # None: DEFAULT_MAX_TRIALS, or hyperband's full schedule
-    max_epochs: int = DEFAULT_MAX_EPOCHS  # epochs per trial (hyperband: of its longest trials)
+    max_trials: int | None = None  # None: DEFAULT_MAX_TRIALS, DEFAULT_ASHA_TRIALS or hyperband's
+    max_epochs: int = DEFAULT_MAX_EPOCHS  # epochs per trial (hyperband, asha: the longest ones)
     batch_size: int = DEFAULT_BATCH_SIZE  # training batch size
     patience: int = DEFAULT_PATIENCE  # early stopping: epochs without val_accuracy gain
     seed: int = 0  # seeds the tuner's oracle, weight init and shuffling
     val_size: int = data.DEFAULT_VAL_SIZE  # validation = the last N of the 60k training images
     train_limit: int | None = None  # keep the first N training images (smoke runs, tests)
     test_limit: int | None = None  # keep the first N test images
-    hyperband_factor: int = 3  # hyperband's reduction factor
+    hyperband_factor: int = 3  # hyperband's and asha's reduction factor between rungs
     results: str = "results"  # folder that holds the runs
     data_dir: str | None = None  # IDX folder; None: $BENCH_DATA_DIR, data/mnist, then Keras
     verbose: int = 0  # Keras fit verbosity (0 silent, 2 one line per epoch)

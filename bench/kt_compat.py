@@ -6,9 +6,10 @@ the KerasTuner versions in KNOWN_VERSIONS:
 - its JSON writer (oracle.json, trial.json, tuner0.json), replaced by an atomic one;
 - the distributed oracle client's one-hour timeout, shortened;
 - the tuner's best-epoch checkpoint file and its SaveBestEpoch callback;
-- the oracle's random draw (to make a fresh run's first trial the space's defaults), its
-  trials and start order (to forget a trial whose creation a kill cut short), and Hyperband's
-  schedule size;
+- the oracle's random draw (to make a fresh run's first trial the space's defaults, and for
+  the ASHA oracle's new configurations), its values hash (a configuration is the same at any
+  rung), its trials and start order (to forget a trial whose creation a kill cut short), and
+  Hyperband's schedule size;
 - the tuner's private _build_and_fit_model, the one place fit()'s callbacks can be chosen per
   trial.
 
@@ -32,6 +33,7 @@ RPC_TIMEOUT_S = 120
 # Where KerasTuner keeps a trial's best-epoch weights (Tuner._get_checkpoint_fname).
 CHECKPOINT_FILE = "checkpoint.weights.h5"
 TRIAL_DIR_PREFIX = "trial_"
+TUNER_STATE_PREFIX = "tuner/"  # KerasTuner's own values in a trial: epochs, bracket, round
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _installed = False
 
@@ -145,6 +147,22 @@ def defaults_first(oracle) -> None:
         return chosen.values
 
     oracle._random_values = values
+
+
+def draw_values(oracle) -> dict | None:
+    """A new configuration from the oracle's random draw (the defaults first, once
+    defaults_first is installed); None when the space has no new one left."""
+    return oracle._random_values()
+
+
+class TunerStateHashing:
+    """Mixed in front of a KerasTuner oracle whose trials carry "tuner/..." bookkeeping: a
+    configuration is the same whatever rung or budget it ran at, so that a random draw never
+    repeats one (as KerasTuner's Hyperband oracle does for its own keys)."""
+
+    def _compute_values_hash(self, values):
+        plain = {k: v for k, v in values.items() if not k.startswith(TUNER_STATE_PREFIX)}
+        return super()._compute_values_hash(plain)
 
 
 def hyperband_schedule(oracle) -> int:

@@ -73,19 +73,31 @@ class Budget:
     start: float = field(default_factory=time.monotonic)
     margin: float = REPORT_MARGIN_S
     longest_trial: float = 0.0  # the longest trial of this invocation: the next one's estimate
+    # The most seconds an epoch took, trial overheads included: the estimate for trials of a
+    # known budget (a rung of asha), whose lengths differ by design.
+    longest_epoch: float = 0.0
 
     def left(self) -> float | None:
         if self.seconds is None:
             return None
         return self.seconds - (time.monotonic() - self.start)
 
-    def note_trial(self, seconds: float) -> None:
+    def note_trial(self, seconds: float, epochs: int | None = None) -> None:
         self.longest_trial = max(self.longest_trial, seconds)
+        if epochs:
+            self.longest_epoch = max(self.longest_epoch, seconds / epochs)
 
-    def fits_another_trial(self) -> bool:
-        """Whether a trial as long as the longest so far ends before the margin."""
+    def estimate(self, epochs: int | None = None) -> float:
+        """Seconds a next trial may take: of `epochs` epochs, or as long as the longest."""
+        if epochs and self.longest_epoch:
+            return self.longest_epoch * epochs
+        return self.longest_trial
+
+    def fits_another_trial(self, epochs: int | None = None) -> bool:
+        """Whether a trial of `epochs` epochs (None: as long as the longest so far) ends
+        before the margin."""
         left = self.left()
-        return left is None or left - self.margin > self.longest_trial
+        return left is None or left - self.margin > self.estimate(epochs)
 
     def check(self) -> None:
         """Raise BudgetSpent once only the margin is left (called between batches)."""

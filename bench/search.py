@@ -15,6 +15,7 @@ import keras
 import keras_tuner as kt
 
 from bench import (
+    asha,
     data,
     distributed,
     envinfo,
@@ -24,7 +25,7 @@ from bench import (
     records,
     training,
 )
-from bench.config import DEFAULT_MAX_TRIALS, SearchConfig
+from bench.config import DEFAULT_ASHA_TRIALS, DEFAULT_MAX_TRIALS, SearchConfig
 from bench.errors import ConfigError, SearchError
 from bench.progress import Budget, BudgetSpent, Progress
 from bench.records import utc_now
@@ -45,6 +46,7 @@ TUNER_CLASSES = {
     "grid": kt.GridSearch,
     "bayesian": kt.BayesianOptimization,
     "hyperband": kt.Hyperband,
+    "asha": asha.ASHA,
 }
 # KerasTuner's oracle treats seed=0 as "no seed" and draws one at random; shifting by one
 # keeps every user seed (0 included) distinct and really seeded.
@@ -69,10 +71,10 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
         max_model_size=config.max_params,  # a bigger model fails as "Oversized model"
         max_consecutive_failed_trials=config.max_failures,
     )
-    if config.tuner == "hyperband":
+    if config.tuner in ("hyperband", "asha"):
         common.update(max_epochs=config.max_epochs, factor=config.hyperband_factor)
-    else:
-        common["max_trials"] = config.max_trials or DEFAULT_MAX_TRIALS
+    if config.tuner != "hyperband":
+        common["max_trials"] = planned_trials(config)
     cls = type(f"Recording{base.__name__}", (RecordingTuner, base), {})
     tuner = cls(**common)
     tuner.recorder = recorder
@@ -81,6 +83,8 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
         kt_compat.defaults_first(tuner.oracle)
     if config.tuner == "hyperband":
         tuner.trial_limit = config.max_trials
+    if config.tuner == "asha":
+        tuner.cheapest_epochs = asha.rung_epochs(config.max_epochs, config.hyperband_factor)[0]
     if recorder is not None and distributed.worker_name():
         distributed.time_oracle_calls(tuner.oracle, recorder.oracle_clock)
     return tuner
@@ -95,7 +99,8 @@ def planned_trials(config: SearchConfig) -> int:
         )
         schedule = kt_compat.hyperband_schedule(oracle)
         return min(schedule, config.max_trials) if config.max_trials else schedule
-    return config.max_trials or DEFAULT_MAX_TRIALS
+    default = DEFAULT_ASHA_TRIALS if config.tuner == "asha" else DEFAULT_MAX_TRIALS
+    return config.max_trials or default
 
 
 def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:

@@ -11,9 +11,9 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from bench import checkpoint, data, distributed, envinfo, kt_compat, memory, records, training
+from bench import asha, checkpoint, data, distributed, envinfo, kt_compat, memory, records, training
 from bench.config import SearchConfig
-from bench.progress import STOP, Budget, Progress
+from bench.progress import STOP, Budget, BudgetSpent, Progress
 from bench.records import utc_now
 from search_spaces import describe
 
@@ -157,7 +157,7 @@ class TrialRecorder:
             self._finish_failed(record, exc, time.monotonic() - began)
             raise
         finally:
-            self.progress.budget.note_trial(time.monotonic() - began)
+            self.progress.budget.note_trial(time.monotonic() - began, record["epochs_run"])
         return histories
 
     def _complete(self, record: dict, tuner, trial, history: dict) -> None:
@@ -230,8 +230,19 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
 
     recorder: TrialRecorder
     trial_limit: int | None = None
+    # With rungs of known epochs (asha): the lowest rung's; the budget then judges each trial
+    # by its own epochs, not by the longest trial so far.
+    cheapest_epochs: int | None = None
 
     def run_trial(self, trial, *args, **kwargs):
+        epochs = trial.hyperparameters.values.get(asha.EPOCHS) if self.cheapest_epochs else None
+        budget = self.recorder.progress.budget
+        if epochs and not budget.fits_another_trial(epochs):
+            # Not recorded: the oracle keeps it open and a resume runs it.
+            raise BudgetSpent(
+                f"time budget: {budget.left():.0f} s left, too little for trial "
+                f"{trial.trial_id} ({epochs} epochs, about {budget.estimate(epochs):.0f} s)"
+            )
         with memory.released_traces():  # else each trial's graphs stay for good
             return self.recorder.run_trial(self, trial, super().run_trial, *args, **kwargs)
 
@@ -256,8 +267,8 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
         super().pre_create_trial()
         STOP.check()
         budget = self.recorder.progress.budget
-        if not budget.fits_another_trial():
+        if not budget.fits_another_trial(self.cheapest_epochs):
             raise StopSearch(
-                f"time budget: {budget.left():.0f} s left, the longest trial took "
-                f"{budget.longest_trial:.0f} s"
+                f"time budget: {budget.left():.0f} s left, the next trial may take "
+                f"{budget.estimate(self.cheapest_epochs):.0f} s"
             )

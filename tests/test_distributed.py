@@ -168,11 +168,13 @@ def assert_every_trial_once(run_dir: Path) -> list[dict]:
     return done
 
 
-def test_a_worker_killed_in_a_trial_is_restarted_and_every_trial_finishes(tmp_path):
+@pytest.mark.parametrize("tuner, lineage", [("hyperband", "trial_id"), ("asha", "promoted_from")])
+def test_a_worker_killed_in_a_trial_is_restarted_and_every_trial_finishes(tmp_path, tuner, lineage):
     # Hyperband (6 trials over 3 epochs): later trials go on from earlier trials' checkpoints,
-    # which any worker finds in the shared run folder (a missing one fails the trial).
-    hyperband = ["--tuner", "hyperband", "--max-epochs", "3", "--max-trials", str(TRIALS)]
-    proc = start(search_args(tmp_path, "w", "--workers", "2", *hyperband))
+    # which any worker finds in the shared run folder (a missing one fails the trial). ASHA:
+    # the chief's oracle promotes configurations that either worker finished.
+    rungs = ["--tuner", tuner, "--max-epochs", "3", "--max-trials", str(TRIALS)]
+    proc = start(search_args(tmp_path, "w", "--workers", "2", *rungs))
     seen: list[str] = []
     pid = int(read_until(proc, r"worker0 pid (\d+)", seen).group(1))
     read_until(proc, r"^trial 1/", seen)  # work is under way: worker0 is in a trial or starting one
@@ -182,7 +184,7 @@ def test_a_worker_killed_in_a_trial_is_restarted_and_every_trial_finishes(tmp_pa
     assert "2 workers x 1 threads" in out  # the two cores split between them
     assert f"worker0 (pid {pid}) killed by SIGKILL; restarting it" in out
     done = assert_every_trial_once(tmp_path / "w")
-    assert any("trial_id" in r["tuner_state"] for r in done)  # some went on from another
+    assert any(lineage in r["tuner_state"] for r in done)  # some went on from another
 
 
 def test_a_killed_chief_stops_the_workers_and_the_run_resumes(tmp_path):

@@ -67,8 +67,9 @@ def assert_run_is_whole(run_dir: Path, trials: int) -> None:
     assert not list(run_dir.glob(f"{checkpoint.RESUME_DIR}/*"))  # no epoch backup left over
 
 
-def test_sigkill_at_random_moments_then_resume(tmp_path):
-    args = bench_args(tmp_path, "k", "--space", "tiny")
+@pytest.mark.parametrize("tuner", ["random", "asha"])
+def test_sigkill_at_random_moments_then_resume(tmp_path, tuner):
+    args = bench_args(tmp_path, "k", "--space", "tiny", "--tuner", tuner)
     # Three epochs a trial, so that some kills land after an epoch backup.
     args += ["--max-trials", str(TRIALS), "--max-epochs", "3"]
     rng = random.Random(KILL_SEED)

@@ -41,6 +41,18 @@ def test_a_trial_fits_only_if_as_long_as_the_longest_leaves_the_margin():
     assert budget.longest_trial == 75.0
 
 
+def test_trials_of_known_epochs_are_judged_by_their_own_length():
+    # After a 15-epoch trial of 150 s, a one-epoch screen still fits in 80 s; a full one not.
+    budget = Budget(110.0, margin=30.0)
+    budget.note_trial(150.0, epochs=15)
+    budget.note_trial(12.0, epochs=1)  # the slowest epoch so far: 12 s
+    assert not budget.fits_another_trial()  # as long as the longest: 150 s
+    assert budget.fits_another_trial(epochs=1) and budget.estimate(epochs=1) == 12.0
+    assert not budget.fits_another_trial(epochs=15)  # 180 s
+    budget.note_trial(5.0, epochs=0)  # a trial that failed before its first epoch
+    assert budget.longest_epoch == 12.0
+
+
 def test_check_raises_once_only_the_margin_is_left():
     budget = Budget(0.05, margin=0.0)
     budget.check()

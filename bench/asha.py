@@ -1,0 +1,165 @@
+"""Asynchronous successive halving (ASHA) as a KerasTuner oracle and tuner: `--tuner asha`.
+
+ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning", MLSys 2020) trains
+configurations at rungs of growing budget. Whenever a worker asks for a trial it gets, from
+the highest rung down, a configuration that is in the top 1/factor of the finished trials of
+its rung and not yet promoted, trained at the next rung's budget; failing that, a new
+configuration at the lowest rung. No rung waits for another to fill, so workers never idle.
+
+Built the way KerasTuner's Hyperband is: the rung data travel as "tuner/..." values of each
+trial, the oracle's state (rungs, promotions) is saved with it, and the chief/worker mode
+serves it unchanged. A promoted configuration trains afresh for its rung's epochs, so its
+learning-rate schedule spans that budget (a space's fit stretches its schedule over `epochs`)
+and every trial of a rung is judged after the same training. The first configuration, the
+space's defaults, is promoted at every rung whatever its rank: a night always trains it at
+full fidelity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras_tuner as kt
+
+from bench import kt_compat
+
+EPOCHS = "tuner/epochs"  # the budget of this trial (as KerasTuner's Hyperband names it)
+INITIAL_EPOCH = "tuner/initial_epoch"
+RUNG = "tuner/round"  # 0 for the lowest rung
+PROMOTED_FROM = "tuner/promoted_from"  # the trial of the rung below
+LINEAGE = "tuner/lineage"  # the trial that first tried this configuration, at rung 0
+MIN_EPOCHS = 1
+DEFAULT_FACTOR = 3
+RUNNING, IDLE, STOPPED = "RUNNING", "IDLE", "STOPPED"
+
+
+def rung_epochs(max_epochs: int, factor: int, min_epochs: int = MIN_EPOCHS) -> list[int]:
+    """Epochs of each rung, lowest first: max_epochs, then each divided by factor (rounded
+    up) while that is at least min_epochs; 15 epochs with factor 3 make [1, 2, 5, 15]."""
+    if max_epochs < 1 or factor < 2:
+        raise ValueError(f"rungs need max_epochs >= 1 and factor >= 2, not {max_epochs}, {factor}")
+    rungs = [max_epochs]
+    while (lower := math.ceil(rungs[-1] / factor)) >= min_epochs and lower < rungs[-1]:
+        rungs.append(lower)
+    return rungs[::-1]
+
+
+class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
+    """Promotes the top 1/factor of each rung to the next, asynchronously.
+
+    Args:
+        max_epochs: the top rung's epochs (full fidelity).
+        factor: the reduction factor between rungs (eta in the paper).
+        Other arguments as KerasTuner's Oracle; max_trials counts promotions too.
+    """
+
+    def __init__(self, objective=None, max_epochs=15, factor=DEFAULT_FACTOR, **kwargs):
+        super().__init__(objective=objective, **kwargs)
+        self.factor = factor
+        self.rungs = rung_epochs(max_epochs, factor)
+        self.promoted: list[str] = []  # trials whose configuration went on to the next rung
+        self.favoured: str | None = None  # the lineage of the first configuration
+
+    def populate_space(self, trial_id):
+        """The next trial: a promotion if one is due, else a new configuration at rung 0."""
+        parent = self.next_promotion()
+        if parent is not None:
+            self.promoted.append(parent.trial_id)
+            return {"status": RUNNING, "values": self.promotion_values(parent)}
+        values = kt_compat.draw_values(self)
+        if values is None:  # the space has no new configuration left
+            return {"status": IDLE if self.ongoing_trials else STOPPED}
+        if self.favoured is None:
+            self.favoured = trial_id
+        state = {EPOCHS: self.rungs[0], INITIAL_EPOCH: 0, RUNG: 0, LINEAGE: trial_id}
+        return {"status": RUNNING, "values": {**values, **state}}
+
+    def next_promotion(self):
+        """The finished trial to promote now, from the highest rung down, or None."""
+        for rung in reversed(range(len(self.rungs) - 1)):
+            done = [t for t in self.trials.values() if rung_of(t) == rung and _scored(t)]
+            waiting = [t for t in done if t.trial_id not in self.promoted]
+            favoured = [t for t in waiting if _values(t).get(LINEAGE) == self.favoured]
+            if favoured:
+                return favoured[0]
+            best_first = sorted(done, key=self._rank_key)
+            top = {t.trial_id for t in best_first[: len(done) // self.factor]}
+            chosen = [t for t in best_first if t.trial_id in top and t in waiting]
+            if chosen:
+                return chosen[0]
+        return None
+
+    def _rank_key(self, trial):
+        sign = -1.0 if self.objective.direction == "max" else 1.0
+        return (sign * trial.score, trial.trial_id)
+
+    def promotion_values(self, parent) -> dict:
+        """The parent's configuration at the next rung's budget, trained afresh."""
+        values = {k: v for k, v in _values(parent).items() if not k.startswith("tuner/")}
+        rung = rung_of(parent) + 1
+        return {
+            **values,
+            EPOCHS: self.rungs[rung],
+            INITIAL_EPOCH: 0,
+            RUNG: rung,
+            PROMOTED_FROM: parent.trial_id,
+            LINEAGE: _values(parent).get(LINEAGE, parent.trial_id),
+        }
+
+    def get_state(self):
+        state = super().get_state()
+        state.update(
+            factor=self.factor, rungs=self.rungs, promoted=self.promoted, favoured=self.favoured
+        )
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.factor = state["factor"]
+        self.rungs = state["rungs"]  # frozen at the run's creation: a resume keeps them
+        self.promoted = state["promoted"]
+        self.favoured = state["favoured"]
+
+
+def _values(trial) -> dict:
+    return trial.hyperparameters.values
+
+
+def rung_of(trial) -> int:
+    return int(_values(trial).get(RUNG, 0))
+
+
+def _scored(trial) -> bool:
+    return trial.status == "COMPLETED" and trial.score is not None and not math.isnan(trial.score)
+
+
+class ASHA(kt.Tuner):
+    """A KerasTuner tuner driven by ASHAOracle: each trial trains for its rung's epochs."""
+
+    def __init__(
+        self,
+        hypermodel=None,
+        objective=None,
+        max_epochs=15,
+        factor=DEFAULT_FACTOR,
+        max_trials=None,
+        seed=None,
+        max_consecutive_failed_trials=3,
+        **kwargs,
+    ):
+        oracle = ASHAOracle(
+            objective,
+            max_epochs=max_epochs,
+            factor=factor,
+            max_trials=max_trials,
+            seed=seed,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+    def run_trial(self, trial, *fit_args, **fit_kwargs):
+        values = _values(trial)
+        if EPOCHS in values:
+            fit_kwargs["epochs"] = values[EPOCHS]
+            fit_kwargs["initial_epoch"] = values.get(INITIAL_EPOCH, 0)
+        return super().run_trial(trial, *fit_args, **fit_kwargs)
