@@ -200,6 +200,13 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         choices=tuple(DATASETS),
         help="mnist (default) or fashion_mnist (Debian's dataset-fashion-mnist or Keras' cache)",
     )
+    p.add_argument(
+        "--no-warm-start",
+        dest="warm_start",
+        action="store_false",
+        default=None,
+        help="do not try the best configurations of earlier runs after the space's defaults",
+    )
     # Set by a supervising `bench search` on the processes it starts.
     p.add_argument("--role", choices=("process", "chief", "worker"), help=argparse.SUPPRESS)
 

@@ -36,6 +36,7 @@ IDENTITY_FIELDS = (
     "max_params",
     "mixed_precision",
     "dataset",
+    "warm_start",
 )
 
 
@@ -69,6 +70,9 @@ class SearchConfig:
     mixed_precision: bool = False  # float16 compute, float32 weights: a GPU's tensor cores
     dataset: str = data.DEFAULT_DATASET  # mnist or fashion_mnist (bench.data.DATASETS)
     tensorboard: bool = False  # per-trial TensorBoard logs with HParams under <run>/tensorboard
+    # After the space's defaults, try the best configurations of earlier runs of the same
+    # space and data in `results` (chosen when the run is created, kept for its resumes).
+    warm_start: bool = True
 
     @property
     def run_dir(self) -> Path:

@@ -126,27 +126,65 @@ def forget_uncommitted_trials(oracle) -> None:
         del oracle.trials[trial_id]
 
 
-def defaults_first(oracle) -> None:
-    """Make a fresh run's first trial try the space's defaults, its author's best guess.
+def defaults_first(oracle, then: list[dict] = ()) -> None:
+    """Make a fresh run's first draws the space's defaults, its author's best guess, then each
+    configuration of `then` (the warm start), before the oracle's random draws.
 
     KerasTuner's oracles draw every trial at random; a space whose defaults are a known-good
-    recipe (cnn_plus) then gives a strong best-so-far from the first trial on.
+    recipe (cnn_plus) then gives a strong best-so-far from the first trial on. The draws are
+    counted from the oracle's trials, so a resumed run goes on where it was.
     """
-    import keras_tuner as kt
-
     draw = oracle._random_values
 
     def values():
-        if oracle.trials:  # not the first trial (a resumed run has its trials back)
-            return draw()
-        chosen = kt.HyperParameters()
-        for hp in oracle.hyperparameters.space:
-            chosen.merge([hp])  # conditions see the values chosen so far
-            if chosen.is_active(hp):
-                chosen.values[hp.name] = hp.default
-        return chosen.values
+        drawn = sum(1 for trial in oracle.trials.values() if not continues(trial))
+        queue = [space_values(oracle.hyperparameters, wanted) for wanted in [{}, *then]]
+        queue = [v for i, v in enumerate(queue) if v not in queue[:i]]  # each one once
+        return queue[drawn] if drawn < len(queue) else draw()
 
     oracle._random_values = values
+
+
+# Values of trials that go on with an earlier trial's configuration, which no draw made.
+CONTINUATION_KEYS = ("tuner/trial_id", "tuner/promoted_from")
+
+
+def continues(trial) -> bool:
+    """Whether a trial goes on with an earlier trial's configuration (Hyperband, ASHA)."""
+    return any(key in trial.hyperparameters.values for key in CONTINUATION_KEYS)
+
+
+def space_values(hyperparameters, wanted: dict) -> dict:
+    """The space's active values: `wanted`'s where it has one the space allows, else each
+    hyperparameter's default (conditions see the values chosen so far). Wanted values of
+    names the space has not met yet stay: a conditional hyperparameter (AdamW's decay) is
+    only known once a trial built with its condition, and takes the value then."""
+    import keras_tuner as kt
+
+    chosen = kt.HyperParameters()
+    for hp in hyperparameters.space:
+        chosen.merge([hp])
+        if chosen.is_active(hp):
+            value = wanted.get(hp.name, hp.default)
+            chosen.values[hp.name] = value if _allowed(hp, value) else hp.default
+    known = {hp.name for hp in hyperparameters.space}
+    unmet = {k: v for k, v in wanted.items() if k not in known and not k.startswith("tuner/")}
+    return {**chosen.values, **unmet}
+
+
+def _allowed(hp, value) -> bool:
+    """Whether the space's hyperparameter hp can take value (an earlier run's space may
+    have differed)."""
+    from keras_tuner.engine import hyperparameters as kinds
+
+    if isinstance(hp, kinds.Choice):
+        return value in hp.values
+    if isinstance(hp, (kinds.Int, kinds.Float)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and hp.min_value <= value <= hp.max_value
+    if isinstance(hp, kinds.Boolean):
+        return isinstance(value, bool)
+    return value == hp.default  # Fixed
 
 
 def draw_values(oracle) -> dict | None:

@@ -42,7 +42,7 @@ SECONDS_PER_HOUR = 3600.0
 WORKERS_SEARCH = [
     "--space", "tiny", "--tuner", "random", "--seed", "0",
     "--train-limit", "5000", "--val-size", "1000", "--test-limit", "1000",
-    "--max-epochs", "3", "--patience", "3",
+    "--max-epochs", "3", "--patience", "3", "--no-warm-start",
 ]  # fmt: skip
 
 

@@ -42,7 +42,10 @@ def resume_command(config: SearchConfig) -> str:
         value = getattr(config, name)
         if value != getattr(defaults, name):
             flag = f"--{name.replace('_', '-')}"
-            parts += [flag] if value is True else [flag, str(value)]
+            if value is False:  # a switch that is on by default
+                parts.append(f"--no-{name.replace('_', '-')}")
+            else:
+                parts += [flag] if value is True else [flag, str(value)]
     return shlex.join(parts)
 
 

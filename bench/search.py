@@ -41,6 +41,8 @@ from bench.trials import (
 from search_spaces import get as get_space
 from search_spaces import hypermodel
 
+WARM_START_KEY = "warm_start_configs"  # in config.json: what the run tries after the defaults
+WARM_START_CONFIGS = 3
 TUNER_CLASSES = {
     "random": kt.RandomSearch,
     "grid": kt.GridSearch,
@@ -58,8 +60,9 @@ ORACLE_SEED_OFFSET = 1
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
-def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
-    """A stock KerasTuner tuner of the configured kind, over the configured space."""
+def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None, warm: list[dict] = ()):
+    """A KerasTuner tuner of the configured kind over the configured space; its first draws
+    are the space's defaults, then the hyperparameters of each warm-start entry."""
     base = TUNER_CLASSES[config.tuner]
     common = dict(
         hypermodel=hypermodel(config.space),
@@ -80,7 +83,7 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None):
     tuner.recorder = recorder
     if kt_compat.holds_trials(tuner.oracle):  # a worker holds only a client of the chief's
         kt_compat.forget_uncommitted_trials(tuner.oracle)
-        kt_compat.defaults_first(tuner.oracle)
+        kt_compat.defaults_first(tuner.oracle, [entry["hyperparameters"] for entry in warm])
     if config.tuner == "hyperband":
         tuner.trial_limit = config.max_trials
     if config.tuner == "asha":
@@ -130,9 +133,41 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
                 "use another --run name"
             )
     else:
-        records.atomic_write_json(path, {**wanted, "created_at": utc_now()})
+        warm = warm_start_configs(config) if config.warm_start else []
+        created = {**wanted, "created_at": utc_now(), WARM_START_KEY: warm}
+        records.atomic_write_json(path, created)
     records.note_environment(config.run_dir, envinfo.environment(), utc_now())
     return resumed
+
+
+def warm_start_configs(config: SearchConfig) -> list[dict]:
+    """The best configurations by validation accuracy of earlier runs of the same space and
+    dataset under config.results: distinct, at most WARM_START_CONFIGS, each with its run,
+    trial and validation accuracy. Runs moved aside by --fresh and unreadable ones are left
+    out; the test set plays no part."""
+    found = []
+    for run_dir in sorted(Path(config.results).iterdir()):
+        if run_dir == config.run_dir or ".old-" in run_dir.name:
+            continue
+        try:
+            other = records.load_config(run_dir)
+            same = (other.get("space"), other.get("dataset", data.DEFAULT_DATASET))
+            if same == (config.space, config.dataset):
+                found += records.completed(records.load_records(run_dir))
+        except (OSError, ValueError, KeyError):
+            continue  # not a run, or one the report would name as damaged
+    chosen: dict[str, dict] = {}
+    for record in records.ranked_by_validation(found):
+        key = json.dumps(record["hyperparameters"], sort_keys=True)
+        if key not in chosen and len(chosen) < WARM_START_CONFIGS:
+            fields_kept = ("run", "trial_id", "val_accuracy", "hyperparameters")
+            chosen[key] = {name: record[name] for name in fields_kept}
+    return list(chosen.values())
+
+
+def warm_start_of(config: SearchConfig) -> list[dict]:
+    """The warm start chosen when the run was created (none for runs from before)."""
+    return records.load_config(config.run_dir).get(WARM_START_KEY) or []
 
 
 def load_splits(config: SearchConfig) -> data.Splits:
@@ -211,7 +246,8 @@ def serve_chief(config: SearchConfig) -> None:
     """
     kt_compat.install()
     apply_runtime(config)
-    make_tuner(config).search()  # KerasTuner's chief blocks in its gRPC server
+    # KerasTuner's chief blocks in its gRPC server.
+    make_tuner(config, warm=warm_start_of(config)).search()
 
 
 def run_worker(config: SearchConfig, stream=None) -> bool:
@@ -236,7 +272,7 @@ def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) ->
     keras.utils.set_random_seed(config.seed)
     progress = Progress(total=None, stream=stream, budget=Budget(config.budget))
     progress.resume_from(records.load_records(config.run_dir))
-    tuner = make_tuner(config, TrialRecorder(config, splits, progress))
+    tuner = make_tuner(config, TrialRecorder(config, splits, progress), warm_start_of(config))
     progress.total = planned_trials(config)
     print(
         f"{'resuming' if resumed else 'starting'} run {config.run}: space {config.space}, "

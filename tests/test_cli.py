@@ -211,15 +211,16 @@ def test_the_resume_command_repeats_every_setting_that_is_not_a_default():
         workers=2,
         dataset="fashion_mnist",
         tensorboard=True,
+        warm_start=False,
     )
     command = runner.resume_command(config)
     assert command == (
-        "bench search --run n --space seed --max-trials 7 --dataset fashion_mnist --results out"
-        " --trials-per-process 3 --workers 2 --tensorboard"
+        "bench search --run n --space seed --max-trials 7 --dataset fashion_mnist"
+        " --no-warm-start --results out --trials-per-process 3 --workers 2 --tensorboard"
     )
     args = cli.build_parser().parse_args(command.split()[1:])
     assert (args.space, args.max_trials, args.results, args.workers) == ("seed", 7, "out", 2)
-    assert (args.dataset, args.tensorboard) == ("fashion_mnist", True)
+    assert (args.dataset, args.tensorboard, args.warm_start) == ("fashion_mnist", True, False)
 
 
 def test_mixed_precision_without_a_gpu_is_a_usage_error(capsys, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The cnn_plus space: every structure builds and runs, every training choice compiles and fits."""
 
 import itertools
+import types
 
 import keras
 import keras_tuner as kt
@@ -199,17 +200,27 @@ def test_a_shipped_model_has_plain_crossentropy_and_loads_back(tmp_path):
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
 
 
-def test_the_first_trial_of_a_run_tries_the_space_defaults():
+def _trial(values: dict):
+    return types.SimpleNamespace(hyperparameters=types.SimpleNamespace(values=values))
+
+
+def test_the_first_trials_of_a_run_try_the_defaults_then_the_warm_start():
     oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"), seed=3)
     hp = kt.HyperParameters()
     cnn_plus.build(hp)
     oracle.update_space(hp)
-    kt_compat.defaults_first(oracle)
+    defaults = {p.name: p.default for p in hp.space if hp.is_active(p)}
+    earlier = {**defaults, "filters": 64, "optimizer": "adamw", "weight_decay": 1e-3}
+    foreign = {"filters": 999}  # a value this space does not allow: the defaults again
+    kt_compat.defaults_first(oracle, [defaults, earlier, foreign])
     first = oracle._random_values()
-    assert first == {p.name: p.default for p in hp.space if hp.is_active(p)}
+    assert first == defaults
     assert "weight_decay" not in first  # adam by default: AdamW's decay is inactive
-    oracle.trials["0"] = object()  # once a trial exists, draws are random again
-    assert oracle._random_values() != first
+    oracle.trials["0"] = _trial(first)
+    assert oracle._random_values() == earlier  # each configuration once, in order
+    oracle.trials["1"] = _trial(earlier)
+    oracle.trials["2"] = _trial({**earlier, "tuner/promoted_from": "1"})  # not a draw
+    assert oracle._random_values() not in (defaults, earlier)  # random again
 
 
 def test_mixed_precision_keeps_float32_probabilities():

@@ -239,3 +239,24 @@ def test_hyperband_runs_its_planned_schedule(tmp_path):
     done = records.load_records(config.run_dir)
     assert len(done) == planned
     assert all(r["tuner_state"]["epochs"] == 2 for r in done)
+
+
+def test_a_new_run_tries_the_best_configurations_of_earlier_runs_after_the_defaults(tmp_path):
+    tiny = dict(space="tiny", max_trials=3)
+    search.run_search(tiny_config(tmp_path, run="a", **tiny), stream=io.StringIO())
+    earlier = records.ranked_by_validation(records.load_records(tmp_path / "a"))
+    config = tiny_config(tmp_path, run="b", **tiny)
+    search.run_search(config, stream=io.StringIO())
+    warm = records.load_config(config.run_dir)[search.WARM_START_KEY]
+    assert [w["trial_id"] for w in warm] == [r["trial_id"] for r in earlier]  # by validation
+    done = records.load_records(config.run_dir)
+    first = records.load_records(tmp_path / "a")[0]
+    assert done[0]["hyperparameters"] == first["hyperparameters"]  # the defaults, first
+    # Then the earlier run's best that are not the defaults, in their order.
+    others = [
+        w["hyperparameters"] for w in warm if w["hyperparameters"] != first["hyperparameters"]
+    ]
+    assert [r["hyperparameters"] for r in done[1:]] == others[:2]
+    cold = tiny_config(tmp_path, run="c", warm_start=False, **tiny)
+    search.run_search(cold, stream=io.StringIO())
+    assert records.load_config(cold.run_dir)[search.WARM_START_KEY] == []
