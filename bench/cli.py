@@ -201,6 +201,15 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         help="mnist (default) or fashion_mnist (Debian's dataset-fashion-mnist or Keras' cache)",
     )
     p.add_argument(
+        "--confirm-seeds",
+        type=int,
+        help="after the search, retrain its top trials and the defaults with S more seeds "
+        "each, within the budget (default 0: none)",
+    )
+    p.add_argument(
+        "--confirm-top", type=int, help="how many top trials --confirm-seeds retrains (3)"
+    )
+    p.add_argument(
         "--no-warm-start",
         dest="warm_start",
         action="store_false",

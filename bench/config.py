@@ -73,6 +73,11 @@ class SearchConfig:
     # After the space's defaults, try the best configurations of earlier runs of the same
     # space and data in `results` (chosen when the run is created, kept for its resumes).
     warm_start: bool = True
+    # After the search, retrain its top confirm_top full-fidelity trials and the space's
+    # defaults with confirm_seeds more seeds each, as `bench confirm` does, within the budget
+    # (the search leaves room for it). 0: the night confirms nothing.
+    confirm_top: int = 3
+    confirm_seeds: int = 0
 
     @property
     def run_dir(self) -> Path:
@@ -83,7 +88,14 @@ class SearchConfig:
         check_run_name(self.run)
         if self.tuner not in TUNER_NAMES:
             raise ConfigError(f"unknown tuner {self.tuner!r}; known: {', '.join(TUNER_NAMES)}")
-        positive = ("max_trials", "max_epochs", "batch_size", "train_limit", "test_limit")
+        positive = (
+            "max_trials",
+            "max_epochs",
+            "batch_size",
+            "train_limit",
+            "test_limit",
+            "confirm_top",
+        )
         per_process = ("trials_per_process", "workers", "threads")
         for name in (*positive, "max_params", "max_failures", *per_process):
             value = getattr(self, name)
@@ -92,8 +104,10 @@ class SearchConfig:
         if self.dataset not in data.DATASETS:
             known = ", ".join(data.DATASETS)
             raise ConfigError(f"unknown --dataset {self.dataset!r}; known: {known}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be 0 or more, not {self.seed}")
+        for name in ("seed", "confirm_seeds"):
+            if getattr(self, name) < 0:
+                flag = f"--{name.replace('_', '-')}"
+                raise ConfigError(f"{flag} must be 0 or more, not {getattr(self, name)}")
         if self.patience < 1 or self.hyperband_factor < 2:
             raise ConfigError("patience must be >= 1 and hyperband factor >= 2")
         return self

@@ -54,23 +54,62 @@ def confirm_run(
     splits = data.splits_for_run(raw, config)
     training.apply_runtime(config.get("threads"), config.get("mixed_precision", False))
     with lock.run_lock(run_dir):
-        todo = missing(run_dir, chosen, confirm_seeds(config["seed"], seeds))
+        confirm_trials(run_dir, config, chosen, seeds, splits, stream)
+    return records.load_confirmed(run_dir)
+
+
+def confirm_trials(
+    run_dir: Path,
+    config: dict,
+    chosen: list[dict],
+    seeds: int,
+    splits: data.Splits,
+    stream,
+    fits=None,
+) -> int:
+    """Retrain each of chosen with `seeds` confirmation seeds, skipping pairs already done;
+    the caller holds the run's lock. With fits(seconds) -> bool, a retraining starts only when
+    one as long as its trial fits. Returns how many were trained."""
+    todo = missing(run_dir, chosen, confirm_seeds(config["seed"], seeds))
+    print(
+        f"confirming run {config['run']}: {len(chosen)} trial(s) x {seeds} seed(s), "
+        f"{len(todo)} to train",
+        file=stream,
+        flush=True,
+    )
+    for done, (record, seed) in enumerate(todo, start=1):
+        if fits is not None and not fits(record["train_seconds"] or 0.0):
+            why = f"the time budget has no room for trial {record['trial_id']} again"
+            print(f"stopped confirming: {why}", file=stream, flush=True)
+            return done - 1
+        result = train_once(run_dir, record, config, splits, seed)
         print(
-            f"confirming run {config['run']}: top {len(chosen)} trial(s) x {seeds} seed(s), "
-            f"{len(todo)} to train",
+            f"[{done}/{len(todo)}] trial {record['trial_id']} seed {seed}: "
+            f"val {result['val_accuracy']:.4f} test {result['test_accuracy']:.4f} "
+            f"loss {result['test_loss']:.4f} ({result['train_seconds']:.0f} s)",
             file=stream,
             flush=True,
         )
-        for done, (record, seed) in enumerate(todo, start=1):
-            result = train_once(run_dir, record, config, splits, seed)
-            print(
-                f"[{done}/{len(todo)}] trial {record['trial_id']} seed {seed}: "
-                f"val {result['val_accuracy']:.4f} test {result['test_accuracy']:.4f} "
-                f"loss {result['test_loss']:.4f} ({result['train_seconds']:.0f} s)",
-                file=stream,
-                flush=True,
-            )
-    return records.load_confirmed(run_dir)
+    return len(todo)
+
+
+def night_choice(trials: list[dict], top: int, max_epochs: int) -> list[dict]:
+    """What a night confirms: its top `top` full-fidelity trials by validation accuracy, and
+    the space's defaults (its first configuration) at full fidelity, so that the winner can be
+    tested against them. Full fidelity: a trial of the run's --max-epochs budget (asha and
+    hyperband trials at lower rungs are left out)."""
+    full = [
+        r
+        for r in records.completed(trials)
+        if (r.get("tuner_state") or {}).get("epochs", max_epochs) == max_epochs
+    ]
+    ranked = records.ranked_by_validation(full)
+    chosen = ranked[:top]
+    first = trials[0]["hyperparameters"] if trials else None
+    defaults = next((r for r in ranked if r["hyperparameters"] == first), None)
+    if defaults is not None and defaults not in chosen:
+        chosen.append(defaults)
+    return chosen
 
 
 def missing(run_dir: Path, chosen: list[dict], seeds: list[int]) -> list[tuple[dict, int]]:

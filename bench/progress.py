@@ -76,6 +76,7 @@ class Budget:
     # The most seconds an epoch took, trial overheads included: the estimate for trials of a
     # known budget (a rung of asha), whose lengths differ by design.
     longest_epoch: float = 0.0
+    reserve: float = 0.0  # seconds the search leaves for what follows it (the confirmation)
 
     def left(self) -> float | None:
         if self.seconds is None:
@@ -95,9 +96,13 @@ class Budget:
 
     def fits_another_trial(self, epochs: int | None = None) -> bool:
         """Whether a trial of `epochs` epochs (None: as long as the longest so far) ends
-        before the margin."""
+        before the margin and the reserve."""
+        return self.fits(self.estimate(epochs) + self.reserve)
+
+    def fits(self, seconds: float) -> bool:
+        """Whether work of `seconds` ends before the margin."""
         left = self.left()
-        return left is None or left - self.margin > self.estimate(epochs)
+        return left is None or left - self.margin > seconds
 
     def check(self) -> None:
         """Raise BudgetSpent once only the margin is left (called between batches)."""

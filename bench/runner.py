@@ -151,7 +151,9 @@ def run_cluster(config: SearchConfig, argv: list[str], listen: str | None, fresh
         cluster.shown = {r["trial_id"]: r["finished_at"] for r in existing}
         cluster.start()
         code = cluster.watch()
-    print(f"trials by worker: {cluster.summary() or 'none'}", flush=True)
+        print(f"trials by worker: {cluster.summary() or 'none'}", flush=True)
+        if code == EXIT_OK:  # the workers left room in the budget for it
+            search.confirm_night(config, splits, progress.budget, sys.stdout)
     return finish(config, code)
 
 

@@ -16,6 +16,7 @@ import keras_tuner as kt
 
 from bench import (
     asha,
+    confirm,
     data,
     distributed,
     envinfo,
@@ -220,7 +221,25 @@ def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> bool:
     splits = open_run(config, fresh, stream)
     with lock.run_lock(config.run_dir):
         resumed = prepare_run_dir(config, splits)
-        return _search(config, splits, resumed, stream)
+        budget = Budget(config.budget)
+        over = _search(config, splits, resumed, stream, budget)
+        if over:
+            confirm_night(config, splits, budget, stream)
+        return over
+
+
+def confirm_night(config: SearchConfig, splits: data.Splits, budget: Budget, stream) -> None:
+    """With --confirm-seeds: retrain the night's top trials and the defaults with fresh seeds,
+    as far as the budget goes; the caller holds the run's lock."""
+    if not config.confirm_seeds:
+        return
+    trials = records.load_records(config.run_dir)
+    chosen = confirm.night_choice(trials, config.confirm_top, config.max_epochs)
+    if chosen:
+        saved = records.load_config(config.run_dir)
+        confirm.confirm_trials(
+            config.run_dir, saved, chosen, config.confirm_seeds, splits, stream, budget.fits
+        )
 
 
 def apply_runtime(config: SearchConfig) -> None:
@@ -260,7 +279,7 @@ def run_worker(config: SearchConfig, stream=None) -> bool:
     splits = load_splits(config)
     prepare_run_dir(config, splits)  # the same data and settings as the chief's, or refused
     try:
-        return _search(config, splits, True, stream)
+        return _search(config, splits, True, stream, Budget(config.budget))
     except distributed.grpc_error() as exc:
         # The chief's oracle counts failures in a row and raises in the call that ends one.
         if "consecutive failures" in str(getattr(exc, "details", lambda: "")()):
@@ -268,9 +287,11 @@ def run_worker(config: SearchConfig, stream=None) -> bool:
         raise SearchError(distributed.lost_chief_message(exc)) from exc
 
 
-def _search(config: SearchConfig, splits: data.Splits, resumed: bool, stream) -> bool:
+def _search(
+    config: SearchConfig, splits: data.Splits, resumed: bool, stream, budget: Budget
+) -> bool:
     keras.utils.set_random_seed(config.seed)
-    progress = Progress(total=None, stream=stream, budget=Budget(config.budget))
+    progress = Progress(total=None, stream=stream, budget=budget)
     progress.resume_from(records.load_records(config.run_dir))
     tuner = make_tuner(config, TrialRecorder(config, splits, progress), warm_start_of(config))
     progress.total = planned_trials(config)

@@ -132,6 +132,13 @@ class TrialRecorder:
         )
         return record
 
+    def confirmation_reserve(self) -> float:
+        """Seconds to leave at the end for --confirm-seeds: the top trials and the defaults,
+        each retrained that many times at full fidelity (the slowest epoch so far)."""
+        config = self.config
+        retrainings = (config.confirm_top + 1) * config.confirm_seeds
+        return retrainings * self.progress.budget.estimate(config.max_epochs)
+
     def epoch_backup(self, trial, callbacks) -> checkpoint.EpochBackup:
         """The callback that saves this trial after each epoch and resumes it after a cut."""
         folder = checkpoint.backup_dir(self.run_dir, trial.trial_id)
@@ -157,7 +164,9 @@ class TrialRecorder:
             self._finish_failed(record, exc, time.monotonic() - began)
             raise
         finally:
-            self.progress.budget.note_trial(time.monotonic() - began, record["epochs_run"])
+            budget = self.progress.budget
+            budget.note_trial(time.monotonic() - began, record["epochs_run"])
+            budget.reserve = self.confirmation_reserve()
         return histories
 
     def _complete(self, record: dict, tuner, trial, history: dict) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from bench import confirm, export, records, report, search
 from bench.config import SearchConfig
+from tests import factories
 
 TINY = dict(train_limit=300, val_size=200, test_limit=200, max_epochs=1, batch_size=64)
 
@@ -87,3 +88,47 @@ def test_a_run_without_confirmations_cannot_export_confirmed(tmp_path):
     run_dir = fake_run(tmp_path, n=2, failed=0)
     with pytest.raises(export.ExportError, match="run `bench confirm` first"):
         export.export_run(run_dir, confirmed=True)
+
+
+def _rung(trial_id: str, val: float, epochs: int, hp: dict) -> dict:
+    return factories.fake_record(
+        trial_id=trial_id,
+        val_accuracy=val,
+        hyperparameters=hp,
+        tuner_state={"epochs": epochs},
+    )
+
+
+def test_a_night_confirms_its_best_full_trials_and_the_defaults():
+    defaults, other = {"x": 1}, {"x": 2}
+    trials = [
+        _rung("0", 0.90, 1, defaults),  # the first configuration: the defaults
+        _rung("1", 0.99, 1, other),  # a one-epoch screen: not full fidelity
+        _rung("2", 0.95, 9, defaults),
+        _rung("3", 0.97, 9, other),
+        _rung("4", 0.96, 9, {"x": 3}),
+    ]
+    chosen = confirm.night_choice(trials, top=1, max_epochs=9)
+    assert [r["trial_id"] for r in chosen] == ["3", "2"]  # the best, then the defaults
+    assert [r["trial_id"] for r in confirm.night_choice(trials, 3, 9)] == ["3", "4", "2"]
+
+
+def test_a_night_with_confirm_seeds_confirms_itself_under_its_own_lock(tmp_path):
+    config = SearchConfig(
+        run="n",
+        space="tiny",
+        tuner="asha",
+        max_trials=4,
+        confirm_top=1,
+        confirm_seeds=1,
+        results=str(tmp_path),
+        **{**TINY, "max_epochs": 2},
+    ).validate()
+    out = io.StringIO()
+    assert search.run_search(config, stream=out) is True
+    trials = records.load_records(config.run_dir)
+    expected = confirm.night_choice(trials, 1, 2)
+    confirmed = records.load_confirmed(config.run_dir)
+    assert sorted(r["trial_id"] for r in confirmed) == sorted(r["trial_id"] for r in expected)
+    assert all(r["epochs"] <= 2 and r["architecture"] for r in confirmed)
+    assert "confirming run n" in out.getvalue()

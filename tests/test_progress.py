@@ -71,3 +71,12 @@ def test_progress_counts_a_rerun_trial_once_and_shows_time_left():
     assert progress.done == 1
     assert out.getvalue().startswith("trial 1/3 [1]")
     assert re.search(r"\| left (1:00:00|0:59:\d\d) \|", out.getvalue())
+
+
+def test_the_search_leaves_its_reserve_for_what_follows():
+    budget = Budget(200.0, margin=30.0)
+    budget.note_trial(50.0)
+    assert budget.fits_another_trial()  # 170 > 50
+    budget.reserve = 130.0  # the confirmation's
+    assert not budget.fits_another_trial()  # 170 - 130 < 50
+    assert budget.fits(160.0)  # the confirmation itself may use it
