@@ -11,8 +11,8 @@ from bench.runs import UNREADABLE, Run, confirmed_correct
 
 SIGNIFICANCE_PAIRS = 3  # rank 1 vs 2, 2 vs 3, 3 vs 4 of the confirmed ranking
 _CONFIRMED_NOTE = (
-    "`bench confirm` retrained each of a run's top trials (by validation accuracy) with fresh "
-    "seeds on the same splits; the search's own trial is not counted, since it was picked for "
+    "`bench confirm`, or the night itself with --confirm-seeds, retrained each of a run's top "
+    "trials (by validation accuracy) with fresh seeds on the same splits; the search's own trial is not counted, since it was picked for "
     "being lucky too. Ranked by mean test accuracy over the seeds, with the standard deviation "
     "and the 95% t interval of the mean (ci95; none for one seed); likewise test loss."
 )
@@ -39,7 +39,27 @@ def section(runs: list[Run]) -> list[Block]:
     if len(pairs):
         note = f"{stats.MCNEMAR} on the test digits, the matched seeds pooled. {_PAIRS_VERDICT}"
         blocks += [Heading("Are the differences real?", 3), Paragraph(note), Table(cells(pairs))]
+        if verdict := defaults_verdict(pairs):
+            blocks.append(Paragraph(verdict))
     return blocks
+
+
+def defaults_verdict(pairs: pd.DataFrame) -> str | None:
+    """One plain sentence on whether the winner beat the space's defaults, where both were
+    confirmed."""
+    winner = pairs[pairs["better"].str.startswith("#1 ")]
+    if winner["better"].str.endswith("(the defaults)").any():
+        return "The space's defaults are the confirmed winner: nothing confirmed beat them."
+    against = winner[winner["worse"].str.endswith("(the defaults)")]
+    if against.empty:
+        return None
+    row = against.iloc[0]
+    if str(row["verdict"]).startswith("significant"):
+        return f"The winner {row['better']} beats the space's defaults significantly."
+    return (
+        f"Nothing beat the space's defaults significantly: the winner {row['better']} against "
+        f"{row['worse']} could be seed noise ({row['verdict']})."
+    )
 
 
 def _with_intervals(table: pd.DataFrame) -> pd.DataFrame:
@@ -59,23 +79,45 @@ def _pairs(runs: list[Run], ranking: pd.DataFrame) -> pd.DataFrame:
         for r in run.confirmed:
             by_config.setdefault((run.name, r["trial_id"]), {})[r["seed"]] = (run, r)
     top = ranking.head(SIGNIFICANCE_PAIRS + 1).to_dict("records")
-    rows = []
-    for better, worse in zip(top, top[1:], strict=False):
-        pair = [by_config[(row["run"], row["trial_id"])] for row in (better, worse)]
-        seeds = sorted(pair[0].keys() & pair[1].keys())
-        test = _mcnemar(pair, seeds)
-        rows.append(
-            {
-                "better": f"#{better['rank']} {better['run']}/{better['trial_id']}",
-                "worse": f"#{worse['rank']} {worse['run']}/{worse['trial_id']}",
-                "seeds": len(seeds),
-                "better_only": test["a_only"],
-                "worse_only": test["b_only"],
-                "p_value": test["p_value"],
-                "verdict": _verdict(test, len(seeds)),
-            }
-        )
-    return pd.DataFrame(rows)
+    pairs = list(zip(top, top[1:], strict=False))
+    rows = ranking.to_dict("records")
+    defaults = defaults_of(runs)
+    behind = [row for row in rows[1:] if (row["run"], row["trial_id"]) in defaults]
+    if rows and behind and (rows[0], behind[0]) not in pairs:
+        pairs.append((rows[0], behind[0]))  # the winner against the space's defaults
+    return pd.DataFrame([_pair_row(by_config, better, worse, defaults) for better, worse in pairs])
+
+
+def defaults_of(runs: list[Run]) -> set[tuple[str, str]]:
+    """(run, trial id) of the confirmed trials that are their run's first configuration: the
+    space's defaults."""
+    found = set()
+    for run in runs:
+        first = run.records[0]["hyperparameters"] if run.records else None
+        for record in run.records:
+            if record["hyperparameters"] == first:
+                found.add((run.name, record["trial_id"]))
+    return found
+
+
+def _pair_row(by_config: dict, better: dict, worse: dict, defaults: set) -> dict:
+    pair = [by_config[(row["run"], row["trial_id"])] for row in (better, worse)]
+    seeds = sorted(pair[0].keys() & pair[1].keys())
+    test = _mcnemar(pair, seeds)
+    return {
+        "better": _name(better, defaults),
+        "worse": _name(worse, defaults),
+        "seeds": len(seeds),
+        "better_only": test["a_only"],
+        "worse_only": test["b_only"],
+        "p_value": test["p_value"],
+        "verdict": _verdict(test, len(seeds)),
+    }
+
+
+def _name(row: dict, defaults: set) -> str:
+    name = f"#{row['rank']} {row['run']}/{row['trial_id']}"
+    return f"{name} (the defaults)" if (row["run"], row["trial_id"]) in defaults else name
 
 
 def _mcnemar(pair: list[dict], seeds: list) -> dict:

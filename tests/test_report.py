@@ -296,3 +296,32 @@ def test_importing_the_report_does_not_import_tensorflow():
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_confirmed_winner_is_tested_against_the_space_defaults_in_plain_words():
+    from bench import significance
+
+    def pairs(verdict: str, better: str = "#1 r/5", worse: str = "#3 r/0 (the defaults)"):
+        return pd.DataFrame([{"better": better, "worse": worse, "verdict": verdict}])
+
+    beat = significance.defaults_verdict(pairs("significant at 5%"))
+    assert beat == "The winner #1 r/5 beats the space's defaults significantly."
+    noise = significance.defaults_verdict(pairs("not significant: could be seed noise"))
+    assert noise.startswith("Nothing beat the space's defaults significantly")
+    first = significance.defaults_verdict(pairs("x", better="#1 r/0 (the defaults)", worse="#2"))
+    assert first.startswith("The space's defaults are the confirmed winner")
+    assert significance.defaults_verdict(pairs("x", worse="#2 r/4")) is None
+
+
+def test_the_defaults_are_the_trials_of_a_runs_first_configuration():
+    from bench import runs as runs_module
+    from bench import significance
+
+    first, other = {"x": 1}, {"x": 2}
+    trials = [
+        fake_record(trial_id="0", hyperparameters=first),
+        fake_record(trial_id="1", hyperparameters=other),
+        fake_record(trial_id="2", hyperparameters=first),  # the defaults at a higher rung
+    ]
+    run = runs_module.Run("r", Path("."), {}, trials, [], [])
+    assert significance.defaults_of([run]) == {("r", "0"), ("r", "2")}
