@@ -12,9 +12,10 @@ from bench.runs import UNREADABLE, Run, confirmed_correct
 SIGNIFICANCE_PAIRS = 3  # rank 1 vs 2, 2 vs 3, 3 vs 4 of the confirmed ranking
 _CONFIRMED_NOTE = (
     "`bench confirm`, or the night itself with --confirm-seeds, retrained each of a run's top "
-    "trials (by validation accuracy) with fresh seeds on the same splits; the search's own trial is not counted, since it was picked for "
-    "being lucky too. Ranked by mean test accuracy over the seeds, with the standard deviation "
-    "and the 95% t interval of the mean (ci95; none for one seed); likewise test loss."
+    "trials (by validation accuracy) with fresh seeds on the same splits; the search's own "
+    "trial is not counted, since it was picked for being lucky too. Ranked by mean test "
+    "accuracy over the seeds, with the standard deviation and the 95% t interval of the mean "
+    "(ci95; none for one seed); likewise test loss."
 )
 _PAIRS_VERDICT = (
     "better_only and worse_only count the digits only one of the two got right; p_value is the "
