@@ -56,7 +56,16 @@ FLOAT_COLUMNS = (
 )
 INT_COLUMNS = ("params", "epochs_run", "best_epoch", "initial_epoch")
 # Record fields the frame keeps but trials.csv leaves out (nested or file names).
-EXTRA_COLUMNS = ("initial_epoch", "history", "predictions", "eval_seconds", "oracle_seconds")
+EXTRA_COLUMNS = (
+    "initial_epoch",
+    "history",
+    "predictions",
+    "eval_seconds",
+    "oracle_seconds",
+    "rung",  # asha's rung (0 the lowest) from the record's tuner_state; hyperband's round
+    "promoted_from",  # asha: the trial of the rung below that this one went on from
+    "lineage",  # asha: the trial that first tried this configuration
+)
 
 
 def architecture(record: dict) -> str:
@@ -125,6 +134,12 @@ def _trial_row(run_name: str, record: dict) -> dict:
     row = {key: record.get(key) for key in CSV_COLUMNS + EXTRA_COLUMNS}
     process = record.get("process") or {}
     row.update(worker=process.get("worker"), oracle_seconds=process.get("oracle_seconds"))
+    state = record.get("tuner_state") or {}
+    row.update(
+        rung=state.get("round"),
+        promoted_from=state.get("promoted_from"),
+        lineage=state.get("lineage") or record.get("trial_id"),
+    )
     row.update(run=run_name, architecture=architecture(record))
     hyperparameters = record.get("hyperparameters") or {}
     row.update({HP_PREFIX + name: value for name, value in hyperparameters.items()})

@@ -270,6 +270,32 @@ def plot_learning_curves(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def plot_rung_curves(curves: pd.DataFrame) -> plt.Figure:
+    """Every trial's validation accuracy per epoch, coloured by the highest rung its
+    configuration reached (pace.rung_curves); one panel per run."""
+    names = list(dict.fromkeys(curves["run"]))
+    fig, axes = _subplots(1, len(names), figsize=(FIG_WIDTH, FIG_WIDTH * 0.4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        part = curves[curves["run"] == name]
+        sns.lineplot(
+            data=part,
+            x="epoch",
+            y="val_accuracy",
+            units="trial_id",
+            hue="reached",
+            palette="viridis",
+            estimator=None,
+            marker="o",
+            ax=ax,
+            legend=_legend(ax is axes[0][0]),
+        )
+        _zoom(ax, part["val_accuracy"], axis="y")
+        ax.set(title=name, ylabel="validation accuracy")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle("Every trial's learning curve, coloured by the highest rung it reached")
+    return fig
+
+
 def plot_confusion(matrix: pd.DataFrame, title: str = "Confusion matrix") -> plt.Figure:
     """Heatmap of a confusion() frame with the counts written in the cells."""
     fig, ax = _subplots(figsize=CONFUSION_SIZE)

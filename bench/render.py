@@ -39,6 +39,10 @@ CELL_FORMATS = {
         for part in ("_sd", "_low", "_high")
     },
     "p_value": "{:.3g}",
+    "hours": "{:.2f}",
+    "configurations_per_hour": "{:.1f}",
+    "trials_per_hour": "{:.1f}",
+    "best_val_accuracy": "{:.4f}",
 }
 HTML_STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench import metrics, plots, records, sections, significance, summary, tables
+from bench import metrics, pace, plots, records, sections, significance, summary, tables
 from bench.errors import ReportError
 from bench.frame import CSV_COLUMNS, hp_columns
 from bench.render import Block, Figure, Heading, to_html, to_markdown
@@ -112,6 +112,17 @@ FIGURES: tuple[tuple[str, str, Callable[[Context], plt.Figure | str]], ...] = (
 ERROR_FIGURES = ("confusion_matrix.png", "misclassified.png")
 
 
+def _fig_rung_curves(ctx: Context) -> plt.Figure | None:
+    curves = pace.rung_curves(ctx.df)
+    return None if curves.empty else plots.plot_rung_curves(curves)
+
+
+# Drawn only where they apply (runs of the asha tuner), in the section on the search.
+SEARCH_FIGURES: tuple[tuple[str, str, Callable[[Context], plt.Figure | None]], ...] = (
+    ("rung_curves.png", "Learning curves by the rung each configuration reached", _fig_rung_curves),
+)
+
+
 def write_report(run_dirs: Sequence[Path], out_dir: Path) -> Path:
     """Write trials.csv, report.md, a self-contained index.html and PNG figures into out_dir.
 
@@ -121,14 +132,15 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path) -> Path:
     ctx = load_context(run_dirs)
     out_dir = Path(out_dir)
     figures, notes = _draw_figures(ctx)
-    blocks = report_blocks(ctx, figures, notes)
+    searched = _draw_search_figures(ctx)
+    blocks = report_blocks(ctx, figures, notes, searched)
     csv = ctx.df[[*CSV_COLUMNS, *hp_columns(ctx.df)]].to_csv(index=False)
     records.atomic_write_text(out_dir / TRIALS_CSV, csv)
-    for figure in figures:
+    for figure in [*figures, *searched]:
         records.atomic_write_bytes(out_dir / figure.filename, figure.png)
     # A figure that could not be drawn this time must not linger from an earlier report.
-    drawn = {figure.filename for figure in figures}
-    for filename, _, _ in FIGURES:
+    drawn = {figure.filename for figure in [*figures, *searched]}
+    for filename, _, _ in (*FIGURES, *SEARCH_FIGURES):
         if filename not in drawn:
             (out_dir / filename).unlink(missing_ok=True)
     records.atomic_write_text(out_dir / REPORT_MD, to_markdown(blocks))
@@ -150,7 +162,15 @@ def _draw_figures(ctx: Context) -> tuple[list[Figure], list[str]]:
     return figures, notes
 
 
-def report_blocks(ctx: Context, figures: list[Figure], notes: list[str]) -> list[Block]:
+def _draw_search_figures(ctx: Context) -> list[Figure]:
+    """The SEARCH_FIGURES that apply to these runs, as PNG bytes."""
+    drawn = ((name, title, build(ctx)) for name, title, build in SEARCH_FIGURES)
+    return [Figure(name, title, plots.figure_png(fig)) for name, title, fig in drawn if fig]
+
+
+def report_blocks(
+    ctx: Context, figures: list[Figure], notes: list[str], searched: list[Figure] = ()
+) -> list[Block]:
     """The whole report in reading order; the figures of mistakes go to their own section."""
     mistakes = [f for f in figures if f.filename in ERROR_FIGURES]
     others = [f for f in figures if f.filename not in ERROR_FIGURES]
@@ -164,6 +184,7 @@ def report_blocks(ctx: Context, figures: list[Figure], notes: list[str]) -> list
         *sections.between_runs(ctx),
         *sections.environment(ctx.runs),
         *sections.time_to_accuracy(ctx),
+        *sections.the_search(ctx, list(searched)),
         *sections.mistakes(ctx, mistakes),
         *sections.failures(ctx),
         *sections.workers(ctx),

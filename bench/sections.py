@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench import compare, metrics, tables
+from bench import compare, metrics, pace, tables
 from bench.frame import RESULT_COLUMNS, format_value
 from bench.render import Block, Figure, Heading, Image, Paragraph, Table, cell, cells
 from bench.runs import NO_TRIAL, Context, Run, by_creation, class_names
@@ -58,6 +58,16 @@ _TIME_TO_NOTE = (
 _PAIRS_NOTE = (
     "True digit, the digit the model said instead, how often, and that pair's share of all "
     "the trial's test errors."
+)
+_PACE_NOTE = (
+    "Trials and distinct configurations per run, over its wall time from the first trial's "
+    "start to the last one's end (pauses of a resumed run included); asha's promotions are "
+    "trials of a configuration already counted."
+)
+_RUNGS_NOTE = (
+    "asha trains each configuration at growing budgets (rungs) and promotes the best third of "
+    "each rung's finished trials, by validation accuracy, to the next; the space's defaults "
+    "go on at every rung. promoted counts the trials of a rung that went on."
 )
 _WORKERS_NOTE = (
     "Trials by worker of a distributed run (`bench search --workers N`): busy_hours is training "
@@ -235,6 +245,18 @@ def failures(ctx: Context) -> list[Block]:
         Heading("Failed configurations", 3),
         Table(cells(failed[list(tables.FAILURE_COLUMNS)])),
     ]
+
+
+def the_search(ctx: Context, figures: list[Figure]) -> list[Block]:
+    """How each run spent its time: configurations per hour; for asha, its rungs."""
+    speed = pace.pace(ctx.df)
+    if speed.empty:
+        return []
+    blocks: list[Block] = [Heading("The search", 2), Paragraph(_PACE_NOTE), Table(cells(speed))]
+    steps = pace.rungs(ctx.df)
+    if len(steps):
+        blocks += [Heading("Rungs", 3), Paragraph(_RUNGS_NOTE), Table(cells(steps))]
+    return blocks + _figure_blocks(figures)
 
 
 def workers(ctx: Context) -> list[Block]:

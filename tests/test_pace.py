@@ -1,0 +1,79 @@
+"""How a search spent its time: configurations per hour, asha's rungs, curves by rung."""
+
+from datetime import timedelta
+
+import pytest
+
+from bench import frame, pace, records, report
+from tests import factories
+from tests.factories import fake_record
+
+
+def asha_trial(trial_id, rung, hp, lineage, promoted_from=None, minutes=0, val=0.99):
+    state = {"epochs": 3**rung, "round": rung, "lineage": lineage}
+    if promoted_from:
+        state["promoted_from"] = promoted_from
+    start = factories.RUN_START + timedelta(minutes=minutes)
+    epochs = 3**rung
+    record = fake_record(
+        "a",
+        trial_id,
+        tuner="asha",
+        hyperparameters=hp,
+        tuner_state=state,
+        val_accuracy=val,
+        epochs_run=epochs,
+        history={"accuracy": [0.9] * epochs, "loss": [0.3] * epochs},
+        started_at=start.isoformat(),
+        finished_at=(start + timedelta(minutes=10)).isoformat(),
+    )
+    record["history"].update(val_accuracy=[val] * epochs, val_loss=[0.3] * epochs)
+    return record
+
+
+ONE, TWO, THREE = {"x": 1}, {"x": 2}, {"x": 3}
+TRIALS = [
+    asha_trial("0", 0, ONE, "0", minutes=0, val=0.97),
+    asha_trial("1", 1, ONE, "0", promoted_from="0", minutes=10, val=0.98),
+    asha_trial("2", 0, TWO, "2", minutes=20, val=0.99),
+    asha_trial("3", 0, THREE, "3", minutes=30, val=0.96),
+    asha_trial("4", 1, TWO, "2", promoted_from="2", minutes=40, val=0.995),
+]
+
+
+def test_pace_counts_configurations_once_whatever_their_rungs():
+    (row,) = pace.pace(frame.trials_frame([("a", TRIALS)])).to_dict("records")
+    assert (row["trials"], row["configurations"]) == (5, 3)
+    assert row["hours"] == pytest.approx(50 / 60)  # the first start to the last end
+    assert row["configurations_per_hour"] == pytest.approx(3 / (50 / 60))
+
+
+def test_rungs_count_trials_and_promotions_and_the_best_validation():
+    table = pace.rungs(frame.trials_frame([("a", TRIALS)])).set_index("rung")
+    assert list(table["trials"]) == [3, 2] and list(table["epochs"]) == [1, 3]
+    assert list(table["promoted"]) == [2, 0]
+    assert table.loc[1, "best_val_accuracy"] == pytest.approx(0.995)
+
+
+def test_curves_are_coloured_by_the_highest_rung_of_their_configuration():
+    curves = pace.rung_curves(frame.trials_frame([("a", TRIALS)]))
+    reached = curves.groupby("trial_id")["reached"].first().to_dict()
+    assert reached == {"0": 1, "1": 1, "2": 1, "3": 0, "4": 1}
+    assert len(curves) == 3 * 1 + 2 * 3  # one point per epoch of each trial
+
+
+def test_runs_of_other_tuners_have_no_rungs():
+    df = frame.trials_frame([("r", [fake_record("r", "0"), fake_record("r", "1")])])
+    assert pace.rungs(df).empty and pace.rung_curves(df).empty
+    assert len(pace.pace(df)) == 1
+
+
+def test_the_report_of_an_asha_run_shows_its_rungs_and_curves(tmp_path):
+    run_dir = tmp_path / "a"
+    records.atomic_write_json(run_dir / records.CONFIG_FILE, {"run": "a", "tuner": "asha"})
+    for record in TRIALS:
+        records.write_record(run_dir, record)
+    report.write_report([run_dir], tmp_path / "out")
+    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    assert "## The search" in text and "### Rungs" in text
+    assert (tmp_path / "out" / "rung_curves.png").is_file()
