@@ -32,7 +32,7 @@ comma = ,
 DATA_PACKAGES ?= dataset-fashion-mnist
 BROWSER_PACKAGES ?= chromium chromium-driver
 
-.PHONY: setup system-data system-test search smoke report confirm release test test-slow bench bench-workers lint clean-venv
+.PHONY: setup system-data system-test search smoke report confirm release test test-slow bench bench-workers bench-search lint clean-venv
 
 setup: system-data $(STAMP)
 
@@ -113,6 +113,12 @@ bench: $(STAMP)
 # 1 worker x all cores vs 2 workers x 1 thread on the same small search (a few minutes).
 bench-workers: $(STAMP)
 	$(BIN)/python -m bench.perf workers --results $(RESULTS)
+
+# random, hyperband, asha and Optuna (TPE + Hyperband pruner) on the same space, data subset,
+# budget and seeds, one after another: 4 policies x 2 seeds x SEARCH_BUDGET seconds.
+SEARCH_BUDGET ?= 300
+bench-search: $(STAMP)
+	$(BIN)/python -m bench.perf search --budget $(SEARCH_BUDGET) --results $(RESULTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench search_spaces tests

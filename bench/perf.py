@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from statistics import mean
 
-from bench import distributed, envinfo, perf_doc, perf_suite, records
+from bench import distributed, envinfo, perf_doc, perf_search, perf_suite, records
 
 PERF_DIR = "perf"
 SECONDS_PER_HOUR = 3600.0
@@ -121,6 +121,19 @@ def provenance(name: str) -> dict:
     }
 
 
+def search(out_dir: Path, budget: int, epochs: int) -> int:
+    """`make bench-search`: the policies side by side; search.json, search.png and a table."""
+    from bench import plots
+
+    result = {**perf_search.search_benchmark(out_dir, budget, epochs), **provenance("search")}
+    records.atomic_write_json(out_dir / "search.json", result)
+    figure = plots.plot_search_benchmark(perf_search.curves(result))
+    records.atomic_write_bytes(out_dir / "search.png", plots.figure_png(figure))
+    print(perf_search.table(result))
+    print(f"written: {out_dir / 'search.json'}, {out_dir / 'search.png'}")
+    return 0
+
+
 def print_tables(out_dir: Path) -> int:
     """Print the doc's table of every benchmark measured into out_dir."""
     found = 0
@@ -178,6 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument("--results", default="results")
     child = sub.add_parser("memory-child", help=argparse.SUPPRESS)
     child.add_argument("--results", default="results")
+    policies = sub.add_parser("search", help="random, hyperband, asha and Optuna side by side")
+    policies.add_argument("--budget", type=int, default=perf_search.BUDGET_S, help="seconds")
+    policies.add_argument("--max-epochs", type=int, default=perf_search.MAX_EPOCHS)
+    policies.add_argument("--results", default="results")
+    study = sub.add_parser("optuna-child", help=argparse.SUPPRESS)
+    for flag in ("--run", "--results"):
+        study.add_argument(flag, required=True)
+    for flag in ("--seed", "--budget", "--max-epochs"):
+        study.add_argument(flag, type=int, required=True)
     shown = sub.add_parser("table", help="print the measured tables as docs/benchmarks.md has them")
     shown.add_argument("--results", default="results")
     docs = sub.add_parser("publish", help="copy the measured figures into docs/benchmarks.md")
@@ -187,6 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.results) / PERF_DIR
     if args.benchmark == "table":
         return print_tables(out_dir)
+    if args.benchmark == "optuna-child":
+        from bench import optuna_adapter
+
+        run_dir = Path(args.results) / args.run
+        optuna_adapter.run_study(run_dir, args.seed, args.budget, args.max_epochs, perf_search.DATA)
+        return 0
+    if args.benchmark == "search":
+        return search(out_dir, args.budget, args.max_epochs)
     if args.benchmark == "publish":
         return publish(out_dir)
     if args.benchmark == "memory-child":

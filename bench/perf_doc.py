@@ -13,6 +13,7 @@ DATA_DIR = DOC.parent / "benchmarks"  # the published JSON behind each table
 BENCHMARKS = {
     "suite": ("perf.json", "make bench"),
     "workers": ("workers.json", "make bench-workers"),
+    "search": ("search.json", "make bench-search"),
 }
 SUITE_HEADER = (
     "| date | command | machine | plain fit images/s | suite images/s | ratio "
@@ -21,6 +22,10 @@ SUITE_HEADER = (
 WORKERS_HEADER = (
     "| date | command | machine | layouts | trials/h | ratio | ratio over the trials' span "
     "| chief s/trial |"
+)
+SEARCH_HEADER = (
+    "| date | command | machine | policy | seed | configurations | trials | epochs "
+    "| best val | its test | minutes to test 0.98 | to 0.99 |"
 )
 BEGIN, END = "<!-- table {name}: python -m bench.perf publish -->", "<!-- end table {name} -->"
 
@@ -71,11 +76,43 @@ def workers_row(result: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def search_rows(result: dict) -> list[str]:
+    """One row per (policy, seed) of `make bench-search`."""
+    head = [_date(result), f"`{result.get('command', 'make bench-search')}`"]
+    head.append(machine_text(result.get("machine")))
+    rows = []
+    for run in result["runs"]:
+        reached = [run["minutes_to_test"].get(t) for t in ("0.98", "0.99")]
+        cells = [
+            *head,
+            run["policy"],
+            str(run["seed"]),
+            str(run["configurations"]),
+            str(run["trials"]),
+            str(run["epochs"]),
+            _accuracy(run["best_val_accuracy"]),
+            _accuracy(run["test_accuracy_of_pick"]),
+            *("not reached" if m is None else f"{m:.1f}" for m in reached),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def _accuracy(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
 def table(name: str, result: dict) -> str:
-    """The doc's table of one benchmark (header and the row of this result)."""
-    header, row = (SUITE_HEADER, suite_row) if name == "suite" else (WORKERS_HEADER, workers_row)
+    """The doc's table of one benchmark (header and the rows of this result)."""
+    if name == "search":
+        header, rows = SEARCH_HEADER, search_rows(result)
+    else:
+        header, row = (
+            (SUITE_HEADER, suite_row) if name == "suite" else (WORKERS_HEADER, workers_row)
+        )
+        rows = [row(result)]
     separator = "|" + "---|" * header.count(" | ") + "---|"
-    return "\n".join([header, separator, row(result)])
+    return "\n".join([header, separator, *rows])
 
 
 def with_table(doc: str, name: str, rendered: str) -> str:

@@ -296,6 +296,28 @@ def plot_rung_curves(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def plot_search_benchmark(curves: pd.DataFrame) -> plt.Figure:
+    """The pick's validation and test accuracy against minutes, per policy and seed."""
+    fig, axes = _subplots(1, 2, figsize=(FIG_WIDTH, FIG_WIDTH * 0.4), sharey=True)
+    for ax, metric in zip(axes, ("validation", "test"), strict=True):
+        part = curves[curves["metric"] == metric].assign(seed=lambda f: f["seed"].astype(str))
+        sns.lineplot(
+            data=part,
+            x="minutes",
+            y="accuracy",
+            hue="policy",
+            style="seed",
+            drawstyle="steps-post",
+            estimator=None,
+            ax=ax,
+            legend=_legend(ax is axes[0]),
+        )
+        _zoom(ax, part["accuracy"], axis="y")
+        ax.set(title=f"{metric} accuracy of the pick", xlabel="minutes")
+    fig.suptitle("Search policies side by side (the pick by validation accuracy)")
+    return fig
+
+
 def plot_confusion(matrix: pd.DataFrame, title: str = "Confusion matrix") -> plt.Figure:
     """Heatmap of a confusion() frame with the counts written in the cells."""
     fig, ax = _subplots(figsize=CONFUSION_SIZE)

@@ -1,0 +1,156 @@
+"""`make bench-search`: one space, one budget, one data subset, the same seeds, under four
+search policies side by side: random search of full-length trials, KerasTuner's Hyperband,
+the suite's ASHA, and Optuna's TPE sampler with its Hyperband pruner.
+
+Each (policy, seed) is a fresh process, one after another, so that all see the same machine.
+What each evaluated is turned into events (a trial's end, its epochs, its validation and test
+accuracy); the best-so-far pick is by validation accuracy, and its test accuracy is reported
+beside it, never used to choose.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bench import records
+
+POLICIES = ("random", "hyperband", "asha", "optuna")
+SPACE = "cnn_plus"
+SEEDS = (0, 1)
+BUDGET_S = 300
+MAX_EPOCHS = 6
+DATA = {"train_limit": 10_000, "val_size": 5_000, "test_limit": 10_000}
+TARGETS = (0.98, 0.99)  # test accuracy of the pick, as the report's time-to-accuracy tracks
+EVENTS_FILE = "events.json"
+
+
+def bench_args(run: str, results: Path, policy: str, seed: int, budget: int, epochs: int):
+    """The `bench search` arguments of one (policy, seed) run of the suite's own tuners."""
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in DATA.items()]
+    return [
+        "search", "--run", run, "--results", str(results), "--space", SPACE,
+        "--tuner", policy, "--seed", str(seed), "--max-epochs", str(epochs),
+        "--budget", f"{budget}s", "--max-trials", "1000", "--no-warm-start", *flags,
+    ]  # fmt: skip
+
+
+def events_of(trial_records: list[dict]) -> list[dict]:
+    """The finished trials of a run as events, in the order they ended."""
+    done = sorted(records.completed(trial_records), key=lambda r: r["finished_at"])
+    return [
+        {
+            "ended_at": r["finished_at"],
+            "epochs": r["epochs_run"],
+            "configuration": json.dumps(r["hyperparameters"], sort_keys=True),
+            "val_accuracy": r["val_accuracy"],
+            "test_accuracy": r["test_accuracy"],
+        }
+        for r in done
+    ]
+
+
+def summary(events: list[dict], started: float, wall: float) -> dict:
+    """What one run achieved: configurations and epochs, the pick by validation over time
+    (minutes since the start) and when its test accuracy first reached each target."""
+    pick, curve = None, []
+    for event in events:
+        if pick is None or event["val_accuracy"] > pick["val_accuracy"]:
+            pick = event
+        minutes = (_seconds(event["ended_at"]) - started) / 60.0
+        curve.append([round(minutes, 3), pick["val_accuracy"], pick["test_accuracy"]])
+    reached = {
+        f"{target:.2f}": next((m for m, _, test in curve if test >= target), None)
+        for target in TARGETS
+    }
+    return {
+        "trials": len(events),
+        "configurations": len({e["configuration"] for e in events}),
+        "epochs": sum(e["epochs"] for e in events),
+        "best_val_accuracy": pick["val_accuracy"] if pick else None,
+        "test_accuracy_of_pick": pick["test_accuracy"] if pick else None,
+        "minutes_to_test": reached,
+        "wall_minutes": round(wall / 60.0, 2),
+        "curve": curve,
+    }
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def run_policy(results: Path, policy: str, seed: int, budget: int, epochs: int) -> dict:
+    """One (policy, seed) run in a fresh process; its summary."""
+    run = f"bench-search-{policy}-{seed}"
+    shutil.rmtree(results / run, ignore_errors=True)  # this benchmark's own scratch run
+    if policy == "optuna":
+        args = ["optuna-child", "--run", run, "--results", str(results), "--seed", str(seed)]
+        command = [sys.executable, "-m", "bench.perf", *args, "--budget", str(budget)]
+        command += ["--max-epochs", str(epochs)]
+    else:
+        args = bench_args(run, results, policy, seed, budget, epochs)
+        command = [sys.executable, "-m", "bench", *args]
+    started = time.time()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    wall = time.time() - started
+    if policy == "optuna":
+        events = json.loads((results / run / EVENTS_FILE).read_text())
+    else:
+        events = events_of(records.load_records(results / run))
+    return {"policy": policy, "seed": seed, **summary(events, started, wall)}
+
+
+def search_benchmark(results: Path, budget: int, epochs: int, seeds=SEEDS) -> dict:
+    runs = [run_policy(results, p, s, budget, epochs) for s in seeds for p in POLICIES]
+    return {
+        "benchmark": "search",
+        "space": SPACE,
+        "budget_seconds": budget,
+        "max_epochs": epochs,
+        "data": DATA,
+        "seeds": list(seeds),
+        "runs": runs,
+    }
+
+
+def table(result: dict) -> str:
+    lines = [
+        f"{'policy':10s} {'seed':>4s} {'configs':>7s} {'trials':>6s} {'epochs':>6s} "
+        f"{'best val':>8s} {'its test':>8s} " + " ".join(f"{'>=' + t:>8s}" for t in _targets())
+    ]
+    for run in result["runs"]:
+        reached = [run["minutes_to_test"][t] for t in _targets()]
+        lines.append(
+            f"{run['policy']:10s} {run['seed']:4d} {run['configurations']:7d} "
+            f"{run['trials']:6d} {run['epochs']:6d} {_f(run['best_val_accuracy'])} "
+            f"{_f(run['test_accuracy_of_pick'])} "
+            + " ".join(f"{'-' if m is None else f'{m:.1f} min':>8s}" for m in reached)
+        )
+    return "\n".join(lines)
+
+
+def _targets() -> list[str]:
+    return [f"{t:.2f}" for t in TARGETS]
+
+
+def _f(value) -> str:
+    return f"{'-':>8s}" if value is None else f"{value:8.4f}"
+
+
+def curves(result: dict) -> pd.DataFrame:
+    """Tidy rows (policy, seed, minutes, metric, accuracy) of every run's pick over time."""
+    rows = [
+        {"policy": run["policy"], "seed": run["seed"], "minutes": m, "metric": name, "accuracy": a}
+        for run in result["runs"]
+        for m, val, test in run["curve"]
+        for name, a in (("validation", val), ("test", test))
+    ]
+    return pd.DataFrame(rows, columns=["policy", "seed", "minutes", "metric", "accuracy"])

@@ -1,0 +1,95 @@
+"""make bench-search: events, the pick by validation over time, the Optuna adapter, the table."""
+
+import types
+
+import optuna
+
+from bench import optuna_adapter, perf_doc, perf_search
+from tests.factories import fake_record
+
+
+def event(minute: int, val: float, test: float, epochs: int = 1, config: str = "a") -> dict:
+    return {
+        "ended_at": f"2026-12-01T10:{minute:02d}:00+00:00",
+        "epochs": epochs,
+        "configuration": config,
+        "val_accuracy": val,
+        "test_accuracy": test,
+    }
+
+
+def test_the_pick_follows_validation_and_times_its_test_accuracy():
+    started = perf_search._seconds("2026-12-01T10:00:00+00:00")
+    events = [
+        event(2, 0.97, 0.975),
+        event(4, 0.96, 0.995, config="b"),  # the best test score, never the pick
+        event(6, 0.985, 0.988, epochs=3),
+        event(9, 0.991, 0.992, epochs=3, config="b"),
+    ]
+    got = perf_search.summary(events, started, wall=600.0)
+    assert (got["trials"], got["configurations"], got["epochs"]) == (4, 2, 8)
+    assert (got["best_val_accuracy"], got["test_accuracy_of_pick"]) == (0.991, 0.992)
+    assert got["minutes_to_test"] == {"0.98": 6.0, "0.99": 9.0}
+    assert got["curve"][1] == [4.0, 0.97, 0.975]  # the pick did not change at minute 4
+
+
+def test_a_runs_records_become_events_in_the_order_they_ended():
+    late = fake_record(trial_id="0", finished_at="2026-12-01T10:09:00+00:00")
+    early = fake_record(trial_id="1", finished_at="2026-12-01T10:03:00+00:00")
+    failed = fake_record(trial_id="2", status="failed")
+    events = perf_search.events_of([late, early, failed])
+    assert [e["ended_at"][-14:-9] for e in events] == ["10:03", "10:09"]
+    assert events[0]["test_accuracy"] == early["test_accuracy"]
+
+
+def test_the_suite_policies_run_the_same_search_but_for_the_tuner():
+    args = {p: perf_search.bench_args("r", "out", p, 1, 60, 6) for p in ("random", "asha")}
+    differ = [(a, b) for a, b in zip(args["random"], args["asha"], strict=True) if a != b]
+    assert differ == [("random", "asha")]
+    assert "--no-warm-start" in args["asha"] and "--budget" in args["asha"]
+
+
+def test_the_adapter_finds_conditional_hyperparameters_and_asks_optuna_for_active_ones():
+    space = optuna_adapter.full_space("cnn_plus")
+    assert {"weight_decay", "dense_dropout"} <= {hp.name for hp in space.space}
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    for _ in range(5):
+        trial = study.ask()
+        hp = optuna_adapter.suggest(trial, space)
+        assert set(trial.params) == set(hp.values)  # only what is active was suggested
+        assert ("weight_decay" in hp.values) == (hp.values["optimizer"] == "adamw")
+        study.tell(trial, 0.5)
+
+
+def test_the_pruner_stops_training_when_optuna_says_so():
+    said = {"prune": False}
+    reported = []
+    trial = types.SimpleNamespace(
+        report=lambda value, step: reported.append((step, value)),
+        should_prune=lambda: said["prune"],
+    )
+    callback = optuna_adapter.PruneByOptuna(trial)
+    callback.set_model(types.SimpleNamespace(stop_training=False))
+    callback.on_epoch_end(0, {"val_accuracy": 0.9})
+    said["prune"] = True
+    callback.on_epoch_end(1, {"val_accuracy": 0.8})
+    assert reported == [(1, 0.9), (2, 0.8)]
+    assert callback.pruned and callback.model.stop_training
+
+
+def test_the_search_table_has_a_row_per_policy_and_seed():
+    run = {
+        "policy": "asha",
+        "seed": 1,
+        "configurations": 40,
+        "trials": 55,
+        "epochs": 90,
+        "best_val_accuracy": 0.9912,
+        "test_accuracy_of_pick": 0.9905,
+        "minutes_to_test": {"0.98": 1.5, "0.99": None},
+    }
+    result = {"command": "make bench-search", "measured_at": "2026-12-01T16:00:00", "runs": [run]}
+    table = perf_doc.table("search", result)
+    header, separator, row = table.split("\n")
+    assert row.endswith("| asha | 1 | 40 | 55 | 90 | 0.9912 | 0.9905 | 1.5 | not reached |")
+    assert header.count("|") == separator.count("|") == row.count("|")
