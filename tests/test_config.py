@@ -32,6 +32,8 @@ NON_IDENTITY_FIELDS = (
     "workers",
     "threads",
     "tensorboard",  # logs can be switched on when a run resumes
+    "confirm_top",  # what the night retrains after its search, not what it searches
+    "confirm_seeds",
 )
 
 
