@@ -95,7 +95,8 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
 
     def promotion_values(self, parent) -> dict:
         """The parent's configuration at the next rung's budget, trained afresh."""
-        values = {k: v for k, v in _values(parent).items() if not k.startswith("tuner/")}
+        prefix = kt_compat.TUNER_STATE_PREFIX
+        values = {k: v for k, v in _values(parent).items() if not k.startswith(prefix)}
         rung = rung_of(parent) + 1
         return {
             **values,

@@ -168,7 +168,9 @@ def space_values(hyperparameters, wanted: dict) -> dict:
             value = wanted.get(hp.name, hp.default)
             chosen.values[hp.name] = value if _allowed(hp, value) else hp.default
     known = {hp.name for hp in hyperparameters.space}
-    unmet = {k: v for k, v in wanted.items() if k not in known and not k.startswith("tuner/")}
+    unmet = {
+        k: v for k, v in wanted.items() if k not in known and not k.startswith(TUNER_STATE_PREFIX)
+    }
     return {**chosen.values, **unmet}
 
 

@@ -18,7 +18,7 @@ from bench.records import utc_now
 from search_spaces import describe
 
 OBJECTIVE = "val_accuracy"
-TUNER_PREFIX = "tuner/"
+TUNER_PREFIX = kt_compat.TUNER_STATE_PREFIX
 
 
 class StopSearch(Exception):
