@@ -159,19 +159,30 @@ def space_values(hyperparameters, wanted: dict) -> dict:
     hyperparameter's default (conditions see the values chosen so far). Wanted values of
     names the space has not met yet stay: a conditional hyperparameter (AdamW's decay) is
     only known once a trial built with its condition, and takes the value then."""
+
+    def choose(hp):
+        value = wanted.get(hp.name, hp.default)
+        return value if _allowed(hp, value) else hp.default
+
+    chosen = choose_values(hyperparameters, choose)
+    known = {hp.name for hp in hyperparameters.space}
+    unmet = {
+        k: v for k, v in wanted.items() if k not in known and not k.startswith(TUNER_STATE_PREFIX)
+    }
+    return {**chosen.values, **unmet}
+
+
+def choose_values(hyperparameters, choose):
+    """KerasTuner hyperparameters holding choose(hp) for each hyperparameter of the space that
+    is active, walking it in order so that conditions see the values chosen so far."""
     import keras_tuner as kt
 
     chosen = kt.HyperParameters()
     for hp in hyperparameters.space:
         chosen.merge([hp])
         if chosen.is_active(hp):
-            value = wanted.get(hp.name, hp.default)
-            chosen.values[hp.name] = value if _allowed(hp, value) else hp.default
-    known = {hp.name for hp in hyperparameters.space}
-    unmet = {
-        k: v for k, v in wanted.items() if k not in known and not k.startswith(TUNER_STATE_PREFIX)
-    }
-    return {**chosen.values, **unmet}
+            chosen.values[hp.name] = choose(hp)
+    return chosen
 
 
 def _allowed(hp, value) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 import keras_tuner as kt
 
+from bench import kt_compat
 from search_spaces import hypermodel
 
 MAX_DISCOVERY_BUILDS = 200  # a space whose conditions never settle is a bug in the space
@@ -51,12 +52,7 @@ def _choices(hp) -> list:
 
 def suggest(trial, space: kt.HyperParameters) -> kt.HyperParameters:
     """KerasTuner hyperparameters whose active values Optuna's trial suggested."""
-    chosen = kt.HyperParameters()
-    for hp in space.space:
-        chosen.merge([hp])
-        if chosen.is_active(hp):
-            chosen.values[hp.name] = _suggest_one(trial, hp)
-    return chosen
+    return kt_compat.choose_values(space, lambda hp: _suggest_one(trial, hp))
 
 
 def _suggest_one(trial, hp):
@@ -100,7 +96,7 @@ def run_study(run_dir, seed: int, budget_s: float, max_epochs: int, data_limits:
 
     import optuna
 
-    from bench import data, kt_compat, perf_search, pipeline, records, training
+    from bench import data, perf_search, pipeline, records, training
     from bench.progress import REPORT_MARGIN_S, Budget, BudgetSpent
     from bench.trials import BudgetCallback
 
