@@ -159,16 +159,11 @@ def throughput(splits, batch_size: int, repeats: int, seed: int = 0) -> dict:
 
 def largest_model_throughput(splits, space: str, batch_size: int, repeats: int) -> dict:
     """Images per second of the biggest model the space can draw, on the suite's path."""
-    import keras_tuner as kt
-
-    from bench import pipeline
+    from bench import pipeline, training
     from search_spaces import get as get_space
-    from search_spaces import hypermodel
 
     values = get_space(space).LARGEST
-    hp = kt.HyperParameters()
-    hp.values = dict(values)
-    model = hypermodel(space).build(hp)
+    model = training.build_model(space, values)
     train = pipeline.training_set(splits.train_images, splits.y_train, batch_size, 0)
     clock = _epoch_clock()
     model.fit(train, epochs=1 + repeats, shuffle=False, verbose=0, callbacks=[clock])
