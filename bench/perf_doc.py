@@ -15,18 +15,18 @@ BENCHMARKS = {
     "workers": ("workers.json", "make bench-workers"),
     "search": ("search.json", "make bench-search"),
 }
-SUITE_HEADER = (
-    "| date | command | machine | plain fit images/s | suite images/s | ratio "
-    "| largest cnn_plus images/s | per-trial overhead | peak memory |"
-)
-WORKERS_HEADER = (
-    "| date | command | machine | layouts | trials/h | ratio | ratio over the trials' span "
-    "| chief s/trial |"
-)
-SEARCH_HEADER = (
-    "| date | command | machine | policy | seed | configurations | trials | epochs "
-    "| best val | its test | minutes to test 0.98 | to 0.99 |"
-)
+SUITE_COLUMNS = (
+    "date", "command", "machine", "plain fit images/s", "suite images/s", "ratio",
+    "largest cnn_plus images/s", "per-trial overhead", "peak memory",
+)  # fmt: skip
+WORKERS_COLUMNS = (
+    "date", "command", "machine", "layouts", "trials/h", "ratio",
+    "ratio over the trials' span", "chief s/trial",
+)  # fmt: skip
+SEARCH_COLUMNS = (
+    "date", "command", "machine", "policy", "seed", "configurations", "trials", "epochs",
+    "best val", "its test", "minutes to test 0.98", "to 0.99",
+)  # fmt: skip
 BEGIN, END = "<!-- table {name}: python -m bench.perf publish -->", "<!-- end table {name} -->"
 
 
@@ -38,48 +38,58 @@ def machine_text(machine: dict | None) -> str:
     return f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('cores')} cores ({flags})"
 
 
-def _date(result: dict) -> str:
-    return str(result.get("measured_at", ""))[:10]
+def _provenance(result: dict, name: str) -> list[str]:
+    """The cells every row starts with: the date, the command and the machine."""
+    command = result.get("command", BENCHMARKS[name][1])
+    return [
+        str(result.get("measured_at", ""))[:10],
+        f"`{command}`",
+        machine_text(result.get("machine")),
+    ]
+
+
+def _line(cells) -> str:
+    """One Markdown table line."""
+    return "| " + " | ".join(cells) + " |"
 
 
 def suite_row(result: dict) -> str:
     speed, big = result["throughput"], result["largest"]
     cost, mem = result["overhead"], result["memory"]
     overhead = cost["median_overhead"]
-    cells = [
-        _date(result),
-        f"`{result.get('command', 'make bench')}`",
-        machine_text(result.get("machine")),
-        f"{speed['plain_images_per_s']:,.0f}",
-        f"{speed['suite_images_per_s']:,.0f}",
-        f"{speed['ratio']:.2f}x",
-        f"{big['images_per_s']:,.0f}",
-        "" if overhead is None else f"{overhead:.1%} of a {cost['median_fit_seconds']:.0f} s fit",
-        f"{mem['peak_rss_mb']:,.0f} MB",
-    ]
-    return "| " + " | ".join(cells) + " |"
+    return _line(
+        [
+            *_provenance(result, "suite"),
+            f"{speed['plain_images_per_s']:,.0f}",
+            f"{speed['suite_images_per_s']:,.0f}",
+            f"{speed['ratio']:.2f}x",
+            f"{big['images_per_s']:,.0f}",
+            ""
+            if overhead is None
+            else f"{overhead:.1%} of a {cost['median_fit_seconds']:.0f} s fit",
+            f"{mem['peak_rss_mb']:,.0f} MB",
+        ]
+    )
 
 
 def workers_row(result: dict) -> str:
     single, split = result["layouts"]
     wait = split["chief_seconds_per_trial"]
-    cells = [
-        _date(result),
-        f"`{result.get('command', 'make bench-workers')}`",
-        machine_text(result.get("machine")),
-        f"{single['layout']} vs {split['layout']}",
-        f"{single['trials_per_hour']:,.0f} vs {split['trials_per_hour']:,.0f}",
-        f"{result['trials_per_hour_ratio']:.2f}x",
-        f"{result['working_ratio']:.2f}x",
-        "" if wait is None else f"{wait:.3f}",
-    ]
-    return "| " + " | ".join(cells) + " |"
+    return _line(
+        [
+            *_provenance(result, "workers"),
+            f"{single['layout']} vs {split['layout']}",
+            f"{single['trials_per_hour']:,.0f} vs {split['trials_per_hour']:,.0f}",
+            f"{result['trials_per_hour_ratio']:.2f}x",
+            f"{result['working_ratio']:.2f}x",
+            "" if wait is None else f"{wait:.3f}",
+        ]
+    )
 
 
 def search_rows(result: dict) -> list[str]:
     """One row per (policy, seed) of `make bench-search`."""
-    head = [_date(result), f"`{result.get('command', 'make bench-search')}`"]
-    head.append(machine_text(result.get("machine")))
+    head = _provenance(result, "search")
     rows = []
     for run in result["runs"]:
         reached = [run["minutes_to_test"].get(t) for t in ("0.98", "0.99")]
@@ -94,7 +104,7 @@ def search_rows(result: dict) -> list[str]:
             _accuracy(run["test_accuracy_of_pick"]),
             *("not reached" if m is None else f"{m:.1f}" for m in reached),
         ]
-        rows.append("| " + " | ".join(cells) + " |")
+        rows.append(_line(cells))
     return rows
 
 
@@ -102,17 +112,18 @@ def _accuracy(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+# Benchmark name -> its columns and its rows.
+TABLES = {
+    "suite": (SUITE_COLUMNS, lambda result: [suite_row(result)]),
+    "workers": (WORKERS_COLUMNS, lambda result: [workers_row(result)]),
+    "search": (SEARCH_COLUMNS, search_rows),
+}
+
+
 def table(name: str, result: dict) -> str:
     """The doc's table of one benchmark (header and the rows of this result)."""
-    if name == "search":
-        header, rows = SEARCH_HEADER, search_rows(result)
-    else:
-        header, row = (
-            (SUITE_HEADER, suite_row) if name == "suite" else (WORKERS_HEADER, workers_row)
-        )
-        rows = [row(result)]
-    separator = "|" + "---|" * header.count(" | ") + "---|"
-    return "\n".join([header, separator, *rows])
+    columns, rows = TABLES[name]
+    return "\n".join([_line(columns), "|" + "---|" * len(columns), *rows(result)])
 
 
 def with_table(doc: str, name: str, rendered: str) -> str:
