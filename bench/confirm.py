@@ -105,7 +105,7 @@ def night_choice(trials: list[dict], top: int, max_epochs: int) -> list[dict]:
     ]
     ranked = records.ranked_by_validation(full)
     chosen = ranked[:top]
-    first = trials[0]["hyperparameters"] if trials else None
+    first = records.defaults_hyperparameters(trials)
     defaults = next((r for r in ranked if r["hyperparameters"] == first), None)
     if defaults is not None and defaults not in chosen:
         chosen.append(defaults)

@@ -230,6 +230,12 @@ def completed(records: Iterable[dict]) -> list[dict]:
     return [r for r in records if r["status"] == STATUS_COMPLETED]
 
 
+def defaults_hyperparameters(records: list[dict]) -> dict | None:
+    """The hyperparameters of a run's first trial (records in start order): a run always
+    tries its space's defaults first. None for a run without trials."""
+    return records[0]["hyperparameters"] if records else None
+
+
 def ranked_by_validation(records: Iterable[dict]) -> list[dict]:
     """Completed records, highest val_accuracy first (ties: lower val_loss, then run order)."""
     return sorted(completed(records), key=lambda r: (-r["val_accuracy"], r["val_loss"] or 0.0))

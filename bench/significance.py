@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench import records
 from bench.compare import confirmed_ranking
 from bench.render import Block, Heading, Paragraph, Table, cells
 from bench.runs import UNREADABLE, Run, confirmed_correct
@@ -94,7 +95,7 @@ def defaults_of(runs: list[Run]) -> set[tuple[str, str]]:
     space's defaults."""
     found = set()
     for run in runs:
-        first = run.records[0]["hyperparameters"] if run.records else None
+        first = records.defaults_hyperparameters(run.records)
         for record in run.records:
             if record["hyperparameters"] == first:
                 found.add((run.name, record["trial_id"]))
