@@ -33,15 +33,19 @@ DEFAULT_FACTOR = 3
 RUNNING, IDLE, STOPPED = "RUNNING", "IDLE", "STOPPED"
 
 
-def rung_epochs(max_epochs: int, factor: int, min_epochs: int = MIN_EPOCHS) -> list[int]:
-    """Epochs of each rung, lowest first: max_epochs, then each divided by factor (rounded
-    up) while that is at least min_epochs; 15 epochs with factor 3 make [1, 2, 5, 15]."""
+def rung_epochs(max_epochs: int, factor: int, min_epochs: float = MIN_EPOCHS) -> list[float]:
+    """Epochs of each rung, lowest first: max_epochs, then each divided by factor while that
+    is at least min_epochs; rounded up to whole epochs down to one, exact (to 4 digits) below
+    one. 15 epochs with factor 3 make [1, 2, 5, 15]; with min_epochs 1/3, [1/3, 1, 2, 5, 15]."""
     if max_epochs < 1 or factor < 2:
         raise ValueError(f"rungs need max_epochs >= 1 and factor >= 2, not {max_epochs}, {factor}")
-    rungs = [max_epochs]
-    while (lower := math.ceil(rungs[-1] / factor)) >= min_epochs and lower < rungs[-1]:
+    rungs: list[float] = [max_epochs]
+    while True:
+        above = rungs[-1]
+        lower = math.ceil(above / factor) if above > 1 else round(above / factor, 4)
+        if lower < round(min_epochs, 4) or lower >= rungs[-1]:
+            return rungs[::-1]
         rungs.append(lower)
-    return rungs[::-1]
 
 
 class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
@@ -50,13 +54,15 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
     Args:
         max_epochs: the top rung's epochs (full fidelity).
         factor: the reduction factor between rungs (eta in the paper).
+        rungs: the epochs of each rung, lowest first (bench.fidelity's plan); None: max_epochs
+            divided down by the factor.
         Other arguments as KerasTuner's Oracle; max_trials counts promotions too.
     """
 
-    def __init__(self, objective=None, max_epochs=15, factor=DEFAULT_FACTOR, **kwargs):
+    def __init__(self, objective=None, max_epochs=15, factor=DEFAULT_FACTOR, rungs=None, **kwargs):
         super().__init__(objective=objective, **kwargs)
         self.factor = factor
-        self.rungs = rung_epochs(max_epochs, factor)
+        self.rungs = list(rungs) if rungs else rung_epochs(max_epochs, factor)
         self.promoted: list[str] = []  # trials whose configuration went on to the next rung
         self.favoured: str | None = None  # the lineage of the first configuration
 
@@ -135,7 +141,8 @@ def _scored(trial) -> bool:
 
 
 class ASHA(kt.Tuner):
-    """A KerasTuner tuner driven by ASHAOracle: each trial trains for its rung's epochs."""
+    """A KerasTuner tuner driven by ASHAOracle: each trial trains for its rung's epochs; a rung
+    of less than one epoch trains one epoch of that share of the training batches."""
 
     def __init__(
         self,
@@ -143,6 +150,7 @@ class ASHA(kt.Tuner):
         objective=None,
         max_epochs=15,
         factor=DEFAULT_FACTOR,
+        rungs=None,
         max_trials=None,
         seed=None,
         max_consecutive_failed_trials=3,
@@ -152,6 +160,7 @@ class ASHA(kt.Tuner):
             objective,
             max_epochs=max_epochs,
             factor=factor,
+            rungs=rungs,
             max_trials=max_trials,
             seed=seed,
             max_consecutive_failed_trials=max_consecutive_failed_trials,
@@ -161,6 +170,17 @@ class ASHA(kt.Tuner):
     def run_trial(self, trial, *fit_args, **fit_kwargs):
         values = _values(trial)
         if EPOCHS in values:
-            fit_kwargs["epochs"] = values[EPOCHS]
+            epochs = values[EPOCHS]
+            fit_kwargs["epochs"] = max(math.ceil(epochs), 1)
             fit_kwargs["initial_epoch"] = values.get(INITIAL_EPOCH, 0)
+            if epochs < 1:
+                train = fit_args[0] if fit_args else fit_kwargs.get("x")
+                fit_kwargs["steps_per_epoch"] = share_of_batches(train, epochs)
         return super().run_trial(trial, *fit_args, **fit_kwargs)
+
+
+def share_of_batches(dataset, share: float) -> int | None:
+    """Batches in `share` of an epoch of a tf.data set (at least one); None when its length is
+    unknown (the whole epoch then)."""
+    batches = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -1
+    return max(round(share * batches), 1) if batches > 0 else None

@@ -20,6 +20,7 @@ from bench import (
     data,
     distributed,
     envinfo,
+    fidelity,
     kt_compat,
     lock,
     pipeline,
@@ -77,6 +78,8 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None, warm
     )
     if config.tuner in ("hyperband", "asha"):
         common.update(max_epochs=config.max_epochs, factor=config.hyperband_factor)
+    if config.tuner == "asha":
+        common["rungs"] = fidelity.plan_of(config).rungs
     if config.tuner != "hyperband":
         common["max_trials"] = planned_trials(config)
     cls = type(f"Recording{base.__name__}", (RecordingTuner, base), {})
@@ -88,7 +91,7 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None, warm
     if config.tuner == "hyperband":
         tuner.trial_limit = config.max_trials
     if config.tuner == "asha":
-        tuner.cheapest_epochs = asha.rung_epochs(config.max_epochs, config.hyperband_factor)[0]
+        tuner.cheapest_epochs = common["rungs"][0]
     if recorder is not None and distributed.worker_name():
         distributed.time_oracle_calls(tuner.oracle, recorder.oracle_clock)
     return tuner
@@ -136,6 +139,8 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
     else:
         warm = warm_start_configs(config) if config.warm_start else []
         created = {**wanted, "created_at": utc_now(), WARM_START_KEY: warm}
+        if plan := fidelity.new_plan(config, splits):
+            created[fidelity.PLAN_KEY] = plan.to_json()
         records.atomic_write_json(path, created)
     records.note_environment(config.run_dir, envinfo.environment(), utc_now())
     return resumed
@@ -234,7 +239,8 @@ def confirm_night(config: SearchConfig, splits: data.Splits, budget: Budget, str
     if not config.confirm_seeds:
         return
     trials = records.load_records(config.run_dir)
-    chosen = confirm.night_choice(trials, config.confirm_top, config.max_epochs)
+    full = fidelity.plan_of(config).full_epochs
+    chosen = confirm.night_choice(trials, config.confirm_top, full)
     if chosen:
         saved = records.load_config(config.run_dir)
         confirm.confirm_trials(
@@ -293,11 +299,14 @@ def _search(
     keras.utils.set_random_seed(config.seed)
     progress = Progress(total=None, stream=stream, budget=budget)
     progress.resume_from(records.load_records(config.run_dir))
-    tuner = make_tuner(config, TrialRecorder(config, splits, progress), warm_start_of(config))
+    plan = fidelity.plan_of(config)
+    recorder = TrialRecorder(config, splits, progress, plan.full_epochs)
+    tuner = make_tuner(config, recorder, warm_start_of(config))
     progress.total = planned_trials(config)
+    rungs = f", rungs of {fidelity.describe(plan)}" if config.tuner == "asha" else ""
     print(
         f"{'resuming' if resumed else 'starting'} run {config.run}: space {config.space}, "
-        f"tuner {config.tuner}, {progress.total} trials planned ({progress.done} finished), "
+        f"tuner {config.tuner}, {progress.total} trials planned ({progress.done} finished){rungs}, "
         f"data {splits.sizes()} from {splits.source}",
         file=stream,
         flush=True,

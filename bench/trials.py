@@ -100,8 +100,15 @@ class FitClock(keras.callbacks.Callback):
 class TrialRecorder:
     """Turns each finished KerasTuner trial into a record with test-set metrics."""
 
-    def __init__(self, config: SearchConfig, splits: data.Splits, progress: Progress):
+    def __init__(
+        self,
+        config: SearchConfig,
+        splits: data.Splits,
+        progress: Progress,
+        full_epochs: float | None = None,
+    ):
         self.config = config
+        self.full_epochs = full_epochs or config.max_epochs  # a full-fidelity trial's epochs
         self.splits = splits
         self.progress = progress
         self.run_dir = config.run_dir
@@ -137,7 +144,7 @@ class TrialRecorder:
         each retrained that many times at full fidelity (the slowest epoch so far)."""
         config = self.config
         retrainings = (config.confirm_top + 1) * config.confirm_seeds
-        return retrainings * self.progress.budget.estimate(config.max_epochs)
+        return retrainings * self.progress.budget.estimate(self.full_epochs)
 
     def epoch_backup(self, trial, callbacks) -> checkpoint.EpochBackup:
         """The callback that saves this trial after each epoch and resumes it after a cut."""

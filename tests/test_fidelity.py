@@ -1,0 +1,114 @@
+"""asha's rungs sized from the budget: the plan's arithmetic, the calibration, and a run that
+freezes its plan and trains its lowest rung on a share of an epoch."""
+
+import io
+from dataclasses import replace
+
+import pytest
+
+from bench import asha, fidelity, records, search
+from bench.config import SearchConfig
+
+FACTOR = 3
+
+
+def cost_of_full_trials(top, epoch_s, trial_s, confirm_top, confirm_seeds):
+    full = confirm_top + 1
+    return (full + full * confirm_seeds) * fidelity.trial_cost(top, epoch_s, trial_s)
+
+
+@pytest.mark.parametrize(
+    "seconds, epoch_s, trial_s, seeds",
+    [(7200, 42, 8, 2), (27900, 230, 20, 2), (27900, 42, 8, 2), (7200, 230, 20, 0), (900, 42, 8, 2)],
+)
+def test_the_top_rung_is_the_longest_whose_full_trials_and_confirmation_fit(
+    seconds, epoch_s, trial_s, seeds
+):
+    plan = fidelity.plan(seconds, epoch_s, trial_s, 15, FACTOR, 3, seeds)
+    top = plan.full_epochs
+    share = fidelity.FULL_SHARE * seconds
+    assert 1 <= top <= 15
+    if top > 1:  # it fits, and one epoch more would not (unless capped by --max-epochs)
+        assert cost_of_full_trials(top, epoch_s, trial_s, 3, seeds) <= share
+    if top < 15:
+        assert cost_of_full_trials(top + 1, epoch_s, trial_s, 3, seeds) > share
+    assert plan.rungs == fidelity.ladder(top, FACTOR)
+    assert plan.rungs[0] == pytest.approx(1 / FACTOR, abs=1e-4)
+
+
+def test_a_slower_machine_gets_shorter_full_trials_and_confirmation_costs_epochs():
+    fast = fidelity.plan(27900, 42, 8, 15, FACTOR, 3, 2).full_epochs
+    slow = fidelity.plan(27900, 230, 20, 15, FACTOR, 3, 2).full_epochs
+    unconfirmed = fidelity.plan(27900, 230, 20, 15, FACTOR, 3, 0).full_epochs
+    assert fast == 15 and slow < fast and unconfirmed > slow
+
+
+@pytest.mark.parametrize(
+    "top, rungs",
+    [(9, [0.3333, 1, 3, 9]), (15, [0.3333, 1, 2, 5, 15]), (1, [0.3333, 1]), (6, [0.3333, 1, 2, 6])],
+)
+def test_the_ladder_goes_down_to_a_third_of_an_epoch(top, rungs):
+    assert fidelity.ladder(top, FACTOR) == rungs
+    assert fidelity.describe(fidelity.Plan(rungs)).startswith("1/3, 1")
+
+
+def test_a_share_of_an_epoch_is_that_share_of_its_batches():
+    import tensorflow as tf
+
+    batches = tf.data.Dataset.range(300).batch(10)  # 30 batches
+    assert asha.share_of_batches(batches, 1 / 3) == 10
+    assert asha.share_of_batches(batches, 0.001) == 1
+    assert asha.share_of_batches(batches.repeat(), 0.5) is None  # no known length: all of it
+
+
+def budgeted(tmp_path, **changes) -> SearchConfig:
+    config = SearchConfig(
+        run="a",
+        space="tiny",
+        tuner="asha",
+        max_trials=4,
+        max_epochs=3,
+        train_limit=384,
+        val_size=128,
+        test_limit=128,
+        budget=3600.0,
+        results=str(tmp_path),
+    )
+    return replace(config, **changes).validate()
+
+
+def test_a_budgeted_run_freezes_its_rungs_and_screens_on_a_share_of_an_epoch(tmp_path, monkeypatch):
+    steps = []
+    fit = asha.kt.Tuner.run_trial
+
+    def noting(self, trial, *args, **kwargs):
+        steps.append((trial.hyperparameters.values[asha.EPOCHS], kwargs.get("steps_per_epoch")))
+        return fit(self, trial, *args, **kwargs)
+
+    monkeypatch.setattr(asha.kt.Tuner, "run_trial", noting)
+    config = budgeted(tmp_path)
+    assert search.run_search(config, stream=io.StringIO()) is True
+    saved = records.load_config(config.run_dir)[fidelity.PLAN_KEY]
+    assert saved["rungs"] == [0.3333, 1, 3] and saved["epoch_seconds"] > 0
+    done = records.load_records(config.run_dir)
+    assert done[0]["tuner_state"]["epochs"] == 0.3333 and done[0]["epochs_run"] == 1
+    # 384 - 128 training images in batches of 128: two batches, a third of them rounds to one.
+    assert steps[0] == (0.3333, 1)
+    assert all(s is None for e, s in steps if e >= 1)
+    # A resume with another budget keeps the frozen rungs.
+    monkeypatch.setattr(fidelity, "calibrate", lambda *a: pytest.fail("calibrated again"))
+    assert fidelity.plan_of(replace(config, budget=60.0)).rungs == [0.3333, 1, 3]
+
+
+def test_calibration_times_an_epoch_and_a_trials_fixed_cost(tmp_path):
+    config = budgeted(tmp_path)
+    epoch, fixed = fidelity.calibrate(config, search.load_splits(config))
+    assert epoch > 0 and fixed > 0
+
+
+def test_without_a_budget_the_rungs_follow_max_epochs(tmp_path, monkeypatch):
+    monkeypatch.setattr(fidelity, "calibrate", lambda *a: pytest.fail("no budget, no calibration"))
+    config = budgeted(tmp_path, budget=None, max_trials=2)
+    assert search.run_search(config, stream=io.StringIO()) is True
+    assert fidelity.PLAN_KEY not in records.load_config(config.run_dir)
+    assert fidelity.plan_of(config).rungs == [1, 3]
