@@ -65,6 +65,9 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
         self.rungs = list(rungs) if rungs else rung_epochs(max_epochs, factor)
         self.promoted: list[str] = []  # trials whose configuration went on to the next rung
         self.favoured: str | None = None  # the lineage of the first configuration
+        # The most epochs a trial may take now (this process's time budget), None: any. A
+        # promotion above it waits, so the end of a budget goes to the trials that still fit.
+        self.ceiling: float | None = None
 
     def populate_space(self, trial_id):
         """The next trial: a promotion if one is due, else a new configuration at rung 0."""
@@ -83,6 +86,8 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
     def next_promotion(self):
         """The finished trial to promote now, from the highest rung down, or None."""
         for rung in reversed(range(len(self.rungs) - 1)):
+            if self.ceiling is not None and self.rungs[rung + 1] > self.ceiling:
+                continue
             done = [t for t in self.trials.values() if rung_of(t) == rung and _scored(t)]
             waiting = [t for t in done if t.trial_id not in self.promoted]
             favoured = [t for t in waiting if _values(t).get(LINEAGE) == self.favoured]

@@ -153,7 +153,7 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-trials",
         type=int,
-        help="trial limit (default 20; asha: 100, promotions included; hyperband: its schedule)",
+        help="trial limit (default 20; asha: 300, promotions included; hyperband: its schedule)",
     )
     p.add_argument(
         "--max-epochs", type=int, help=f"epochs per trial (default {DEFAULT_MAX_EPOCHS})"

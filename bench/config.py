@@ -12,8 +12,9 @@ from bench.errors import ConfigError
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 TUNER_NAMES = ("random", "grid", "bayesian", "hyperband", "asha")
 DEFAULT_MAX_TRIALS = 20  # random, grid and bayesian; hyperband runs its own schedule
-# asha: trials at every rung, promotions included; most are one-epoch screens.
-DEFAULT_ASHA_TRIALS = 100
+# asha: trials at every rung, promotions included; most are short screens, and with a budget
+# the budget usually ends the run first.
+DEFAULT_ASHA_TRIALS = 300
 DEFAULT_MAX_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_PATIENCE = 3

@@ -63,6 +63,7 @@ EXTRA_COLUMNS = (
     "eval_seconds",
     "oracle_seconds",
     "rung",  # asha's rung (0 the lowest) from the record's tuner_state; hyperband's round
+    "rung_epochs",  # the epochs of that rung (asha: 1/3 is one epoch of a third of the batches)
     "promoted_from",  # asha: the trial of the rung below that this one went on from
     "lineage",  # asha: the trial that first tried this configuration
 )
@@ -137,6 +138,7 @@ def _trial_row(run_name: str, record: dict) -> dict:
     state = record.get("tuner_state") or {}
     row.update(
         rung=state.get("round"),
+        rung_epochs=state.get("epochs"),
         promoted_from=state.get("promoted_from"),
         lineage=state.get("lineage") or record.get("trial_id"),
     )

@@ -72,7 +72,7 @@ def rungs(df: pd.DataFrame) -> pd.DataFrame:
             {
                 "run": run,
                 "rung": int(rung),
-                "epochs": int(trials["epochs_run"].max()) if len(done) else pd.NA,
+                "epochs": _rung_epochs(trials),
                 "trials": len(trials),
                 "finished": len(done),
                 "promoted": int(trials["trial_id"].isin(went_on).sum()),
@@ -80,6 +80,15 @@ def rungs(df: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=RUNG_COLUMNS)
+
+
+def _rung_epochs(trials: pd.DataFrame):
+    """A rung's epochs as its trials' tuner state says (a share of one below one epoch)."""
+    budgets = pd.to_numeric(trials["rung_epochs"], errors="coerce").dropna()
+    if len(budgets):
+        return float(budgets.max())
+    ran = pd.to_numeric(trials["epochs_run"], errors="coerce").dropna()
+    return float(ran.max()) if len(ran) else np.nan
 
 
 def rung_curves(df: pd.DataFrame) -> pd.DataFrame:

@@ -67,7 +67,8 @@ _PACE_NOTE = (
 _RUNGS_NOTE = (
     "asha trains each configuration at growing budgets (rungs) and promotes the best third of "
     "each rung's finished trials, by validation accuracy, to the next; the space's defaults "
-    "go on at every rung. promoted counts the trials of a rung that went on."
+    "go on at every rung. promoted counts the trials of a rung that went on. A rung of less "
+    "than one epoch trains one epoch of that share of the training batches."
 )
 _WORKERS_NOTE = (
     "Trials by worker of a distributed run (`bench search --workers N`): busy_hours is training "

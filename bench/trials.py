@@ -283,6 +283,9 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
         super().pre_create_trial()
         STOP.check()
         budget = self.recorder.progress.budget
+        if self.cheapest_epochs and isinstance(self.oracle, asha.ASHAOracle):
+            fitting = [e for e in self.oracle.rungs if budget.fits_another_trial(e)]
+            self.oracle.ceiling = max(fitting, default=0.0)
         if not budget.fits_another_trial(self.cheapest_epochs):
             raise StopSearch(
                 f"time budget: {budget.left():.0f} s left, the next trial may take "

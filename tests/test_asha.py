@@ -89,6 +89,16 @@ def test_the_defaults_reach_the_top_rung(tmp_path):
     assert state(trial)["tuner/epochs"] == 9
 
 
+def test_a_promotion_longer_than_the_time_left_waits_and_a_screen_runs_instead(tmp_path):
+    oracle = oracle_of(tmp_path)
+    finish(oracle, oracle.create_trial("w"), 0.5)
+    oracle.ceiling = 1  # the budget holds one epoch more, not the next rung's three
+    screen = oracle.create_trial("w")
+    assert state(screen)["tuner/round"] == 0 and "tuner/promoted_from" not in state(screen)
+    oracle.ceiling = None  # time again (a resume with a fresh budget): the promotion is due
+    assert state(oracle.create_trial("w2"))["tuner/round"] == 1
+
+
 def test_a_random_draw_never_repeats_a_configuration_of_another_rung(tmp_path):
     oracle = oracle_of(tmp_path)
     hashes = {

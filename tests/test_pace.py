@@ -55,6 +55,13 @@ def test_rungs_count_trials_and_promotions_and_the_best_validation():
     assert table.loc[1, "best_val_accuracy"] == pytest.approx(0.995)
 
 
+def test_a_rung_of_a_share_of_an_epoch_shows_that_share_not_the_epoch_it_ran():
+    screen = asha_trial("0", 0, ONE, "0")
+    screen["tuner_state"]["epochs"] = 0.3333  # one epoch of a third of the batches
+    table = pace.rungs(frame.trials_frame([("a", [screen, *TRIALS[1:2]])])).set_index("rung")
+    assert list(table["epochs"]) == [0.3333, 3]
+
+
 def test_curves_are_coloured_by_the_highest_rung_of_their_configuration():
     curves = pace.rung_curves(frame.trials_frame([("a", TRIALS)]))
     reached = curves.groupby("trial_id")["reached"].first().to_dict()
