@@ -9,6 +9,7 @@ validation accuracy) S more times and records every one under results/<run>/conf
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -66,10 +67,13 @@ def confirm_trials(
     splits: data.Splits,
     stream,
     fits=None,
+    epochs: float | None = None,
 ) -> int:
     """Retrain each of chosen with `seeds` confirmation seeds, skipping pairs already done;
-    the caller holds the run's lock. With fits(seconds) -> bool, a retraining starts only when
-    one as long as its trial fits. Returns how many were trained."""
+    the caller holds the run's lock. Each trains for its trial's best epoch count, or for
+    `epochs` when given (a night's full fidelity, whatever rung a trial reached). With
+    fits(seconds) -> bool, a retraining starts only when one as long fits. Returns how many
+    were trained."""
     todo = missing(run_dir, chosen, confirm_seeds(config["seed"], seeds))
     print(
         f"confirming run {config['run']}: {len(chosen)} trial(s) x {seeds} seed(s), "
@@ -78,11 +82,11 @@ def confirm_trials(
         flush=True,
     )
     for done, (record, seed) in enumerate(todo, start=1):
-        if fits is not None and not fits(record["train_seconds"] or 0.0):
+        if fits is not None and not fits(expected_seconds(record, epochs)):
             why = f"the time budget has no room for trial {record['trial_id']} again"
             print(f"stopped confirming: {why}", file=stream, flush=True)
             return done - 1
-        result = train_once(run_dir, record, config, splits, seed)
+        result = train_once(run_dir, record, config, splits, seed, epochs)
         print(
             f"[{done}/{len(todo)}] trial {record['trial_id']} seed {seed}: "
             f"val {result['val_accuracy']:.4f} test {result['test_accuracy']:.4f} "
@@ -93,23 +97,29 @@ def confirm_trials(
     return len(todo)
 
 
-def night_choice(trials: list[dict], top: int, max_epochs: int) -> list[dict]:
-    """What a night confirms: its top `top` full-fidelity trials by validation accuracy, and
-    the space's defaults (its first configuration) at full fidelity, so that the winner can be
-    tested against them. Full fidelity: a trial of the run's --max-epochs budget (asha and
-    hyperband trials at lower rungs are left out)."""
-    full = [
-        r
-        for r in records.completed(trials)
-        if (r.get("tuner_state") or {}).get("epochs", max_epochs) == max_epochs
-    ]
-    ranked = records.ranked_by_validation(full)
+def night_choice(trials: list[dict], top: int, full_epochs: float) -> list[dict]:
+    """What a night confirms: its top `top` configurations and the space's defaults (its first
+    configuration), so that the winner can be tested against them. Each configuration counts
+    once, by its trial at the highest fidelity it reached (asha's rungs; a trial without one is
+    of `full_epochs`); configurations that reached full fidelity rank first, then those that
+    stopped a rung lower, and so on, by validation accuracy within a fidelity."""
+    best: dict[str, dict] = {}
+    for record in records.ranked_by_validation(records.completed(trials)):
+        key = json.dumps(record["hyperparameters"], sort_keys=True)
+        if key not in best or _fidelity(record, full_epochs) > _fidelity(best[key], full_epochs):
+            best[key] = record
+    ranked = records.ranked_by_validation(list(best.values()))
+    ranked.sort(key=lambda r: -_fidelity(r, full_epochs))  # stable: validation order kept
     chosen = ranked[:top]
     first = records.defaults_hyperparameters(trials)
     defaults = next((r for r in ranked if r["hyperparameters"] == first), None)
     if defaults is not None and defaults not in chosen:
         chosen.append(defaults)
     return chosen
+
+
+def _fidelity(record: dict, full_epochs: float) -> float:
+    return float((record.get("tuner_state") or {}).get("epochs", full_epochs))
 
 
 def missing(run_dir: Path, chosen: list[dict], seeds: list[int]) -> list[tuple[dict, int]]:
@@ -123,9 +133,25 @@ def missing(run_dir: Path, chosen: list[dict], seeds: list[int]) -> list[tuple[d
     ]
 
 
-def train_once(run_dir: Path, trial: dict, config: dict, splits: data.Splits, seed: int) -> dict:
-    """Train one trial's configuration afresh with `seed` for its best epoch count, on the
-    run's training split; evaluate the last epoch's model; write its record and predictions."""
+def expected_seconds(record: dict, epochs: float | None) -> float:
+    """How long retraining a trial takes: its own time, scaled to `epochs` when given."""
+    seconds = record.get("train_seconds") or 0.0
+    ran = _fidelity(record, record.get("epochs_run") or 1)
+    return seconds * epochs / ran if epochs and ran else seconds
+
+
+def train_once(
+    run_dir: Path,
+    trial: dict,
+    config: dict,
+    splits: data.Splits,
+    seed: int,
+    epochs: float | None = None,
+) -> dict:
+    """Train one trial's configuration afresh with `seed` for its best epoch count (or
+    `epochs`), on the run's training split; evaluate the last epoch's model; write its record
+    and predictions."""
+    epochs = int(epochs or trial["best_epoch"])
     started_at = utc_now()
     fitted = training.fit_afresh(
         trial,
@@ -133,7 +159,7 @@ def train_once(run_dir: Path, trial: dict, config: dict, splits: data.Splits, se
         splits.y_train,
         config["batch_size"],
         seed,
-        trial["best_epoch"],
+        epochs,
         validation=training.evaluation_set(splits.val_images, splits.y_val),
     )
     test = training.evaluation_set(splits.test_images, splits.y_test)
@@ -150,7 +176,7 @@ def train_once(run_dir: Path, trial: dict, config: dict, splits: data.Splits, se
         "space": trial["space"],
         "hyperparameters": trial["hyperparameters"],
         "architecture": trial.get("architecture"),
-        "epochs": trial["best_epoch"],
+        "epochs": epochs,
         "val_accuracy": float(fitted.history["val_accuracy"][-1]),
         "val_loss": float(fitted.history["val_loss"][-1]),
         "test_accuracy": test_accuracy,

@@ -234,8 +234,9 @@ def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> bool:
 
 
 def confirm_night(config: SearchConfig, splits: data.Splits, budget: Budget, stream) -> None:
-    """With --confirm-seeds: retrain the night's top trials and the defaults with fresh seeds,
-    as far as the budget goes; the caller holds the run's lock."""
+    """With --confirm-seeds: retrain the night's top configurations and the defaults with
+    fresh seeds, as far as the budget goes; the caller holds the run's lock. asha's are all
+    retrained at its top rung's epochs, whatever rung they reached."""
     if not config.confirm_seeds:
         return
     trials = records.load_records(config.run_dir)
@@ -243,8 +244,16 @@ def confirm_night(config: SearchConfig, splits: data.Splits, budget: Budget, str
     chosen = confirm.night_choice(trials, config.confirm_top, full)
     if chosen:
         saved = records.load_config(config.run_dir)
+        epochs = full if config.tuner == "asha" else None
         confirm.confirm_trials(
-            config.run_dir, saved, chosen, config.confirm_seeds, splits, stream, budget.fits
+            config.run_dir,
+            saved,
+            chosen,
+            config.confirm_seeds,
+            splits,
+            stream,
+            budget.fits,
+            epochs,
         )
 
 

@@ -108,9 +108,24 @@ def test_a_night_confirms_its_best_full_trials_and_the_defaults():
         _rung("3", 0.97, 9, other),
         _rung("4", 0.96, 9, {"x": 3}),
     ]
-    chosen = confirm.night_choice(trials, top=1, max_epochs=9)
+    chosen = confirm.night_choice(trials, top=1, full_epochs=9)
     assert [r["trial_id"] for r in chosen] == ["3", "2"]  # the best, then the defaults
     assert [r["trial_id"] for r in confirm.night_choice(trials, 3, 9)] == ["3", "4", "2"]
+    # Fewer configurations reached full fidelity than the night confirms: the best of the
+    # rung below come next, and a configuration counts once, by its highest rung (trial 1's
+    # screen of "other" scored best of all, yet "other" is trial 3).
+    trials.append(_rung("5", 0.98, 3, {"x": 4}))
+    trials.append(_rung("6", 0.999, 1, {"x": 5}))
+    chosen = confirm.night_choice(trials, 5, 9)
+    assert [r["trial_id"] for r in chosen] == ["3", "4", "2", "5", "6"]
+
+
+def test_a_retraining_is_expected_to_last_its_trials_time_scaled_to_its_epochs():
+    screen = {"train_seconds": 20.0, "epochs_run": 1, "tuner_state": {"epochs": 0.5}}
+    assert confirm.expected_seconds(screen, 9) == pytest.approx(360.0)
+    full = {"train_seconds": 90.0, "epochs_run": 3}  # a random search's trial: no rung
+    assert confirm.expected_seconds(full, None) == 90.0
+    assert confirm.expected_seconds(full, 6) == pytest.approx(180.0)
 
 
 def test_a_night_with_confirm_seeds_confirms_itself_under_its_own_lock(tmp_path):
@@ -130,5 +145,6 @@ def test_a_night_with_confirm_seeds_confirms_itself_under_its_own_lock(tmp_path)
     expected = confirm.night_choice(trials, 1, 2)
     confirmed = records.load_confirmed(config.run_dir)
     assert sorted(r["trial_id"] for r in confirmed) == sorted(r["trial_id"] for r in expected)
-    assert all(r["epochs"] <= 2 and r["architecture"] for r in confirmed)
+    # asha's are retrained at its top rung's epochs, whatever rung they reached.
+    assert all(r["epochs"] == 2 and r["architecture"] for r in confirmed)
     assert "confirming run n" in out.getvalue()
