@@ -112,3 +112,17 @@ def test_without_a_budget_the_rungs_follow_max_epochs(tmp_path, monkeypatch):
     assert search.run_search(config, stream=io.StringIO()) is True
     assert fidelity.PLAN_KEY not in records.load_config(config.run_dir)
     assert fidelity.plan_of(config).rungs == [1, 3]
+
+
+def test_before_each_trial_the_oracle_learns_the_longest_rung_the_budget_still_holds(tmp_path):
+    from bench.progress import Budget, Progress
+    from bench.trials import TrialRecorder
+
+    config = budgeted(tmp_path, budget=None, max_epochs=9)
+    budget = Budget(100.0, margin=30.0)
+    budget.longest_epoch = 20.0  # 70 s usable: a 3-epoch trial (60 s) fits, 9 epochs do not
+    recorder = TrialRecorder(config, search.load_splits(config), Progress(None, budget=budget))
+    tuner = search.make_tuner(config, recorder)
+    assert tuner.oracle.rungs == [1, 3, 9]
+    tuner.pre_create_trial()
+    assert tuner.oracle.ceiling == 3
