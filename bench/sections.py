@@ -39,7 +39,8 @@ DATASET_FIELD = "dataset_sha256"  # read from the run's config, not its environm
 _LEADERBOARD_NOTE = (
     f"Finished trials ranked by test accuracy (ties: lower test loss), top {LEADERBOARD_SIZE}; "
     "val_rank is the rank by validation accuracy, which is what chooses the release. "
-    "Seed baseline rows are kept as reference."
+    "Seed baseline rows are kept as reference. rung_epochs, where shown, is the budget of the "
+    "trial's rung (asha, hyperband): a short screen is not a full trial."
 )
 _CHANGES_NOTE = (
     "Each run against the run created before it: before is the older run, after the newer; "

@@ -65,7 +65,10 @@ def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     done["rank"] = positions
     done["val_rank"] = pd.Series(positions, index=by_val)
     done["baseline"] = done["space"] == SEED_SPACE
-    return done[list(LEADERBOARD_COLUMNS)].reset_index(drop=True)
+    columns = list(LEADERBOARD_COLUMNS)
+    if done["rung_epochs"].notna().any():  # asha's and hyperband's trials differ in length
+        columns.insert(columns.index("epochs_run") + 1, "rung_epochs")
+    return done[columns].reset_index(drop=True)
 
 
 def top_architectures(df: pd.DataFrame, n: int = TOP_N, by: str = "test_accuracy") -> pd.DataFrame:

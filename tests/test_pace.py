@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from bench import frame, pace, records, report
+from bench import frame, pace, records, report, tables
 from tests import factories
 from tests.factories import fake_record
 
@@ -60,6 +60,16 @@ def test_a_rung_of_a_share_of_an_epoch_shows_that_share_not_the_epoch_it_ran():
     screen["tuner_state"]["epochs"] = 0.3333  # one epoch of a third of the batches
     table = pace.rungs(frame.trials_frame([("a", [screen, *TRIALS[1:2]])])).set_index("rung")
     assert list(table["epochs"]) == [0.3333, 3]
+
+
+def test_the_leaderboard_shows_each_trials_rung_budget_only_for_runs_with_rungs():
+    screen = asha_trial("0", 0, ONE, "0")
+    screen["tuner_state"]["epochs"] = 0.3333
+    board = tables.leaderboard(frame.trials_frame([("a", [screen, *TRIALS[1:]])]))
+    by_trial = dict(zip(board["trial_id"], board["rung_epochs"], strict=True))
+    assert by_trial["0"] == 0.3333 and by_trial["4"] == 3
+    plain = [fake_record("r", str(i), val_accuracy=0.99) for i in range(2)]
+    assert "rung_epochs" not in tables.leaderboard(frame.trials_frame([("r", plain)]))
 
 
 def test_curves_are_coloured_by_the_highest_rung_of_their_configuration():
