@@ -118,6 +118,23 @@ def night_choice(trials: list[dict], top: int, full_epochs: float) -> list[dict]
     return chosen
 
 
+def retrain_epochs(tuner: str, full_epochs: float) -> float | None:
+    """The epochs a night retrains for: asha's top rung for every configuration, whatever
+    rung it reached; for other tuners None, each trial's own best epoch count."""
+    return full_epochs if tuner == "asha" else None
+
+
+def night_seconds(
+    run_dir: Path, trials: list[dict], top: int, seeds: int, config: dict, full_epochs: float
+) -> float:
+    """Seconds the night's confirmation still needs: the (chosen trial, seed) pairs not yet
+    retrained, each as long as expected_seconds says."""
+    chosen = night_choice(trials, top, full_epochs)
+    epochs = retrain_epochs(config["tuner"], full_epochs)
+    todo = missing(run_dir, chosen, confirm_seeds(config["seed"], seeds))
+    return sum(expected_seconds(record, epochs) for record, _ in todo)
+
+
 def _fidelity(record: dict, full_epochs: float) -> float:
     return float((record.get("tuner_state") or {}).get("epochs", full_epochs))
 

@@ -244,7 +244,7 @@ def confirm_night(config: SearchConfig, splits: data.Splits, budget: Budget, str
     chosen = confirm.night_choice(trials, config.confirm_top, full)
     if chosen:
         saved = records.load_config(config.run_dir)
-        epochs = full if config.tuner == "asha" else None
+        epochs = confirm.retrain_epochs(config.tuner, full)
         confirm.confirm_trials(
             config.run_dir,
             saved,

@@ -11,7 +11,18 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from bench import asha, checkpoint, data, distributed, envinfo, kt_compat, memory, records, training
+from bench import (
+    asha,
+    checkpoint,
+    confirm,
+    data,
+    distributed,
+    envinfo,
+    kt_compat,
+    memory,
+    records,
+    training,
+)
 from bench.config import SearchConfig
 from bench.progress import STOP, Budget, BudgetSpent, Progress
 from bench.records import utc_now
@@ -140,11 +151,20 @@ class TrialRecorder:
         return record
 
     def confirmation_reserve(self) -> float:
-        """Seconds to leave at the end for --confirm-seeds: the top trials and the defaults,
-        each retrained that many times at full fidelity (the slowest epoch so far)."""
+        """Seconds to leave at the end for --confirm-seeds: the retrainings that the night's
+        choice so far (its top trials and the defaults) still needs, each as long as its
+        trial took, scaled to the epochs it retrains."""
         config = self.config
-        retrainings = (config.confirm_top + 1) * config.confirm_seeds
-        return retrainings * self.progress.budget.estimate(self.full_epochs)
+        if not config.confirm_seeds:
+            return 0.0
+        return confirm.night_seconds(
+            self.run_dir,
+            records.load_records(self.run_dir),
+            config.confirm_top,
+            config.confirm_seeds,
+            config.to_json(),
+            self.full_epochs,
+        )
 
     def epoch_backup(self, trial, callbacks) -> checkpoint.EpochBackup:
         """The callback that saves this trial after each epoch and resumes it after a cut."""

@@ -120,6 +120,20 @@ def test_a_night_confirms_its_best_full_trials_and_the_defaults():
     assert [r["trial_id"] for r in chosen] == ["3", "4", "2", "5", "6"]
 
 
+def test_the_night_keeps_back_what_its_confirmation_still_needs(tmp_path):
+    defaults = {**_rung("0", 0.99, 9, {"x": 1}), "train_seconds": 100.0, "epochs_run": 9}
+    screen = {**_rung("1", 0.95, 0.3333, {"x": 2}), "train_seconds": 10.0, "epochs_run": 1}
+    config = {"tuner": "asha", "seed": 0}
+    needs = confirm.night_seconds(tmp_path, [defaults, screen], 2, 2, config, 9)
+    assert needs == pytest.approx(2 * 100.0 + 2 * 10.0 * 9 / 0.3333)
+    # One retraining done: it is no longer kept back.
+    folder = records.confirm_dir(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / f"{confirm.record_stem('0', confirm.confirm_seeds(0, 1)[0])}.json").write_text("{}")
+    after = confirm.night_seconds(tmp_path, [defaults, screen], 2, 2, config, 9)
+    assert after == pytest.approx(needs - 100.0)
+
+
 def test_a_retraining_is_expected_to_last_its_trials_time_scaled_to_its_epochs():
     screen = {"train_seconds": 20.0, "epochs_run": 1, "tuner_state": {"epochs": 0.5}}
     assert confirm.expected_seconds(screen, 9) == pytest.approx(360.0)
