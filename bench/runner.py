@@ -26,7 +26,15 @@ from bench.progress import STOP, Budget, Progress, Terminated
 
 # Settings a resume command repeats when they differ from the defaults, besides the run's
 # identity.
-RESUME_FIELDS = (*IDENTITY_FIELDS, "results", "data_dir", "trials_per_process", "workers")
+RESUME_FIELDS = (
+    *IDENTITY_FIELDS,
+    "results",
+    "data_dir",
+    "trials_per_process",
+    "workers",
+    "confirm_top",
+    "confirm_seeds",
+)
 RESUME_SWITCHES = ("tensorboard",)
 # Flags a supervisor does not pass on to its children (name -> how many values follow it).
 SUPERVISOR_ONLY = {"--fresh": 0, "--workers": 1, "--listen": 1}

@@ -212,15 +212,18 @@ def test_the_resume_command_repeats_every_setting_that_is_not_a_default():
         dataset="fashion_mnist",
         tensorboard=True,
         warm_start=False,
+        confirm_seeds=2,
     )
     command = runner.resume_command(config)
     assert command == (
         "bench search --run n --space seed --max-trials 7 --dataset fashion_mnist"
-        " --no-warm-start --results out --trials-per-process 3 --workers 2 --tensorboard"
+        " --no-warm-start --results out --trials-per-process 3 --workers 2"
+        " --confirm-seeds 2 --tensorboard"
     )
     args = cli.build_parser().parse_args(command.split()[1:])
     assert (args.space, args.max_trials, args.results, args.workers) == ("seed", 7, "out", 2)
     assert (args.dataset, args.tensorboard, args.warm_start) == ("fashion_mnist", True, False)
+    assert args.confirm_seeds == 2  # the night still confirms itself after the resume
 
 
 def test_mixed_precision_without_a_gpu_is_a_usage_error(capsys, tmp_path, monkeypatch):
