@@ -40,6 +40,16 @@ def full_space(space: str) -> kt.HyperParameters:
     raise RuntimeError(f"space {space!r} kept declaring new hyperparameters")
 
 
+def start_from_defaults(study, space: str) -> dict:
+    """Queue the space's defaults as the study's first trial, as the suite's tuners try them
+    first (Optuna's enqueue_trial, what its users do with a known-good configuration)."""
+    defaults = kt.HyperParameters()
+    hypermodel(space).build(defaults)
+    keras.backend.clear_session()
+    study.enqueue_trial(dict(defaults.values))
+    return dict(defaults.values)
+
+
 def _choices(hp) -> list:
     from keras_tuner.engine import hyperparameters as kinds
 
@@ -150,6 +160,7 @@ def run_study(run_dir, seed: int, budget_s: float, max_epochs: int, data_limits:
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs),
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start_from_defaults(study, perf_search.SPACE)
     try:
         study.optimize(objective, timeout=budget_s - REPORT_MARGIN_S, gc_after_trial=True)
     except BudgetSpent:

@@ -61,6 +61,16 @@ def test_the_adapter_finds_conditional_hyperparameters_and_asks_optuna_for_activ
         study.tell(trial, 0.5)
 
 
+def test_the_study_tries_the_spaces_defaults_first():
+    space = optuna_adapter.full_space("cnn_plus")
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    defaults = optuna_adapter.start_from_defaults(study, "cnn_plus")
+    first = optuna_adapter.suggest(study.ask(), space)
+    assert first.values == defaults
+    study.tell(0, 0.5)
+    assert optuna_adapter.suggest(study.ask(), space).values != defaults  # then TPE draws
+
+
 def test_the_pruner_stops_training_when_optuna_says_so():
     said = {"prune": False}
     reported = []
