@@ -93,14 +93,27 @@ def _rung_epochs(trials: pd.DataFrame):
 
 def rung_curves(df: pd.DataFrame) -> pd.DataFrame:
     """Per epoch of every finished asha trial: its validation accuracy, and `reached`, the
-    highest rung its configuration got to (what colours the curves)."""
+    highest rung its configuration got to (what colours the curves). A screen of less than one
+    epoch stands at its share of an epoch."""
     done = completed(_rung_runs(df))
     if done.empty:
         return pd.DataFrame(columns=list(RUNG_CURVE_COLUMNS))
     reached = done.groupby(["run", "lineage"])["rung"].transform("max").astype(int)
     rows = [
-        {"run": t.run, "trial_id": t.trial_id, "epoch": e, "val_accuracy": acc, "reached": r}
+        {
+            "run": t.run,
+            "trial_id": t.trial_id,
+            "epoch": e * _share(t.rung_epochs),
+            "val_accuracy": acc,
+            "reached": r,
+        }
         for t, r in zip(done.itertuples(), reached, strict=True)
         for e, acc in enumerate((t.history or {}).get("val_accuracy") or [], start=1)
     ]
     return pd.DataFrame(rows, columns=list(RUNG_CURVE_COLUMNS))
+
+
+def _share(rung_epochs) -> float:
+    """The share of an epoch a trial's epochs were: below one for a short screen, else 1."""
+    value = pd.to_numeric(rung_epochs, errors="coerce")
+    return float(value) if pd.notna(value) and 0 < value < 1 else 1.0

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from bench.frame import SEED_LABEL  # noqa: E402
 
@@ -39,6 +39,7 @@ DIGIT_CELL_INCHES = 1.1  # one 28x28 digit and its two-line caption
 DIGIT_TITLE_INCHES = 0.35
 ZOOM_PAD = 0.25  # share of the accuracy range left around zoomed axes
 ZOOM_MIN_SPAN = 0.005  # accuracies of near-identical trials still get a visible spread
+MIN_ERROR = 1e-4  # a validation error of 0 still has a place on a log scale
 
 
 def figure_png(fig: plt.Figure) -> bytes:
@@ -271,16 +272,18 @@ def plot_learning_curves(curves: pd.DataFrame) -> plt.Figure:
 
 
 def plot_rung_curves(curves: pd.DataFrame) -> plt.Figure:
-    """Every trial's validation accuracy per epoch, coloured by the highest rung its
-    configuration reached (pace.rung_curves); one panel per run."""
+    """Every trial's validation error per epoch on a log scale, coloured by the highest rung
+    its configuration reached (pace.rung_curves); one panel per run. On a log scale the
+    0.3-1% of the good configurations stand apart, and screens that failed stay in view."""
     names = list(dict.fromkeys(curves["run"]))
     fig, axes = _subplots(1, len(names), figsize=(FIG_WIDTH, FIG_WIDTH * 0.4), squeeze=False)
+    curves = curves.assign(val_error=(1.0 - curves["val_accuracy"]).clip(lower=MIN_ERROR))
     for ax, name in zip(axes[0], names, strict=True):
         part = curves[curves["run"] == name]
         sns.lineplot(
             data=part,
             x="epoch",
-            y="val_accuracy",
+            y="val_error",
             units="trial_id",
             hue="reached",
             palette="viridis",
@@ -289,9 +292,9 @@ def plot_rung_curves(curves: pd.DataFrame) -> plt.Figure:
             ax=ax,
             legend=_legend(ax is axes[0][0]),
         )
-        _zoom(ax, part["val_accuracy"], axis="y")
-        ax.set(title=name, ylabel="validation accuracy")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
+        ax.set(title=name, ylabel="validation error (log scale)")
     fig.suptitle("Every trial's learning curve, coloured by the highest rung it reached")
     return fig
 

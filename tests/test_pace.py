@@ -60,6 +60,9 @@ def test_a_rung_of_a_share_of_an_epoch_shows_that_share_not_the_epoch_it_ran():
     screen["tuner_state"]["epochs"] = 0.3333  # one epoch of a third of the batches
     table = pace.rungs(frame.trials_frame([("a", [screen, *TRIALS[1:2]])])).set_index("rung")
     assert list(table["epochs"]) == [0.3333, 3]
+    curves = pace.rung_curves(frame.trials_frame([("a", [screen, *TRIALS[1:2]])]))
+    assert list(curves.loc[curves["trial_id"] == "0", "epoch"]) == [0.3333]  # a third of one
+    assert list(curves.loc[curves["trial_id"] == "1", "epoch"]) == [1, 2, 3]
 
 
 def test_the_leaderboard_shows_each_trials_rung_budget_only_for_runs_with_rungs():
