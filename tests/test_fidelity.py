@@ -52,6 +52,24 @@ def test_the_ladder_goes_down_to_a_third_of_an_epoch(top, rungs):
     assert fidelity.describe(fidelity.Plan(rungs)).startswith("1/3, 1")
 
 
+@pytest.mark.parametrize(
+    "top, batches, rungs",
+    [
+        (9, 391, [0.3333, 1, 3, 9]),  # full MNIST: a third of an epoch is 130 steps
+        (6, 79, [2, 6]),
+        (5, 79, [2, 5]),
+        (3, 2, [3]),
+        (9, 100, [1, 3, 9]),
+    ],
+)
+def test_no_rung_below_the_top_trains_fewer_than_the_shortest_screen(top, batches, rungs):
+    assert fidelity.ladder(top, FACTOR, batches) == rungs
+    short = [r for r in rungs[:-1] if r * batches < fidelity.MIN_SCREEN_STEPS]
+    assert not short
+    plan = fidelity.plan(7200, 42, 8, top, FACTOR, 3, 0, steps_per_epoch=batches)
+    assert plan.rungs == rungs
+
+
 def test_a_share_of_an_epoch_is_that_share_of_its_batches():
     import tensorflow as tf
 
@@ -86,6 +104,7 @@ def test_a_budgeted_run_freezes_its_rungs_and_screens_on_a_share_of_an_epoch(tmp
         return fit(self, trial, *args, **kwargs)
 
     monkeypatch.setattr(asha.kt.Tuner, "run_trial", noting)
+    monkeypatch.setattr(fidelity, "MIN_SCREEN_STEPS", 0)  # two batches an epoch here
     config = budgeted(tmp_path)
     assert search.run_search(config, stream=io.StringIO()) is True
     saved = records.load_config(config.run_dir)[fidelity.PLAN_KEY]
