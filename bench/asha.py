@@ -8,11 +8,13 @@ configuration at the lowest rung. No rung waits for another to fill, so workers 
 
 Built the way KerasTuner's Hyperband is: the rung data travel as "tuner/..." values of each
 trial, the oracle's state (rungs, promotions) is saved with it, and the chief/worker mode
-serves it unchanged. A promoted configuration trains afresh for its rung's epochs, so its
-learning-rate schedule spans that budget (a space's fit stretches its schedule over `epochs`)
-and every trial of a rung is judged after the same training. The first configuration, the
-space's defaults, is promoted at every rung whatever its rank: a night always trains it at
-full fidelity.
+serves it unchanged. A promoted configuration either trains afresh for its rung's epochs
+(promotion "retrain"), or (promotion "continue") starts from its parent's best-epoch weights, as
+KerasTuner's Hyperband does, and trains only the epochs between the two rungs under a fresh
+schedule: a warm restart. Either way its learning-rate schedule spans what it trains (a space's
+fit stretches its schedule over `epochs`) and every trial of a rung is judged after the same
+budget. The first configuration, the space's defaults, is promoted at every rung whatever its
+rank: a night always trains it at full fidelity.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ import math
 
 import keras_tuner as kt
 
-from bench import kt_compat
+from bench import kt_compat, training
+from bench.config import PROMOTIONS
 
 EPOCHS = "tuner/epochs"  # the budget of this trial (as KerasTuner's Hyperband names it)
 INITIAL_EPOCH = "tuner/initial_epoch"
 RUNG = "tuner/round"  # 0 for the lowest rung
 PROMOTED_FROM = "tuner/promoted_from"  # the trial of the rung below
 LINEAGE = "tuner/lineage"  # the trial that first tried this configuration, at rung 0
+WARM_FROM = "tuner/trial_id"  # "continue": the trial whose weights this one starts from
+TRAINED = "tuner/trained_epochs"  # "continue": the epochs those weights have had
+RETRAIN, CONTINUE = PROMOTIONS
 MIN_EPOCHS = 1
 DEFAULT_FACTOR = 3
 RUNNING, IDLE, STOPPED = "RUNNING", "IDLE", "STOPPED"
@@ -56,13 +62,26 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
         factor: the reduction factor between rungs (eta in the paper).
         rungs: the epochs of each rung, lowest first (bench.fidelity's plan); None: max_epochs
             divided down by the factor.
+        promotion: "retrain" (a promoted configuration trains afresh) or "continue" (from its
+            parent's weights, for the epochs the rung adds).
         Other arguments as KerasTuner's Oracle; max_trials counts promotions too.
     """
 
-    def __init__(self, objective=None, max_epochs=15, factor=DEFAULT_FACTOR, rungs=None, **kwargs):
+    def __init__(
+        self,
+        objective=None,
+        max_epochs=15,
+        factor=DEFAULT_FACTOR,
+        rungs=None,
+        promotion=RETRAIN,
+        **kwargs,
+    ):
         super().__init__(objective=objective, **kwargs)
+        if promotion not in PROMOTIONS:
+            raise ValueError(f"promotion must be one of {PROMOTIONS}, not {promotion!r}")
         self.factor = factor
         self.rungs = list(rungs) if rungs else rung_epochs(max_epochs, factor)
+        self.promotion = promotion
         self.promoted: list[str] = []  # trials whose configuration went on to the next rung
         self.favoured: str | None = None  # the lineage of the first configuration
         # The most epochs a trial may take now (this process's time budget), None: any. A
@@ -86,7 +105,7 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
     def next_promotion(self):
         """The finished trial to promote now, from the highest rung down, or None."""
         for rung in reversed(range(len(self.rungs) - 1)):
-            if self.ceiling is not None and self.rungs[rung + 1] > self.ceiling:
+            if self.ceiling is not None and self.cost(rung + 1) > self.ceiling:
                 continue
             done = [t for t in self.trials.values() if rung_of(t) == rung and _scored(t)]
             waiting = [t for t in done if t.trial_id not in self.promoted]
@@ -100,28 +119,37 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
                 return chosen[0]
         return None
 
+    def cost(self, rung: int) -> float:
+        """The epochs a trial of this rung trains: all of them, or when promotions continue,
+        those the rung adds to the one below."""
+        below = self.rungs[rung - 1] if rung and self.promotion == CONTINUE else 0
+        return round(self.rungs[rung] - below, 4)
+
     def _rank_key(self, trial):
         sign = -1.0 if self.objective.direction == "max" else 1.0
         return (sign * trial.score, trial.trial_id)
 
     def promotion_values(self, parent) -> dict:
-        """The parent's configuration at the next rung's budget, trained afresh."""
+        """The parent's configuration at the next rung's budget, trained afresh or from the
+        parent's weights."""
         prefix = kt_compat.TUNER_STATE_PREFIX
         values = {k: v for k, v in _values(parent).items() if not k.startswith(prefix)}
         rung = rung_of(parent) + 1
-        return {
-            **values,
-            EPOCHS: self.rungs[rung],
-            INITIAL_EPOCH: 0,
-            RUNG: rung,
-            PROMOTED_FROM: parent.trial_id,
-            LINEAGE: _values(parent).get(LINEAGE, parent.trial_id),
-        }
+        values[EPOCHS], values[INITIAL_EPOCH], values[RUNG] = self.rungs[rung], 0, rung
+        values[PROMOTED_FROM] = parent.trial_id
+        values[LINEAGE] = _values(parent).get(LINEAGE, parent.trial_id)
+        if self.promotion == CONTINUE:
+            values.update({WARM_FROM: parent.trial_id, TRAINED: self.rungs[rung - 1]})
+        return values
 
     def get_state(self):
         state = super().get_state()
         state.update(
-            factor=self.factor, rungs=self.rungs, promoted=self.promoted, favoured=self.favoured
+            factor=self.factor,
+            rungs=self.rungs,
+            promotion=self.promotion,
+            promoted=self.promoted,
+            favoured=self.favoured,
         )
         return state
 
@@ -129,6 +157,7 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
         super().set_state(state)
         self.factor = state["factor"]
         self.rungs = state["rungs"]  # frozen at the run's creation: a resume keeps them
+        self.promotion = state.get("promotion", RETRAIN)
         self.promoted = state["promoted"]
         self.favoured = state["favoured"]
 
@@ -141,13 +170,22 @@ def rung_of(trial) -> int:
     return int(_values(trial).get(RUNG, 0))
 
 
+def trial_epochs(values: dict) -> float | None:
+    """The epochs a trial with these values trains (its rung's, less those its starting
+    weights already had), None for a trial without rung data."""
+    if EPOCHS not in values:
+        return None
+    return round(values[EPOCHS] - values.get(TRAINED, 0), 4)
+
+
 def _scored(trial) -> bool:
     return trial.status == "COMPLETED" and trial.score is not None and not math.isnan(trial.score)
 
 
 class ASHA(kt.Tuner):
-    """A KerasTuner tuner driven by ASHAOracle: each trial trains for its rung's epochs; a rung
-    of less than one epoch trains one epoch of that share of the training batches."""
+    """A KerasTuner tuner driven by ASHAOracle: each trial trains for its rung's epochs (less
+    those of the weights it continues from); less than one epoch is one epoch of that share of
+    the training batches."""
 
     def __init__(
         self,
@@ -156,6 +194,7 @@ class ASHA(kt.Tuner):
         max_epochs=15,
         factor=DEFAULT_FACTOR,
         rungs=None,
+        promotion=RETRAIN,
         max_trials=None,
         seed=None,
         max_consecutive_failed_trials=3,
@@ -166,6 +205,7 @@ class ASHA(kt.Tuner):
             max_epochs=max_epochs,
             factor=factor,
             rungs=rungs,
+            promotion=promotion,
             max_trials=max_trials,
             seed=seed,
             max_consecutive_failed_trials=max_consecutive_failed_trials,
@@ -174,14 +214,21 @@ class ASHA(kt.Tuner):
 
     def run_trial(self, trial, *fit_args, **fit_kwargs):
         values = _values(trial)
-        if EPOCHS in values:
-            epochs = values[EPOCHS]
-            fit_kwargs["epochs"] = max(math.ceil(epochs), 1)
+        epochs = trial_epochs(values)
+        if epochs is not None:
+            fit_kwargs["epochs"] = max(round(epochs), 1)
             fit_kwargs["initial_epoch"] = values.get(INITIAL_EPOCH, 0)
             if epochs < 1:
                 train = fit_args[0] if fit_args else fit_kwargs.get("x")
                 fit_kwargs["steps_per_epoch"] = share_of_batches(train, epochs)
         return super().run_trial(trial, *fit_args, **fit_kwargs)
+
+    def _build_hypermodel(self, hp):
+        model = super()._build_hypermodel(hp)
+        parent = hp.values.get(WARM_FROM)
+        if parent is not None:  # the best epoch's weights; the optimizer starts afresh
+            training.load_checkpoint(model, kt_compat.checkpoint_of(self, parent))
+        return model
 
 
 def share_of_batches(dataset, share: float) -> int | None:

@@ -9,7 +9,7 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from bench.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, TUNER_NAMES
+from bench.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, PROMOTIONS, TUNER_NAMES
 from bench.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -208,6 +208,12 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--confirm-top", type=int, help="how many top trials --confirm-seeds retrains (3)"
+    )
+    p.add_argument(
+        "--promotion",
+        choices=PROMOTIONS,
+        help="asha: a promoted configuration retrains afresh (default) or continues from its "
+        "best weights for the epochs the next rung adds",
     )
     p.add_argument(
         "--no-warm-start",

@@ -11,6 +11,7 @@ from bench.errors import ConfigError
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 TUNER_NAMES = ("random", "grid", "bayesian", "hyperband", "asha")
+PROMOTIONS = ("retrain", "continue")  # how asha trains a promoted configuration
 DEFAULT_MAX_TRIALS = 20  # random, grid and bayesian; hyperband runs its own schedule
 # asha: trials at every rung, promotions included; most are short screens, and with a budget
 # the budget usually ends the run first.
@@ -38,6 +39,7 @@ IDENTITY_FIELDS = (
     "mixed_precision",
     "dataset",
     "warm_start",
+    "promotion",
 )
 
 
@@ -79,6 +81,9 @@ class SearchConfig:
     # (the search leaves room for it). 0: the night confirms nothing.
     confirm_top: int = 3
     confirm_seeds: int = 0
+    # How asha trains a promoted configuration: "retrain" afresh for the next rung's epochs,
+    # or "continue" from its best weights for the epochs that rung adds (a warm restart).
+    promotion: str = "retrain"
 
     @property
     def run_dir(self) -> Path:
@@ -109,6 +114,9 @@ class SearchConfig:
             if getattr(self, name) < 0:
                 flag = f"--{name.replace('_', '-')}"
                 raise ConfigError(f"{flag} must be 0 or more, not {getattr(self, name)}")
+        if self.promotion not in PROMOTIONS:
+            known = ", ".join(PROMOTIONS)
+            raise ConfigError(f"unknown --promotion {self.promotion!r}; known: {known}")
         if self.patience < 1 or self.hyperband_factor < 2:
             raise ConfigError("patience must be >= 1 and hyperband factor >= 2")
         return self

@@ -151,10 +151,13 @@ def missing(run_dir: Path, chosen: list[dict], seeds: list[int]) -> list[tuple[d
 
 
 def expected_seconds(record: dict, epochs: float | None) -> float:
-    """How long retraining a trial takes: its own time, scaled to `epochs` when given."""
+    """How long retraining a trial takes: its own time, scaled to `epochs` when given (from
+    the epochs it trained itself: an asha promotion that continued its parent's weights
+    trained only those its rung added)."""
     seconds = record.get("train_seconds") or 0.0
-    ran = _fidelity(record, record.get("epochs_run") or 1)
-    return seconds * epochs / ran if epochs and ran else seconds
+    trained = (record.get("tuner_state") or {}).get("trained_epochs") or 0
+    ran = _fidelity(record, record.get("epochs_run") or 1) - trained
+    return seconds * epochs / ran if epochs and ran > 0 else seconds
 
 
 def train_once(

@@ -66,6 +66,7 @@ EXTRA_COLUMNS = (
     "rung_epochs",  # the epochs of that rung (asha: 1/3 is one epoch of a third of the batches)
     "promoted_from",  # asha: the trial of the rung below that this one went on from
     "lineage",  # asha: the trial that first tried this configuration
+    "trained_epochs",  # asha continuing a promotion: the epochs its starting weights had
 )
 
 
@@ -141,6 +142,7 @@ def _trial_row(run_name: str, record: dict) -> dict:
         rung_epochs=state.get("epochs"),
         promoted_from=state.get("promoted_from"),
         lineage=state.get("lineage") or record.get("trial_id"),
+        trained_epochs=state.get("trained_epochs") or 0,
     )
     row.update(run=run_name, architecture=architecture(record))
     hyperparameters = record.get("hyperparameters") or {}

@@ -94,7 +94,8 @@ def _rung_epochs(trials: pd.DataFrame):
 def rung_curves(df: pd.DataFrame) -> pd.DataFrame:
     """Per epoch of every finished asha trial: its validation accuracy, and `reached`, the
     highest rung its configuration got to (what colours the curves). A screen of less than one
-    epoch stands at its share of an epoch."""
+    epoch stands at its share of an epoch; a promotion that continued its parent's weights
+    starts where the parent stopped."""
     done = completed(_rung_runs(df))
     if done.empty:
         return pd.DataFrame(columns=list(RUNG_CURVE_COLUMNS))
@@ -103,7 +104,7 @@ def rung_curves(df: pd.DataFrame) -> pd.DataFrame:
         {
             "run": t.run,
             "trial_id": t.trial_id,
-            "epoch": e * _share(t.rung_epochs),
+            "epoch": _trained(t) + e * _share(t.rung_epochs, _trained(t)),
             "val_accuracy": acc,
             "reached": r,
         }
@@ -113,7 +114,13 @@ def rung_curves(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(RUNG_CURVE_COLUMNS))
 
 
-def _share(rung_epochs) -> float:
-    """The share of an epoch a trial's epochs were: below one for a short screen, else 1."""
-    value = pd.to_numeric(rung_epochs, errors="coerce")
+def _trained(trial) -> float:
+    value = pd.to_numeric(getattr(trial, "trained_epochs", 0), errors="coerce")
+    return float(value) if pd.notna(value) else 0.0
+
+
+def _share(rung_epochs, trained: float = 0.0) -> float:
+    """The share of an epoch a trial's epochs were (those it added to the weights it started
+    from): below one for a short screen, else 1."""
+    value = pd.to_numeric(rung_epochs, errors="coerce") - trained
     return float(value) if pd.notna(value) and 0 < value < 1 else 1.0

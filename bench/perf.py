@@ -121,11 +121,12 @@ def provenance(name: str) -> dict:
     }
 
 
-def search(out_dir: Path, budget: int, epochs: int) -> int:
+def search(out_dir: Path, budget: int, epochs: int, policies=perf_search.POLICIES) -> int:
     """`make bench-search`: the policies side by side; search.json, search.png and a table."""
     from bench import plots
 
-    result = {**perf_search.search_benchmark(out_dir, budget, epochs), **provenance("search")}
+    measured = perf_search.search_benchmark(out_dir, budget, epochs, policies=policies)
+    result = {**measured, **provenance("search")}
     records.atomic_write_json(out_dir / "search.json", result)
     figure = plots.plot_search_benchmark(perf_search.curves(result))
     records.atomic_write_bytes(out_dir / "search.png", plots.figure_png(figure))
@@ -193,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     child.add_argument("--results", default="results")
     policies = sub.add_parser("search", help="random, hyperband, asha and Optuna side by side")
     policies.add_argument("--budget", type=int, default=perf_search.BUDGET_S, help="seconds")
+    policies.add_argument(
+        "--policies",
+        nargs="+",
+        choices=perf_search.POLICIES,
+        default=perf_search.POLICIES,
+        help="the policies to run (default all)",
+    )
     policies.add_argument("--max-epochs", type=int, default=perf_search.MAX_EPOCHS)
     policies.add_argument("--results", default="results")
     study = sub.add_parser("optuna-child", help=argparse.SUPPRESS)
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         optuna_adapter.run_study(run_dir, args.seed, args.budget, args.max_epochs, perf_search.DATA)
         return 0
     if args.benchmark == "search":
-        return search(out_dir, args.budget, args.max_epochs)
+        return search(out_dir, args.budget, args.max_epochs, tuple(args.policies))
     if args.benchmark == "publish":
         return publish(out_dir)
     if args.benchmark == "memory-child":

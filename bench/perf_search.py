@@ -1,6 +1,7 @@
-"""`make bench-search`: one space, one budget, one data subset, the same seeds, under four
+"""`make bench-search`: one space, one budget, one data subset, the same seeds, under five
 search policies side by side: random search of full-length trials, KerasTuner's Hyperband,
-the suite's ASHA, and Optuna's TPE sampler with its Hyperband pruner.
+the suite's ASHA with promotions trained afresh and with promotions that continue their
+parent's weights, and Optuna's TPE sampler with its Hyperband pruner.
 
 Each (policy, seed) is a fresh process, one after another, so that all see the same machine.
 What each evaluated is turned into events (a trial's end, its epochs, its validation and test
@@ -21,7 +22,9 @@ import pandas as pd
 
 from bench import records
 
-POLICIES = ("random", "hyperband", "asha", "optuna")
+POLICIES = ("random", "hyperband", "asha", "asha-continue", "optuna")
+# The `bench search` flags of the suite's own policies (the others are a --tuner's name).
+POLICY_FLAGS = {"asha-continue": ["--tuner", "asha", "--promotion", "continue"]}
 SPACE = "cnn_plus"
 SEEDS = (0, 1)
 BUDGET_S = 300
@@ -34,9 +37,10 @@ EVENTS_FILE = "events.json"
 def bench_args(run: str, results: Path, policy: str, seed: int, budget: int, epochs: int):
     """The `bench search` arguments of one (policy, seed) run of the suite's own tuners."""
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in DATA.items()]
+    tuner = POLICY_FLAGS.get(policy, ["--tuner", policy])
     return [
         "search", "--run", run, "--results", str(results), "--space", SPACE,
-        "--tuner", policy, "--seed", str(seed), "--max-epochs", str(epochs),
+        *tuner, "--seed", str(seed), "--max-epochs", str(epochs),
         "--budget", f"{budget}s", "--max-trials", "1000", "--no-warm-start", *flags,
     ]  # fmt: skip
 
@@ -108,8 +112,10 @@ def run_policy(results: Path, policy: str, seed: int, budget: int, epochs: int) 
     return {"policy": policy, "seed": seed, **summary(events, started, wall)}
 
 
-def search_benchmark(results: Path, budget: int, epochs: int, seeds=SEEDS) -> dict:
-    runs = [run_policy(results, p, s, budget, epochs) for s in seeds for p in POLICIES]
+def search_benchmark(
+    results: Path, budget: int, epochs: int, seeds=SEEDS, policies=POLICIES
+) -> dict:
+    runs = [run_policy(results, p, s, budget, epochs) for s in seeds for p in policies]
     return {
         "benchmark": "search",
         "space": SPACE,
@@ -123,13 +129,13 @@ def search_benchmark(results: Path, budget: int, epochs: int, seeds=SEEDS) -> di
 
 def table(result: dict) -> str:
     lines = [
-        f"{'policy':10s} {'seed':>4s} {'configs':>7s} {'trials':>6s} {'epochs':>6s} "
+        f"{'policy':13s} {'seed':>4s} {'configs':>7s} {'trials':>6s} {'epochs':>6s} "
         f"{'best val':>8s} {'its test':>8s} " + " ".join(f"{'>=' + t:>8s}" for t in _targets())
     ]
     for run in result["runs"]:
         reached = [run["minutes_to_test"][t] for t in _targets()]
         lines.append(
-            f"{run['policy']:10s} {run['seed']:4d} {run['configurations']:7d} "
+            f"{run['policy']:13s} {run['seed']:4d} {run['configurations']:7d} "
             f"{run['trials']:6d} {run['epochs']:6d} {_f(run['best_val_accuracy'])} "
             f"{_f(run['test_accuracy_of_pick'])} "
             + " ".join(f"{'-' if m is None else f'{m:.1f} min':>8s}" for m in reached)

@@ -79,7 +79,7 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None, warm
     if config.tuner in ("hyperband", "asha"):
         common.update(max_epochs=config.max_epochs, factor=config.hyperband_factor)
     if config.tuner == "asha":
-        common["rungs"] = fidelity.plan_of(config).rungs
+        common.update(rungs=fidelity.plan_of(config).rungs, promotion=config.promotion)
     if config.tuner != "hyperband":
         common["max_trials"] = planned_trials(config)
     cls = type(f"Recording{base.__name__}", (RecordingTuner, base), {})

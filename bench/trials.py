@@ -211,7 +211,7 @@ class TrialRecorder:
             test_loss=test_loss,
             params=int(model.count_params()),
             epochs_run=len(history[OBJECTIVE]),
-            best_epoch=record["initial_epoch"] + best + 1,
+            best_epoch=record["initial_epoch"] + _trained_epochs(trial) + best + 1,
             predictions=records.write_predictions(
                 self.run_dir, trial.trial_id, self.splits.y_test, probs
             ),
@@ -261,6 +261,12 @@ class TrialRecorder:
         self._save(record)
 
 
+def _trained_epochs(trial) -> int:
+    """Whole epochs the trial's starting weights had (asha continuing a promotion), so that
+    its best epoch counts from the configuration's first."""
+    return round(trial.hyperparameters.values.get(asha.TRAINED, 0))
+
+
 class RecordingTuner(kt_compat.FitCallbacksHook):
     """Mixed in front of a stock KerasTuner tuner: records each trial, stops at the limit."""
 
@@ -271,7 +277,8 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
     cheapest_epochs: int | None = None
 
     def run_trial(self, trial, *args, **kwargs):
-        epochs = trial.hyperparameters.values.get(asha.EPOCHS) if self.cheapest_epochs else None
+        values = trial.hyperparameters.values
+        epochs = asha.trial_epochs(values) if self.cheapest_epochs else None
         budget = self.recorder.progress.budget
         if epochs and not budget.fits_another_trial(epochs):
             # Not recorded: the oracle keeps it open and a resume runs it.
@@ -304,7 +311,8 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
         STOP.check()
         budget = self.recorder.progress.budget
         if self.cheapest_epochs and isinstance(self.oracle, asha.ASHAOracle):
-            fitting = [e for e in self.oracle.rungs if budget.fits_another_trial(e)]
+            costs = [self.oracle.cost(rung) for rung in range(len(self.oracle.rungs))]
+            fitting = [e for e in costs if budget.fits_another_trial(e)]
             self.oracle.ceiling = max(fitting, default=0.0)
         if not budget.fits_another_trial(self.cheapest_epochs):
             raise StopSearch(

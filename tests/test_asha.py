@@ -1,6 +1,7 @@
 """ASHA: rungs, asynchronous promotion of each rung's top 1/factor, the defaults promoted to
 full fidelity, state that survives a resume, and a real search with --tuner asha."""
 
+import inspect
 import io
 
 import keras_tuner as kt
@@ -25,12 +26,13 @@ def build(hp):
     return None
 
 
-def oracle_of(tmp_path, max_epochs=9, max_trials=None):
+def oracle_of(tmp_path, max_epochs=9, max_trials=None, promotion=asha.RETRAIN):
     tuner = asha.ASHA(
         build,
         objective=kt.Objective("val_accuracy", "max"),
         max_epochs=max_epochs,
         factor=FACTOR,
+        promotion=promotion,
         max_trials=max_trials,
         seed=1,
         directory=str(tmp_path),
@@ -109,13 +111,32 @@ def test_a_random_draw_never_repeats_a_configuration_of_another_rung(tmp_path):
 
 
 def test_rungs_and_promotions_survive_a_reload(tmp_path):
-    oracle = oracle_of(tmp_path, max_epochs=15)
+    oracle = oracle_of(tmp_path, max_epochs=15, promotion=asha.CONTINUE)
     finish(oracle, oracle.create_trial("w"), 0.5)
     oracle.create_trial("w")  # the promotion of the defaults
     again = oracle_of(tmp_path, max_epochs=9)  # other settings now: the saved state wins
     again.reload()
-    assert again.rungs == [1, 2, 5, 15]
+    assert again.rungs == [1, 2, 5, 15] and again.promotion == asha.CONTINUE
     assert again.promoted == oracle.promoted and again.favoured == oracle.favoured
+
+
+def test_a_continued_promotion_starts_from_its_parent_and_costs_only_the_added_epochs(tmp_path):
+    oracle = oracle_of(tmp_path, promotion=asha.CONTINUE)
+    first = oracle.create_trial("w")
+    finish(oracle, first, 0.5)
+    promoted = oracle.create_trial("w")
+    assert state(promoted)["tuner/trial_id"] == first.trial_id
+    assert state(promoted)["tuner/epochs"] == 3 and state(promoted)["tuner/trained_epochs"] == 1
+    assert asha.trial_epochs(promoted.hyperparameters.values) == 2
+    assert [oracle.cost(rung) for rung in range(3)] == [1, 2, 6]
+    # The budget holds two epochs: enough to continue to the next rung, not to retrain it.
+    finish(oracle, promoted, 0.6)
+    oracle.ceiling = 2
+    assert state(oracle.create_trial("w"))["tuner/round"] == 0  # 9 - 3 = 6 epochs do not fit
+    retraining = oracle_of(tmp_path / "r")
+    finish(retraining, retraining.create_trial("w"), 0.5)
+    retraining.ceiling = 2
+    assert state(retraining.create_trial("w"))["tuner/round"] == 0  # 3 epochs afresh do not
 
 
 def test_max_trials_counts_promotions(tmp_path):
@@ -148,3 +169,40 @@ def test_a_search_with_asha_records_rungs_and_trains_each_for_its_budget(tmp_pat
     first = done[0]
     assert promoted[0]["tuner_state"]["promoted_from"] == first["trial_id"]  # the defaults
     assert promoted[0]["hyperparameters"] == first["hyperparameters"]
+
+
+def test_a_search_that_continues_promotions_trains_on_from_the_parents_weights(
+    tmp_path, monkeypatch
+):
+    loaded = []
+    load = asha.training.load_checkpoint
+
+    def noting(model, path):
+        if inspect.stack()[1].function == "_build_hypermodel":  # not a best-epoch reload
+            loaded.append(str(path))
+        return load(model, path)
+
+    monkeypatch.setattr(asha.training, "load_checkpoint", noting)
+    config = SearchConfig(
+        run="a",
+        space="tiny",
+        tuner="asha",
+        promotion="continue",
+        max_trials=5,
+        max_epochs=3,
+        train_limit=256,
+        val_size=128,
+        test_limit=128,
+        results=str(tmp_path),
+    ).validate()
+    assert search.run_search(config, stream=io.StringIO()) is True
+    done = records.load_records(config.run_dir)
+    first, promoted = done[0], [r for r in done if r["tuner_state"]["round"] == 1]
+    assert promoted and {r["status"] for r in done} == {"completed"}
+    continued = promoted[0]
+    assert continued["tuner_state"]["trial_id"] == first["trial_id"]
+    assert continued["epochs_run"] == 2 and continued["tuner_state"]["epochs"] == 3
+    assert continued["best_epoch"] in (2, 3)  # counted from the configuration's first epoch
+    tuner = search.make_tuner(config)
+    parents = [kt_compat.checkpoint_of(tuner, r["tuner_state"]["trial_id"]) for r in promoted]
+    assert loaded == [str(path) for path in parents]  # each continuation from its parent

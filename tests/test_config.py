@@ -88,6 +88,12 @@ def test_unknown_tuner_fails(tuner):
         SearchConfig(run="r", tuner=tuner).validate()
 
 
+def test_an_unknown_promotion_fails():
+    SearchConfig(run="r", tuner="asha", promotion="continue").validate()
+    with pytest.raises(ConfigError, match=r"unknown --promotion 'warm'; known: retrain, continue"):
+        SearchConfig(run="r", promotion="warm").validate()
+
+
 @pytest.mark.parametrize(
     "field",
     ["max_trials", "max_epochs", "batch_size", "train_limit", "test_limit", "workers", "threads"],

@@ -140,6 +140,9 @@ def test_a_retraining_is_expected_to_last_its_trials_time_scaled_to_its_epochs()
     full = {"train_seconds": 90.0, "epochs_run": 3}  # a random search's trial: no rung
     assert confirm.expected_seconds(full, None) == 90.0
     assert confirm.expected_seconds(full, 6) == pytest.approx(180.0)
+    continued = {"train_seconds": 60.0, "epochs_run": 2}  # epochs 2 and 3 from the parent's 1
+    continued["tuner_state"] = {"epochs": 3, "trained_epochs": 1}
+    assert confirm.expected_seconds(continued, 9) == pytest.approx(270.0)
 
 
 def test_a_night_with_confirm_seeds_confirms_itself_under_its_own_lock(tmp_path):

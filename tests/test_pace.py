@@ -65,6 +65,20 @@ def test_a_rung_of_a_share_of_an_epoch_shows_that_share_not_the_epoch_it_ran():
     assert list(curves.loc[curves["trial_id"] == "1", "epoch"]) == [1, 2, 3]
 
 
+def test_a_promotion_that_continued_its_parents_weights_is_drawn_where_the_parent_stopped():
+    screen = asha_trial("0", 0, ONE, "0")
+    screen["tuner_state"]["epochs"] = 0.3333
+    on = asha_trial("1", 1, ONE, "0", promoted_from="0")
+    on["tuner_state"].update(epochs=1, trained_epochs=0.3333, trial_id="0")  # 2/3 of an epoch
+    further = asha_trial("2", 2, ONE, "0", promoted_from="1")
+    further["tuner_state"].update(epochs=3, trained_epochs=1, trial_id="1")  # epochs 2, 3 of 3
+    for record, epochs in ((on, 1), (further, 2)):
+        record["history"] = {k: v[:epochs] for k, v in record["history"].items()}
+    curves = pace.rung_curves(frame.trials_frame([("a", [screen, on, further])]))
+    epochs = curves.groupby("trial_id")["epoch"].apply(list).to_dict()
+    assert epochs == {"0": [0.3333], "1": [pytest.approx(1.0)], "2": [2, 3]}
+
+
 def test_the_leaderboard_shows_each_trials_rung_budget_only_for_runs_with_rungs():
     screen = asha_trial("0", 0, ONE, "0")
     screen["tuner_state"]["epochs"] = 0.3333

@@ -47,6 +47,9 @@ def test_the_suite_policies_run_the_same_search_but_for_the_tuner():
     differ = [(a, b) for a, b in zip(args["random"], args["asha"], strict=True) if a != b]
     assert differ == [("random", "asha")]
     assert "--no-warm-start" in args["asha"] and "--budget" in args["asha"]
+    plain, at = args["asha"], args["asha"].index("--tuner")
+    warm = perf_search.bench_args("r", "out", "asha-continue", 1, 60, 6)
+    assert warm == [*plain[:at], "--tuner", "asha", "--promotion", "continue", *plain[at + 2 :]]
 
 
 def test_the_adapter_finds_conditional_hyperparameters_and_asks_optuna_for_active_ones():
