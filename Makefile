@@ -114,8 +114,9 @@ bench: $(STAMP)
 bench-workers: $(STAMP)
 	$(BIN)/python -m bench.perf workers --results $(RESULTS)
 
-# random, hyperband, asha and Optuna (TPE + Hyperband pruner) on the same space, data subset,
-# budget and seeds, one after another: 4 policies x 2 seeds x SEARCH_BUDGET seconds.
+# random, hyperband, asha (promotions retrained, and continued) and Optuna (TPE + Hyperband
+# pruner) on the same space, data subset, budget and seeds, one after another: 5 policies x
+# 2 seeds x SEARCH_BUDGET seconds.
 SEARCH_BUDGET ?= 300
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.perf search --budget $(SEARCH_BUDGET) --results $(RESULTS)

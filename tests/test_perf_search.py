@@ -33,6 +33,29 @@ def test_the_pick_follows_validation_and_times_its_test_accuracy():
     assert got["curve"][1] == [4.0, 0.97, 0.975]  # the pick did not change at minute 4
 
 
+def picks(**tests) -> list[dict]:
+    """Runs of each policy at seeds 0 and 1 with these test accuracies of their picks."""
+    return [
+        {"policy": policy, "seed": seed, "test_accuracy_of_pick": accuracy}
+        for policy, pair in tests.items()
+        for seed, accuracy in enumerate(pair)
+    ]
+
+
+def test_a_policy_wins_only_by_beating_random_at_every_seed():
+    assert perf_search.winner(picks(random=(0.990, 0.990), asha=(0.991, 0.992))) == "asha"
+    # optuna's mean is the best, but it lost at seed 1: one seed's luck decides nothing.
+    lucky = picks(random=(0.990, 0.990), asha=(0.991, 0.991), optuna=(0.998, 0.989))
+    assert perf_search.winner(lucky) == "asha"
+    assert perf_search.winner(picks(random=(0.990, 0.990), optuna=(0.998, 0.989))) is None
+    tied = picks(random=(0.990, 0.990), hyperband=(0.990, 0.995))
+    assert perf_search.winner(tied) is None
+    both = picks(random=(0.990, 0.990), asha=(0.991, 0.993), hyperband=(0.992, 0.991))
+    assert perf_search.winner(both) == "asha"  # the better of the two on average
+    shown = perf_search.table({"runs": [], "winner": None})
+    assert shown.endswith("wins across seeds: none; random stays")
+
+
 def test_a_runs_records_become_events_in_the_order_they_ended():
     late = fake_record(trial_id="0", finished_at="2026-12-01T10:09:00+00:00")
     early = fake_record(trial_id="1", finished_at="2026-12-01T10:03:00+00:00")
@@ -42,14 +65,15 @@ def test_a_runs_records_become_events_in_the_order_they_ended():
     assert events[0]["test_accuracy"] == early["test_accuracy"]
 
 
-def test_the_suite_policies_run_the_same_search_but_for_the_tuner():
+def test_the_suite_policies_run_the_same_search_but_for_the_tuners_flags():
     args = {p: perf_search.bench_args("r", "out", p, 1, 60, 6) for p in ("random", "asha")}
-    differ = [(a, b) for a, b in zip(args["random"], args["asha"], strict=True) if a != b]
-    assert differ == [("random", "asha")]
+    at = args["random"].index("--tuner")
+    assert args["random"][at : at + 2] == ["--tuner", "random"]
+    for policy, flags in perf_search.POLICY_FLAGS.items():
+        own = perf_search.bench_args("r", "out", policy, 1, 60, 6)
+        assert own == [*args["random"][:at], *flags, *args["random"][at + 2 :]]
     assert "--no-warm-start" in args["asha"] and "--budget" in args["asha"]
-    plain, at = args["asha"], args["asha"].index("--tuner")
-    warm = perf_search.bench_args("r", "out", "asha-continue", 1, 60, 6)
-    assert warm == [*plain[:at], "--tuner", "asha", "--promotion", "continue", *plain[at + 2 :]]
+    assert perf_search.POLICY_FLAGS["asha-continue"][-2:] == ["--promotion", "continue"]
 
 
 def test_the_adapter_finds_conditional_hyperparameters_and_asks_optuna_for_active_ones():
