@@ -146,11 +146,13 @@ def test_max_trials_counts_promotions(tmp_path):
     assert oracle.create_trial("w").status == "STOPPED"
 
 
-def test_a_search_with_asha_records_rungs_and_trains_each_for_its_budget(tmp_path):
+def tiny_search(tmp_path, promotion=asha.RETRAIN) -> SearchConfig:
+    """Five asha trials of the tiny space on rungs of 1 and 3 epochs, run to the end."""
     config = SearchConfig(
         run="a",
         space="tiny",
         tuner="asha",
+        promotion=promotion,
         max_trials=5,
         max_epochs=3,
         train_limit=256,
@@ -159,6 +161,11 @@ def test_a_search_with_asha_records_rungs_and_trains_each_for_its_budget(tmp_pat
         results=str(tmp_path),
     ).validate()
     assert search.run_search(config, stream=io.StringIO()) is True
+    return config
+
+
+def test_a_search_with_asha_records_rungs_and_trains_each_for_its_budget(tmp_path):
+    config = tiny_search(tmp_path)
     done = records.load_records(config.run_dir)
     assert len(done) == 5 and {r["status"] for r in done} == {"completed"}
     for record in done:
@@ -183,19 +190,7 @@ def test_a_search_that_continues_promotions_trains_on_from_the_parents_weights(
         return load(model, path)
 
     monkeypatch.setattr(asha.training, "load_checkpoint", noting)
-    config = SearchConfig(
-        run="a",
-        space="tiny",
-        tuner="asha",
-        promotion="continue",
-        max_trials=5,
-        max_epochs=3,
-        train_limit=256,
-        val_size=128,
-        test_limit=128,
-        results=str(tmp_path),
-    ).validate()
-    assert search.run_search(config, stream=io.StringIO()) is True
+    config = tiny_search(tmp_path, asha.CONTINUE)
     done = records.load_records(config.run_dir)
     first, promoted = done[0], [r for r in done if r["tuner_state"]["round"] == 1]
     assert promoted and {r["status"] for r in done} == {"completed"}

@@ -168,12 +168,16 @@ def assert_every_trial_once(run_dir: Path) -> list[dict]:
     return done
 
 
-@pytest.mark.parametrize("tuner, lineage", [("hyperband", "trial_id"), ("asha", "promoted_from")])
+@pytest.mark.parametrize(
+    "tuner, lineage",
+    [(["hyperband"], "trial_id"), (["asha", "--promotion", "continue"], "trial_id")],
+    ids=["hyperband", "asha"],
+)
 def test_a_worker_killed_in_a_trial_is_restarted_and_every_trial_finishes(tmp_path, tuner, lineage):
-    # Hyperband (6 trials over 3 epochs): later trials go on from earlier trials' checkpoints,
-    # which any worker finds in the shared run folder (a missing one fails the trial). ASHA:
-    # the chief's oracle promotes configurations that either worker finished.
-    rungs = ["--tuner", tuner, "--max-epochs", "3", "--max-trials", str(TRIALS)]
+    # Hyperband (6 trials over 3 epochs) and ASHA continuing its promotions: later trials go
+    # on from earlier trials' checkpoints, which any worker finds in the shared run folder (a
+    # missing one fails the trial), and the chief's oracle promotes what either worker finished.
+    rungs = ["--tuner", *tuner, "--max-epochs", "3", "--max-trials", str(TRIALS)]
     proc = start(search_args(tmp_path, "w", "--workers", "2", *rungs))
     seen: list[str] = []
     pid = int(read_until(proc, r"worker0 pid (\d+)", seen).group(1))
