@@ -73,7 +73,7 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
         max_epochs=15,
         factor=DEFAULT_FACTOR,
         rungs=None,
-        promotion=RETRAIN,
+        promotion=CONTINUE,
         **kwargs,
     ):
         super().__init__(objective=objective, **kwargs)
@@ -157,7 +157,7 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
         super().set_state(state)
         self.factor = state["factor"]
         self.rungs = state["rungs"]  # frozen at the run's creation: a resume keeps them
-        self.promotion = state.get("promotion", RETRAIN)
+        self.promotion = state.get("promotion", RETRAIN)  # runs from before it retrained
         self.promoted = state["promoted"]
         self.favoured = state["favoured"]
 
@@ -194,7 +194,7 @@ class ASHA(kt.Tuner):
         max_epochs=15,
         factor=DEFAULT_FACTOR,
         rungs=None,
-        promotion=RETRAIN,
+        promotion=CONTINUE,
         max_trials=None,
         seed=None,
         max_consecutive_failed_trials=3,

@@ -212,8 +212,8 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--promotion",
         choices=PROMOTIONS,
-        help="asha: a promoted configuration retrains afresh (default) or continues from its "
-        "best weights for the epochs the next rung adds",
+        help="asha: a promoted configuration continues from its best weights for the epochs "
+        "the next rung adds (default), or retrains afresh",
     )
     p.add_argument(
         "--no-warm-start",

@@ -39,7 +39,6 @@ IDENTITY_FIELDS = (
     "mixed_precision",
     "dataset",
     "warm_start",
-    "promotion",
 )
 
 
@@ -81,9 +80,10 @@ class SearchConfig:
     # (the search leaves room for it). 0: the night confirms nothing.
     confirm_top: int = 3
     confirm_seeds: int = 0
-    # How asha trains a promoted configuration: "retrain" afresh for the next rung's epochs,
-    # or "continue" from its best weights for the epochs that rung adds (a warm restart).
-    promotion: str = "retrain"
+    # How asha trains a promoted configuration: "continue" from its best weights for the
+    # epochs the next rung adds (a warm restart), or "retrain" afresh for all of them. Frozen
+    # in the oracle's state when the run is created, as its rungs are: a resume keeps it.
+    promotion: str = "continue"
 
     @property
     def run_dir(self) -> Path:

@@ -34,6 +34,7 @@ NON_IDENTITY_FIELDS = (
     "tensorboard",  # logs can be switched on when a run resumes
     "confirm_top",  # what the night retrains after its search, not what it searches
     "confirm_seeds",
+    "promotion",  # asha's oracle keeps the one the run was created with
 )
 
 

@@ -100,20 +100,22 @@ def test_a_budgeted_run_freezes_its_rungs_and_screens_on_a_share_of_an_epoch(tmp
     fit = asha.kt.Tuner.run_trial
 
     def noting(self, trial, *args, **kwargs):
-        steps.append((trial.hyperparameters.values[asha.EPOCHS], kwargs.get("steps_per_epoch")))
+        trained = asha.trial_epochs(trial.hyperparameters.values)  # less what it continues
+        steps.append((trained, kwargs.get("steps_per_epoch")))
         return fit(self, trial, *args, **kwargs)
 
     monkeypatch.setattr(asha.kt.Tuner, "run_trial", noting)
-    monkeypatch.setattr(fidelity, "MIN_SCREEN_STEPS", 0)  # two batches an epoch here
+    monkeypatch.setattr(fidelity, "MIN_SCREEN_STEPS", 0)  # three batches an epoch here
     config = budgeted(tmp_path)
     assert search.run_search(config, stream=io.StringIO()) is True
     saved = records.load_config(config.run_dir)[fidelity.PLAN_KEY]
     assert saved["rungs"] == [0.3333, 1, 3] and saved["epoch_seconds"] > 0
     done = records.load_records(config.run_dir)
     assert done[0]["tuner_state"]["epochs"] == 0.3333 and done[0]["epochs_run"] == 1
-    # 384 - 128 training images in batches of 128: two batches, a third of them rounds to one.
+    # 384 training images in batches of 128: three batches, a third of them is one.
     assert steps[0] == (0.3333, 1)
     assert all(s is None for e, s in steps if e >= 1)
+    assert steps[1] == (0.6667, 2)  # the defaults continued to one epoch: two thirds more
     # A resume with another budget keeps the frozen rungs.
     monkeypatch.setattr(fidelity, "calibrate", lambda *a: pytest.fail("calibrated again"))
     assert fidelity.plan_of(replace(config, budget=60.0)).rungs == [0.3333, 1, 3]
@@ -133,15 +135,20 @@ def test_without_a_budget_the_rungs_follow_max_epochs(tmp_path, monkeypatch):
     assert fidelity.plan_of(config).rungs == [1, 3]
 
 
-def test_before_each_trial_the_oracle_learns_the_longest_rung_the_budget_still_holds(tmp_path):
+@pytest.mark.parametrize("promotion, ceiling", [("retrain", 3), ("continue", 2)])
+def test_before_each_trial_the_oracle_learns_the_longest_trial_the_budget_still_holds(
+    tmp_path, promotion, ceiling
+):
     from bench.progress import Budget, Progress
     from bench.trials import TrialRecorder
 
-    config = budgeted(tmp_path, budget=None, max_epochs=9)
+    config = budgeted(tmp_path, budget=None, max_epochs=9, promotion=promotion)
     budget = Budget(100.0, margin=30.0)
     budget.longest_epoch = 20.0  # 70 s usable: a 3-epoch trial (60 s) fits, 9 epochs do not
     recorder = TrialRecorder(config, search.load_splits(config), Progress(None, budget=budget))
     tuner = search.make_tuner(config, recorder)
     assert tuner.oracle.rungs == [1, 3, 9]
     tuner.pre_create_trial()
-    assert tuner.oracle.ceiling == 3
+    # Retraining, a promotion costs its rung's epochs (1, 3, 9); continuing, those it adds
+    # (1, 2, 6): the longest that fits is 3 epochs afresh, or 2 on from the rung of 1.
+    assert tuner.oracle.ceiling == ceiling
