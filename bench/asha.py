@@ -8,10 +8,10 @@ configuration at the lowest rung. No rung waits for another to fill, so workers 
 
 Built the way KerasTuner's Hyperband is: the rung data travel as "tuner/..." values of each
 trial, the oracle's state (rungs, promotions) is saved with it, and the chief/worker mode
-serves it unchanged. A promoted configuration either trains afresh for its rung's epochs
-(promotion "retrain"), or (promotion "continue") starts from its parent's best-epoch weights, as
-KerasTuner's Hyperband does, and trains only the epochs between the two rungs under a fresh
-schedule: a warm restart. Either way its learning-rate schedule spans what it trains (a space's
+serves it unchanged. A promoted configuration either starts from its parent's best-epoch
+weights, as KerasTuner's Hyperband does, and trains only the epochs between the two rungs under
+a fresh schedule, a warm restart (promotion "continue"), or trains afresh for its rung's epochs
+(promotion "retrain"). Either way its learning-rate schedule spans what it trains (a space's
 fit stretches its schedule over `epochs`) and every trial of a rung is judged after the same
 budget. The first configuration, the space's defaults, is promoted at every rung whatever its
 rank: a night always trains it at full fidelity.
@@ -62,8 +62,8 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
         factor: the reduction factor between rungs (eta in the paper).
         rungs: the epochs of each rung, lowest first (bench.fidelity's plan); None: max_epochs
             divided down by the factor.
-        promotion: "retrain" (a promoted configuration trains afresh) or "continue" (from its
-            parent's weights, for the epochs the rung adds).
+        promotion: "continue" (a promoted configuration goes on from its parent's weights for
+            the epochs its rung adds) or "retrain" (it trains afresh for all of them).
         Other arguments as KerasTuner's Oracle; max_trials counts promotions too.
     """
 
