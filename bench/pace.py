@@ -104,23 +104,21 @@ def rung_curves(df: pd.DataFrame) -> pd.DataFrame:
         {
             "run": t.run,
             "trial_id": t.trial_id,
-            "epoch": _trained(t) + e * _share(t.rung_epochs, _trained(t)),
+            "epoch": start + e * step,
             "val_accuracy": acc,
             "reached": r,
         }
         for t, r in zip(done.itertuples(), reached, strict=True)
+        for start, step in [_epoch_axis(t)]
         for e, acc in enumerate((t.history or {}).get("val_accuracy") or [], start=1)
     ]
     return pd.DataFrame(rows, columns=list(RUNG_CURVE_COLUMNS))
 
 
-def _trained(trial) -> float:
-    value = pd.to_numeric(getattr(trial, "trained_epochs", 0), errors="coerce")
-    return float(value) if pd.notna(value) else 0.0
-
-
-def _share(rung_epochs, trained: float = 0.0) -> float:
-    """The share of an epoch a trial's epochs were (those it added to the weights it started
-    from): below one for a short screen, else 1."""
-    value = pd.to_numeric(rung_epochs, errors="coerce") - trained
-    return float(value) if pd.notna(value) and 0 < value < 1 else 1.0
+def _epoch_axis(trial) -> tuple[float, float]:
+    """Where a trial's curve starts (the epochs of the weights it started from, 0 for a fresh
+    one) and how much of an epoch each of its epochs was: the share below one for a screen
+    shorter than an epoch, else 1."""
+    start = float(trial.trained_epochs)
+    added = pd.to_numeric(trial.rung_epochs, errors="coerce") - start
+    return start, float(added) if pd.notna(added) and 0 < added < 1 else 1.0

@@ -277,8 +277,7 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
     cheapest_epochs: int | None = None
 
     def run_trial(self, trial, *args, **kwargs):
-        values = trial.hyperparameters.values
-        epochs = asha.trial_epochs(values) if self.cheapest_epochs else None
+        epochs = asha.trial_epochs(trial.hyperparameters.values) if self.cheapest_epochs else None
         budget = self.recorder.progress.budget
         if epochs and not budget.fits_another_trial(epochs):
             # Not recorded: the oracle keeps it open and a resume runs it.
