@@ -27,7 +27,10 @@ POLICIES = ("random", "hyperband", "asha", "asha-continue", "optuna")
 # The benchmark confirms nothing, so asha's plan keeps full fidelity for the defaults and one
 # more configuration rather than a night's top 3: its top rung then has the others' epochs.
 ASHA_FLAGS = ["--tuner", "asha", "--confirm-top", "1"]
-POLICY_FLAGS = {"asha": ASHA_FLAGS, "asha-continue": [*ASHA_FLAGS, "--promotion", "continue"]}
+POLICY_FLAGS = {
+    "asha": [*ASHA_FLAGS, "--promotion", "retrain"],
+    "asha-continue": [*ASHA_FLAGS, "--promotion", "continue"],
+}
 SPACE = "cnn_plus"
 SEEDS = (0, 1)
 BUDGET_S = 300
