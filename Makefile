@@ -3,13 +3,19 @@ PYTHON ?= python3
 VENV ?= .venv
 EXTRAS ?= cpu,dev
 RESULTS ?= results
-# The overnight default for 2 CPU cores: few, fully trained trials of cnn_plus. The first one
-# tries the space's defaults (a known-good recipe); the rest are drawn at random. A trial of the
-# defaults (15 epochs, 3 conv blocks) takes most of an hour on 2 cores (docs/benchmarks.md),
-# too long for Hyperband's many short rounds to pay off.
+# The overnight default for 2 CPU cores: asha on cnn_plus. It screens many configurations in
+# short trials and trains the best on to full length, in rungs sized from BUDGET on the machine
+# at hand; the first trial is the space's defaults, which always reach full fidelity. By
+# morning it retrains its top 3 and the defaults with CONFIRM_SEEDS more seeds each, so the
+# report's choice comes with an interval and a significance test. It beat the random tuner's
+# fully trained trials at both seeds of the side-by-side search benchmark (docs/benchmarks.md).
 SPACE ?= cnn_plus
-TUNER ?= random
+TUNER ?= asha
 MAX_EPOCHS ?= 15
+# asha's retrainings of its top trials; 0 for other tuners, whose trials take the full epochs.
+CONFIRM_SEEDS ?= $(if $(filter asha,$(TUNER)),2,0)
+# Trials, asha's promotions included: high enough that the budget ends the night first.
+MAX_TRIALS ?= 1000
 # The search stops starting trials when the next would not fit, and writes its report.
 BUDGET ?= 7h45m
 SEED ?= 0
@@ -65,7 +71,8 @@ endef
 # The overnight search on full MNIST, then its report.
 search: system-data $(STAMP)
 	$(BIN)/bench search --space $(SPACE) --tuner $(TUNER) --run $(RUN) \
-		--max-epochs $(MAX_EPOCHS) --seed $(SEED) --results $(RESULTS) --budget $(BUDGET) \
+		--max-epochs $(MAX_EPOCHS) --max-trials $(MAX_TRIALS) --seed $(SEED) \
+		--results $(RESULTS) --budget $(BUDGET) --confirm-seeds $(CONFIRM_SEEDS) \
 		--trials-per-process $(TRIALS_PER_PROCESS) $(if $(WORKERS),--workers $(WORKERS)) \
 		$(SEARCH_FLAGS)
 
@@ -116,10 +123,12 @@ bench-workers: $(STAMP)
 
 # random, hyperband, asha (promotions retrained, and continued) and Optuna (TPE + Hyperband
 # pruner) on the same space, data subset, budget and seeds, one after another: 5 policies x
-# 2 seeds x SEARCH_BUDGET seconds.
+# 2 seeds x SEARCH_BUDGET seconds; SEARCH_POLICIES="random asha-continue" runs some of them.
 SEARCH_BUDGET ?= 300
+SEARCH_POLICIES ?=
 bench-search: $(STAMP)
-	$(BIN)/python -m bench.perf search --budget $(SEARCH_BUDGET) --results $(RESULTS)
+	$(BIN)/python -m bench.perf search --budget $(SEARCH_BUDGET) --results $(RESULTS) \
+		$(if $(SEARCH_POLICIES),--policies $(SEARCH_POLICIES))
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench search_spaces tests

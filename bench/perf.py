@@ -127,6 +127,7 @@ def search(out_dir: Path, budget: int, epochs: int, policies=perf_search.POLICIE
 
     measured = perf_search.search_benchmark(out_dir, budget, epochs, policies=policies)
     result = {**measured, **provenance("search")}
+    result["command"] = perf_search.make_command(budget, epochs, policies)
     records.atomic_write_json(out_dir / "search.json", result)
     figure = plots.plot_search_benchmark(perf_search.curves(result))
     records.atomic_write_bytes(out_dir / "search.png", plots.figure_png(figure))

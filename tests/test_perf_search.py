@@ -1,10 +1,13 @@
 """make bench-search: events, the pick by validation over time, the Optuna adapter, the table."""
 
+import re
 import types
+from pathlib import Path
 
 import optuna
 
 from bench import optuna_adapter, perf_doc, perf_search
+from bench.config import SearchConfig
 from tests.factories import fake_record
 
 
@@ -42,18 +45,31 @@ def picks(**tests) -> list[dict]:
     ]
 
 
-def test_a_policy_wins_only_by_beating_random_at_every_seed():
-    assert perf_search.winner(picks(random=(0.990, 0.990), asha=(0.991, 0.992))) == "asha"
+def test_a_policy_wins_only_by_beating_the_incumbent_at_every_seed():
+    def winner(runs):
+        return perf_search.winner(runs, incumbent="random")
+
+    assert winner(picks(random=(0.990, 0.990), asha=(0.991, 0.992))) == "asha"
     # optuna's mean is the best, but it lost at seed 1: one seed's luck decides nothing.
     lucky = picks(random=(0.990, 0.990), asha=(0.991, 0.991), optuna=(0.998, 0.989))
-    assert perf_search.winner(lucky) == "asha"
-    assert perf_search.winner(picks(random=(0.990, 0.990), optuna=(0.998, 0.989))) is None
+    assert winner(lucky) == "asha"
+    assert winner(picks(random=(0.990, 0.990), optuna=(0.998, 0.989))) is None
     tied = picks(random=(0.990, 0.990), hyperband=(0.990, 0.995))
-    assert perf_search.winner(tied) is None
+    assert winner(tied) is None
     both = picks(random=(0.990, 0.990), asha=(0.991, 0.993), hyperband=(0.992, 0.991))
-    assert perf_search.winner(both) == "asha"  # the better of the two on average
+    assert winner(both) == "asha"  # the better of the two on average
+
+
+def test_make_search_runs_the_incumbent_and_keeps_it_unless_beaten():
+    flags = perf_search.POLICY_FLAGS[perf_search.INCUMBENT]
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    tuner = re.search(r"^TUNER \?= (\S+)$", makefile, re.M).group(1)
+    assert flags[:2] == ["--tuner", tuner]  # the policy the benchmark defends is make search's
+    assert flags[flags.index("--promotion") + 1] == SearchConfig.promotion  # and its default
+    beaten_once = picks(**{"asha-continue": (0.990, 0.990), "random": (0.995, 0.989)})
+    assert perf_search.winner(beaten_once) is None
     shown = perf_search.table({"runs": [], "winner": None})
-    assert shown.endswith("wins across seeds: none; random stays")
+    assert shown.endswith("wins across seeds: none; asha-continue stays")
 
 
 def test_a_runs_records_become_events_in_the_order_they_ended():
@@ -132,3 +148,13 @@ def test_the_search_table_has_a_row_per_policy_and_seed():
     header, separator, row = table.split("\n")
     assert row.endswith("| asha | 1 | 40 | 55 | 90 | 0.9912 | 0.9905 | 1.5 | not reached |")
     assert header.count("|") == separator.count("|") == row.count("|")
+
+
+def test_the_published_command_runs_the_measured_settings():
+    assert perf_search.make_command(300, 6, perf_search.POLICIES) == "make bench-search"
+    assert (
+        perf_search.make_command(900, 6, ("random", "asha-continue"))
+        == 'make bench-search SEARCH_BUDGET=900 SEARCH_POLICIES="random asha-continue"'
+    )
+    other = perf_search.make_command(60, 2, ("random",))
+    assert other == "python -m bench.perf search --budget 60 --max-epochs 2 --policies random"
