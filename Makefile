@@ -38,7 +38,7 @@ comma = ,
 DATA_PACKAGES ?= dataset-fashion-mnist
 BROWSER_PACKAGES ?= chromium chromium-driver
 
-.PHONY: setup system-data system-test search smoke report confirm release test test-slow bench bench-workers bench-search lint clean-venv
+.PHONY: setup system-data system-test search smoke report confirm release test test-slow bench bench-workers bench-search soak lint clean-venv
 
 setup: system-data $(STAMP)
 
@@ -129,6 +129,11 @@ SEARCH_POLICIES ?=
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.perf search --budget $(SEARCH_BUDGET) --results $(RESULTS) \
 		$(if $(SEARCH_POLICIES),--policies $(SEARCH_POLICIES))
+
+# A search killed 20 times at random moments and resumed, then its chief and workers 5 times;
+# checks that nothing was lost, doubled or left behind (several minutes).
+soak: $(STAMP)
+	$(BIN)/python -m bench.perf soak --results $(RESULTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench search_spaces tests

@@ -14,13 +14,16 @@ epoch. The folder goes once the trial's record is written.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from bench import kt_compat, records
+from bench.errors import DiskFull
 
 RESUME_DIR = "resume"
 STATE_FILE = "state.json"
@@ -38,6 +41,25 @@ def discard(run_dir: str | os.PathLike, trial_id: str) -> None:
 def _plain(value):
     """A JSON-safe Python value for a metric (numpy scalars, tensors)."""
     return None if value is None else float(value)
+
+
+def state_bytes(model: keras.Model) -> int:
+    """Bytes of a model's weights and its optimizer's slots: what an epoch backup holds."""
+    optimizer = model.optimizer
+    variables = [*model.variables, *(optimizer.variables if optimizer else [])]
+    return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
+
+
+class DiskRoom(keras.callbacks.Callback):
+    """Before an epoch's checkpoint and backup are written (put it ahead of their callbacks):
+    DiskFull unless the disk has room for both, so that HDF5 never writes into a full disk."""
+
+    def __init__(self, folder: str | os.PathLike):
+        super().__init__()
+        self.folder = Path(folder)
+
+    def on_epoch_end(self, epoch, logs=None):
+        records.ensure_room(self.folder, 2 * state_bytes(self.model))
 
 
 class EpochBackup(keras.callbacks.Callback):
@@ -75,7 +97,8 @@ class EpochBackup(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)  # the file holds its slots too
-        self.model.load_weights(self.folder / state["weights"])
+        if not self.restore_weights(self.folder / state["weights"]):
+            return
         # Keras' fit() starts its epoch loop here when set (as its BackupAndRestore does).
         self.model._initial_epoch = self.params["epochs"] if state["stopped"] else state["epoch"]
         self._history = {key: list(values) for key, values in state["history"].items()}
@@ -89,6 +112,27 @@ class EpochBackup(keras.callbacks.Callback):
                 callback.best_value = state["best_value"]
         self.resumed_at = state["epoch"]
 
+    def restore_weights(self, path: Path) -> bool:
+        """Load the backup's weights; a file that does not load (damaged on disk) is
+        discarded with one line, and the trial starts again from its first epoch with the
+        weights it was built with."""
+        optimizer = self.model.optimizer
+        variables = [*self.model.variables, *(optimizer.variables if optimizer else [])]
+        built = [variable.numpy() for variable in variables]
+        try:
+            self.model.load_weights(path)
+        except Exception as exc:  # h5py and Keras raise many kinds for a damaged file
+            for variable, value in zip(variables, built, strict=True):
+                variable.assign(value)
+            print(
+                f"epoch backup {path} is damaged ({type(exc).__name__}): discarded, the trial "
+                "starts again from its first epoch",
+                flush=True,
+            )
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return False
+        return True
+
     def on_epoch_end(self, epoch, logs=None):
         self._epochs.append(epoch)
         for key, value in (logs or {}).items():
@@ -96,7 +140,13 @@ class EpochBackup(keras.callbacks.Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         weights = f"epoch-{epoch + 1}.weights.h5"
         partial = self.folder / f".partial-{weights}"
-        self.model.save_weights(partial, overwrite=True)
+        try:
+            self.model.save_weights(partial, overwrite=True)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            if exc.errno in records.NO_ROOM:
+                raise DiskFull(records.disk_full_message(partial)) from None
+            raise
         os.replace(partial, self.folder / weights)
         state = {
             "values": self.values,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import traceback
 from dataclasses import fields
 from pathlib import Path
 
+from bench import kt_compat
 from bench.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, PROMOTIONS, TUNER_NAMES
 from bench.errors import (
     EXIT_FAILURE,
@@ -16,10 +18,13 @@ from bench.errors import (
     EXIT_OK,
     EXIT_USAGE,
     BadInput,
+    DiskFull,
     UsageError,
 )
 
 DEFAULT_RESULTS = "results"
+# The commands that train or build models; the others (report) never import TensorFlow.
+TENSORFLOW_COMMANDS = ("spaces", "search", "worker", "confirm", "export")
 
 
 def cmd_spaces(args) -> int:
@@ -42,14 +47,40 @@ def parse_budget(text: str | None) -> float | None:
     return None if text is None else parse_duration(text)
 
 
-def search_config(args):
-    """The run's SearchConfig from the parsed flags, with the space's own fit defaults."""
-    from bench.config import SearchConfig, with_space_defaults
+def given_settings(args) -> dict:
+    """The SearchConfig fields the command line set."""
+    from bench.config import SearchConfig
 
     known = {f.name for f in fields(SearchConfig)}
     given = {k: v for k, v in vars(args).items() if k in known and v is not None}
     if "budget" in given:
         given["budget"] = parse_budget(given["budget"])
+    return given
+
+
+def check_search(args) -> None:
+    """What `bench search` can check without its space, before TensorFlow loads: names,
+    numbers, durations, and the number of workers."""
+    from bench import distributed
+    from bench.config import SearchConfig
+
+    config = SearchConfig(**given_settings(args)).validate()
+    if args.role is None and config.workers and not args.force:
+        distributed.check_worker_count(config.workers)
+
+
+def check_run_names(args) -> None:
+    from bench.config import check_run_name
+
+    for name in getattr(args, "runs", None) or [args.run]:
+        check_run_name(name)
+
+
+def search_config(args):
+    """The run's SearchConfig from the parsed flags, with the space's own fit defaults."""
+    from bench.config import SearchConfig, with_space_defaults
+
+    given = given_settings(args)
     config = SearchConfig(**given)
     try:
         space = _import_spaces().get(config.space)
@@ -96,9 +127,21 @@ def cmd_report(args) -> int:
     from bench import report
 
     run_dirs = _run_dirs(args)
-    out = Path(args.out) if args.out else run_dirs[0] / "report"
+    out = output_folder(Path(args.out)) if args.out else run_dirs[0] / "report"
     print(f"report: {report.write_report(run_dirs, out)}")
     return EXIT_OK
+
+
+def output_folder(path: Path) -> Path:
+    """A folder the command may write into, made where missing; UsageError for a path that
+    is a file or cannot be made."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} is a file, not a folder; give --out a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make the folder {path} ({exc.strerror})") from None
+    return path
 
 
 DEFAULT_CONFIRM_TOP, DEFAULT_CONFIRM_SEEDS = 3, 3
@@ -176,6 +219,11 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         "--workers", type=int, help="run N worker processes under a KerasTuner chief (this machine)"
     )
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="--workers: start more workers than this machine's cores and memory allow",
+    )
+    p.add_argument(
         "--listen",
         help="chief address for --workers, HOST:PORT (default 127.0.0.1 and a free port); "
         "another host than 127.0.0.1 lets other machines join, unauthenticated",
@@ -199,6 +247,13 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         "--dataset",
         choices=tuple(DATASETS),
         help="mnist (default) or fashion_mnist (Debian's dataset-fashion-mnist or Keras' cache)",
+    )
+    p.add_argument(
+        "--custom-data",
+        action="store_true",
+        default=None,
+        help="train on IDX files that are not the dataset's own (other fingerprint); the "
+        "records and report call it custom data",
     )
     p.add_argument(
         "--confirm-seeds",
@@ -267,13 +322,26 @@ COMMANDS = {
 }
 
 
+# What each command checks of its command line before TensorFlow loads.
+EARLY_CHECKS = {
+    "search": check_search,
+    "worker": check_run_names,
+    "confirm": check_run_names,
+    "export": check_run_names,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="Find, compare and ship MNIST CNNs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (handler, help_text, add_flags) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
+        p.set_defaults(
+            handler=handler,
+            tensorflow=name in TENSORFLOW_COMMANDS,
+            check=EARLY_CHECKS.get(name),
+        )
         # Accepted after the command too; SUPPRESS keeps the top-level value when absent here.
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks")
         if name in ("search", "worker", "export", "report", "confirm"):
@@ -316,11 +384,19 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for worker processes
+    kt_compat.show_trial_tracebacks(args.debug)
     try:
+        if args.check:  # before TensorFlow loads, which takes seconds
+            args.check(args)
+        if args.tensorflow:
+            import_tensorflow_quietly(args.debug)
         return args.handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except DiskFull as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
@@ -330,6 +406,27 @@ def main(argv: list[str] | None = None) -> int:
         message = (str(exc).strip().splitlines() or [""])[0]
         print(f"{prefix}: {message}{hint}", file=sys.stderr)
         return EXIT_USAGE if bad_input else EXIT_FAILURE
+
+
+def import_tensorflow_quietly(debug: bool) -> None:
+    """Import TensorFlow with the lines its native libraries write to the process's stderr
+    as they load (absl's warning before its logging starts, oneDNN's notice) kept out of the
+    terminal, which then shows the command's own lines only; --debug lets them through."""
+    if debug or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            finally:
+                os.dup2(terminal, 2)
+    finally:
+        os.close(terminal)
 
 
 def main_exit() -> None:

@@ -10,6 +10,8 @@ from bench import data
 from bench.errors import ConfigError
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+# File names may be 255 bytes long; `--fresh` adds ".old-YYYYmmdd-HHMMSS" (20) to a run's.
+MAX_NAME = 200
 TUNER_NAMES = ("random", "grid", "bayesian", "hyperband", "asha")
 PROMOTIONS = ("retrain", "continue")  # how asha trains a promoted configuration
 DEFAULT_MAX_TRIALS = 20  # random, grid and bayesian; hyperband runs its own schedule
@@ -38,6 +40,7 @@ IDENTITY_FIELDS = (
     "max_params",
     "mixed_precision",
     "dataset",
+    "custom_data",
     "warm_start",
 )
 
@@ -71,6 +74,9 @@ class SearchConfig:
     threads: int | None = None  # TensorFlow intra- and inter-op threads per process; None: all
     mixed_precision: bool = False  # float16 compute, float32 weights: a GPU's tensor cores
     dataset: str = data.DEFAULT_DATASET  # mnist or fashion_mnist (bench.data.DATASETS)
+    # Train on files named as `dataset` that are not it (their fingerprint differs); the
+    # records and the report then call it custom data.
+    custom_data: bool = False
     tensorboard: bool = False  # per-trial TensorBoard logs with HParams under <run>/tensorboard
     # After the space's defaults, try the best configurations of earlier runs of the same
     # space and data in `results` (chosen when the run is created, kept for its resumes).
@@ -148,8 +154,18 @@ def parse_duration(text: str) -> float:
 
 
 def check_run_name(name: str) -> str:
+    return check_name(name, "run name")
+
+
+def check_name(name: str, what: str) -> str:
+    """A run name or worker id: a folder or file name that a command line can repeat, so
+    that the resume command a run prints parses, and that `--fresh` can rename."""
     if not RUN_NAME.fullmatch(name or "") or name in (".", ".."):
-        raise ConfigError(f"run name {name!r} may hold only letters, digits, '-', '_' and '.'")
+        raise ConfigError(f"{what} {name!r} may hold only letters, digits, '-', '_' and '.'")
+    if name.startswith("-"):
+        raise ConfigError(f"{what} {name!r} may not start with '-' (it would read as a flag)")
+    if len(name) > MAX_NAME:
+        raise ConfigError(f"{what} is {len(name)} characters long; at most {MAX_NAME} are allowed")
     return name
 
 

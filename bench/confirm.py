@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bench import data, envinfo, kt_compat, lock, records, training
+from bench.epoch_lines import EpochLines
 from bench.errors import ConfirmError
 from bench.records import utc_now
 
@@ -86,7 +87,7 @@ def confirm_trials(
             why = f"the time budget has no room for trial {record['trial_id']} again"
             print(f"stopped confirming: {why}", file=stream, flush=True)
             return done - 1
-        result = train_once(run_dir, record, config, splits, seed, epochs)
+        result = train_once(run_dir, record, config, splits, seed, epochs, stream)
         print(
             f"[{done}/{len(todo)}] trial {record['trial_id']} seed {seed}: "
             f"val {result['val_accuracy']:.4f} test {result['test_accuracy']:.4f} "
@@ -167,10 +168,11 @@ def train_once(
     splits: data.Splits,
     seed: int,
     epochs: float | None = None,
+    stream=None,
 ) -> dict:
     """Train one trial's configuration afresh with `seed` for its best epoch count (or
     `epochs`), on the run's training split; evaluate the last epoch's model; write its record
-    and predictions."""
+    and predictions. With a stream, a line per epoch goes to it."""
     epochs = int(epochs or trial["best_epoch"])
     started_at = utc_now()
     fitted = training.fit_afresh(
@@ -181,6 +183,9 @@ def train_once(
         seed,
         epochs,
         validation=training.evaluation_set(splits.val_images, splits.y_val),
+        callbacks=[EpochLines(f"  trial {trial['trial_id']} seed {seed}", stream)]
+        if stream
+        else [],
     )
     test = training.evaluation_set(splits.test_images, splits.y_test)
     probs, test_accuracy, test_loss = training.evaluate(fitted.model, test, splits.y_test)

@@ -35,6 +35,12 @@ FASHION_DIRS = (
     Path.home() / ".keras" / "datasets" / "fashion-mnist",
 )
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+# fingerprint() of each whole dataset (before --train-limit and --test-limit cut it): other
+# files under these names are refused unless a run says it trains on custom data.
+FINGERPRINTS = {
+    "mnist": "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16",
+    "fashion_mnist": "ca3ab2a37f845e1b8ae23cab1b51749a3011ba3bf1d9016176d75cbaabac376f",
+}
 # Class names in label order, where a label is not its own name (Fashion-MNIST's README).
 CLASS_NAMES = {
     "fashion_mnist": (
@@ -326,14 +332,32 @@ def load(
     train_limit: int | None = None,
     test_limit: int | None = None,
     dataset: str = DEFAULT_DATASET,
+    custom: bool = False,
 ) -> Splits:
-    """Find, validate and split a dataset (see find_data_dir for where it looks)."""
-    return make_splits(load_raw(data_dir, dataset), val_size, train_limit, test_limit)
+    """Find, validate, identify and split a dataset (see find_data_dir for where it looks;
+    check_identity for custom)."""
+    raw = check_identity(load_raw(data_dir, dataset), dataset, custom)
+    return make_splits(raw, val_size, train_limit, test_limit)
 
 
 def load_for_run(config: dict, data_dir: str | os.PathLike | None = None) -> Raw:
     """The dataset a run's config.json names, from data_dir, else the run's own data_dir."""
-    return load_raw(data_dir or config.get("data_dir"), config.get("dataset", DEFAULT_DATASET))
+    dataset = config.get("dataset", DEFAULT_DATASET)
+    raw = load_raw(data_dir or config.get("data_dir"), dataset)
+    return check_identity(raw, dataset, bool(config.get("custom_data")))
+
+
+def check_identity(raw: Raw, dataset: str, custom: bool) -> Raw:
+    """The data, when it is the dataset it is named as (its fingerprint is the dataset's) or
+    custom data is asked for; DataError naming both fingerprints otherwise."""
+    known = FINGERPRINTS[dataset]
+    if custom or raw.sha256 == known:
+        return raw
+    raise DataError(
+        f"the data in {raw.source} is not {DATASETS[dataset]}: its fingerprint is "
+        f"{raw.sha256}, {DATASETS[dataset]}'s is {known}; --custom-data trains on it as "
+        "custom data"
+    )
 
 
 def splits_for_run(raw: Raw, config: dict) -> Splits:

@@ -16,6 +16,7 @@ import ctypes
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import records
+from bench.config import check_name
 from bench.errors import EXIT_FAILURE, EXIT_MORE, EXIT_USAGE, ConfigError
 
 ENV_ID = "KERASTUNER_TUNER_ID"
@@ -35,6 +37,8 @@ LOOPBACK = "127.0.0.1"
 MAX_RESTARTS = 3  # per worker, for deaths; a worker that ran its --trials-per-process share is
 # started again without counting
 POLL_S = 0.5
+STATUS_INTERVAL_S = 30.0  # how often the supervisor says where its workers are
+WORKER_AT = re.compile(r"trial \S+ epoch \d+/\d+")  # bench.epoch_lines, in a worker's log
 # Of a --budget, kept back from the workers for the supervisor's own end: stopping the chief
 # and writing the report of the whole run.
 SUPERVISOR_MARGIN_S = 15
@@ -52,13 +56,11 @@ def worker_name() -> str | None:
 
 
 def check_worker_id(name: str) -> str:
-    if not name or CHIEF in name or not _plain_name(name):
+    """A worker's id names its log file and KerasTuner's tuner id, where 'chief' means the
+    chief."""
+    if name and CHIEF in name:
         raise ConfigError(f"worker id {name!r} must be a plain name without 'chief' in it")
-    return name
-
-
-def _plain_name(name: str) -> bool:
-    return all(c.isalnum() or c in "-_." for c in name)
+    return check_name(name, "worker id")
 
 
 def chief_from_environment() -> str | None:
@@ -83,6 +85,46 @@ def free_port(host: str = LOOPBACK) -> int:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+# A search process on full MNIST peaks near 1.5 GB (docs/benchmarks.md, `make bench`); a
+# worker is given that and room for a larger model.
+WORKER_MEMORY_BYTES = 2 * 2**30
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the machine can give new processes (Linux MemAvailable), else None."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def worker_limit(cores: int | None = None, memory: int | None = None) -> tuple[int, str]:
+    """The most workers this machine runs well, one a core and WORKER_MEMORY_BYTES each, and
+    what limits them, in words."""
+    cores = cores or cpu_count()
+    memory = available_memory() if memory is None else memory
+    limit, why = cores, f"{cores} cores"
+    if memory is not None:
+        fits = max(1, memory // WORKER_MEMORY_BYTES)
+        gb = f"{memory / 2**30:.1f} GB free at {WORKER_MEMORY_BYTES / 2**30:.0f} GB a worker"
+        limit, why = min(limit, fits), f"{why}, {gb}"
+    return limit, why
+
+
+def check_worker_count(workers: int, cores: int | None = None, memory: int | None = None):
+    """ConfigError for more workers than worker_limit() allows."""
+    limit, why = worker_limit(cores, memory)
+    if workers > limit:
+        raise ConfigError(
+            f"--workers {workers} is more than this machine runs: at most {limit} ({why}); "
+            "--force starts them anyway"
+        )
 
 
 def split_threads(workers: int, cores: int | None = None) -> int:
@@ -223,6 +265,29 @@ class Cluster:
     shown: dict[str, str] = field(default_factory=dict)  # trial id -> finished_at on screen
     stamps: dict[str, int] = field(default_factory=dict)  # record file -> mtime when read
     stop_signal: int | None = None
+    status: str = ""  # the workers' line last shown
+    status_at: float = field(default_factory=lambda: time.monotonic())
+
+    def show_status(self, every: float = STATUS_INTERVAL_S) -> None:
+        """Every `every` seconds, one line of where each worker is (from its log's epoch
+        lines), when it changed."""
+        if time.monotonic() - self.status_at < every:
+            return
+        self.status_at = time.monotonic()
+        status = self.worker_status()
+        if status != self.status:
+            self.status = status
+            self.say(status)
+
+    def worker_status(self) -> str:
+        """ "workers: w1 trial 05 epoch 3/15 | w2 starting", of the workers still at work."""
+        at_work = [name for name in self.crew if name not in self.done]
+        where = (WORKER_AT.search(self.crew[name].last_line()) for name in at_work)
+        shown = [
+            f"{name} {m.group(0) if m else 'between trials'}"
+            for name, m in zip(at_work, where, strict=True)
+        ]
+        return "workers: " + " | ".join(shown)
 
     def say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -281,8 +346,10 @@ class Cluster:
         """
         for worker in self.crew.values():
             worker.signal(signum)
+        # One grace time for all of them: waiting for each in turn would add theirs up.
+        deadline = time.monotonic() + STOP_GRACE_S
         for worker in self.crew.values():
-            worker.stop(STOP_GRACE_S)
+            worker.stop(max(deadline - time.monotonic(), 0.0))
         self.chief.signal(signal.SIGTERM)
         self.chief.stop(STOP_GRACE_S)
 
@@ -304,6 +371,7 @@ class Cluster:
         while True:
             time.sleep(POLL_S)
             self.show_new_records()
+            self.show_status()
             if self.stop_signal is not None:
                 self.stop_all(self.stop_signal)
                 return 128 + self.stop_signal

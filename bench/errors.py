@@ -38,8 +38,19 @@ class ConfirmError(BadInput):
     """The run cannot be confirmed."""
 
 
+class DamagedFile(BadInput):
+    """A file of a run cannot be read: the message names it and says what to do."""
+
+
 class RunLocked(BadInput):
     """Another live process is searching this run; the message names it."""
+
+
+class DiskFull(BaseException):
+    """A file could not be written for want of disk space (exit code 1); the message names
+    it. A BaseException, like the budget's stop, so that KerasTuner leaves the trial in
+    progress unfinished, to run again when the same command resumes the run, rather than
+    recording it as failed."""
 
 
 class SearchError(RuntimeError):

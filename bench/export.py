@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import keras
 
-from bench import data, envinfo, kt_compat, records, training
+from bench import checkpoint, data, envinfo, kt_compat, records, training
+from bench.epoch_lines import EpochLines
 from bench.errors import ExportError
 
 BEST_DIR = "best"
@@ -44,17 +46,27 @@ def retrain(
     """
     images, labels = data.full_training_set(raw)
     epochs = epochs or record["best_epoch"]
-    fitted = training.fit_afresh(record, images, labels, config["batch_size"], seed, epochs)
+    clean = f", then {clean_epochs} without augmentation" if clean_epochs else ""
+    print(
+        f"retraining trial {record['trial_id']} with seed {seed} on {len(labels):,} images for "
+        f"{epochs} epochs{clean}",
+        flush=True,
+    )
+    lines = EpochLines("  release", sys.stdout)
+    fitted = training.fit_afresh(
+        record, images, labels, config["batch_size"], seed, epochs, callbacks=[lines]
+    )
     seconds = fitted.seconds
     rate = None
     if clean_epochs:
         began = time.monotonic()
-        rate = clean_fit(fitted.space, fitted.model, fitted.train, clean_epochs)
+        lines = EpochLines("  release without augmentation", sys.stdout)
+        rate = clean_fit(fitted.space, fitted.model, fitted.train, clean_epochs, [lines])
         seconds += time.monotonic() - began
     return fitted.model, {"seconds": seconds, "images": len(labels), "clean_rate": rate}
 
 
-def clean_fit(space, model: keras.Model, train, epochs: int) -> float:
+def clean_fit(space, model: keras.Model, train, epochs: int, callbacks=()) -> float:
     """Train `epochs` more epochs on the digits as they are (the space's augmentation left
     out, dropout kept) at the learning rate training ended with, under a fresh Adam; returns
     that rate.
@@ -66,11 +78,13 @@ def clean_fit(space, model: keras.Model, train, epochs: int) -> float:
     rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     plain = space.without_augmentation(model)
     plain.compile(optimizer=keras.optimizers.Adam(rate), loss=model.loss)
-    plain.fit(train, epochs=epochs, shuffle=False, verbose=0)
+    plain.fit(train, epochs=epochs, shuffle=False, verbose=0, callbacks=list(callbacks))
     return rate
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
+    # The weights with the optimizer's slots, so that no HDF5 write meets a full disk.
+    records.ensure_room(path.parent, checkpoint.state_bytes(model))
     # Keras insists on the .keras suffix, so the temporary file keeps it.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
     os.close(fd)
@@ -292,6 +306,8 @@ def model_card(s: dict) -> str:
     dataset = s["dataset"].get("name", data.DEFAULT_DATASET)
     name = data.DATASETS.get(dataset, dataset)
     what, credit = data.DATASET_CREDITS.get(dataset, ("images", "see its source"))
+    if s["dataset"].get("custom"):
+        name, what, credit = "Custom data", f"in {name}'s file format", "not the published set"
     return f"""# Model card: {name} classifier ({s["space"]}, trial {s["trial_id"]})
 
 Exported from run `{s["run"]}` (tuner `{s["tuner"]}`). Chosen by {s["selection"]};

@@ -5,6 +5,8 @@ run_trial, on_trial_end, pre_create_trial). What those do not reach lives here, 
 the KerasTuner versions in KNOWN_VERSIONS:
 - its JSON writer (oracle.json, trial.json, tuner0.json), replaced by an atomic one;
 - the distributed oracle client's one-hour timeout, shortened;
+- its DEBUG flag, which prints every failed trial's traceback: off but under --debug
+  (show_trial_tracebacks), since the record keeps it;
 - the tuner's best-epoch checkpoint file and its SaveBestEpoch callback;
 - the oracle's random draw (to make a fresh run's first trial the space's defaults, and for
   the ASHA oracle's new configurations), its values hash (a configuration is the same at any
@@ -34,6 +36,7 @@ RPC_TIMEOUT_S = 120
 CHECKPOINT_FILE = "checkpoint.weights.h5"
 TRIAL_DIR_PREFIX = "trial_"
 TUNER_STATE_PREFIX = "tuner/"  # KerasTuner's own values in a trial: epochs, bracket, round
+_tracebacks = False
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _installed = False
 
@@ -49,6 +52,17 @@ def check_version(version: str) -> None:
             f"KerasTuner {version} is not supported: bench/kt_compat.py knows keras-tuner{known}; "
             f"install that (pip install -c constraints.txt -e .)"
         )
+
+
+def show_trial_tracebacks(shown: bool) -> None:
+    """Whether KerasTuner prints each failed trial's traceback as it fails (`--debug`); by
+    default the traceback stays in the trial's record and the terminal gets one line."""
+    global _tracebacks
+    _tracebacks = shown
+    if _installed:
+        from keras_tuner.src import config as kt_config
+
+        kt_config.DEBUG = shown
 
 
 def install() -> None:
@@ -69,6 +83,7 @@ def install() -> None:
     utils.save_json = atomic_save_json
     oracle_client.TIMEOUT = RPC_TIMEOUT_S
     _installed = True
+    show_trial_tracebacks(_tracebacks)
 
 
 def atomic_save_json(path, obj) -> str:

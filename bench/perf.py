@@ -16,7 +16,11 @@ overhead per trial (the time a worker spends in calls to the chief). Figures go 
 results/perf/workers.json and a short table on stdout; the two runs it makes
 (results/perf/bench-workers-*) are replaced each time.
 
-Both record the machine (CPU model, its AVX2 / AVX-512 / BF16 flags, cores) beside the
+`python -m bench.perf search` (`make bench-search`): search policies side by side
+(bench.perf_search). `python -m bench.perf soak` (`make soak`): a search killed at random
+moments and resumed, then checked (bench.perf_soak).
+
+All record the machine (CPU model, its AVX2 / AVX-512 / BF16 flags, cores) beside the
 figures. `python -m bench.perf table` prints their tables as docs/benchmarks.md has them;
 `python -m bench.perf publish` copies the JSON to docs/benchmarks/ and rewrites those tables.
 """
@@ -34,7 +38,7 @@ import time
 from pathlib import Path
 from statistics import mean
 
-from bench import distributed, envinfo, perf_doc, perf_search, perf_suite, records
+from bench import distributed, envinfo, perf_doc, perf_search, perf_soak, perf_suite, records
 
 PERF_DIR = "perf"
 SECONDS_PER_HOUR = 3600.0
@@ -119,6 +123,15 @@ def provenance(name: str) -> dict:
         "git_commit": envinfo.git_commit(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def soak(out_dir: Path) -> int:
+    """`make soak`: soak.json and a table; exit 1 unless every check passed."""
+    result = {**perf_soak.soak(out_dir), **provenance("soak")}
+    records.atomic_write_json(out_dir / "soak.json", result)
+    print(perf_soak.table(result))
+    print(f"written: {out_dir / 'soak.json'}")
+    return 0 if result["single"]["passed"] and result["cluster"]["passed"] else 1
 
 
 def search(out_dir: Path, budget: int, epochs: int, policies=perf_search.POLICIES) -> int:
@@ -209,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         study.add_argument(flag, required=True)
     for flag in ("--seed", "--budget", "--max-epochs"):
         study.add_argument(flag, type=int, required=True)
+    soaked = sub.add_parser("soak", help="a search killed 20 times, then its chief and workers")
+    soaked.add_argument("--results", default="results")
     shown = sub.add_parser("table", help="print the measured tables as docs/benchmarks.md has them")
     shown.add_argument("--results", default="results")
     docs = sub.add_parser("publish", help="copy the measured figures into docs/benchmarks.md")
@@ -228,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         return search(out_dir, args.budget, args.max_epochs, tuple(args.policies))
     if args.benchmark == "publish":
         return publish(out_dir)
+    if args.benchmark == "soak":
+        return soak(out_dir)
     if args.benchmark == "memory-child":
         print(json.dumps(perf_suite.memory_child(out_dir)))
         return 0

@@ -14,6 +14,7 @@ BENCHMARKS = {
     "suite": ("perf.json", "make bench"),
     "workers": ("workers.json", "make bench-workers"),
     "search": ("search.json", "make bench-search"),
+    "soak": ("soak.json", "make soak"),
 }
 SUITE_COLUMNS = (
     "date", "command", "machine", "plain fit images/s", "suite images/s", "ratio",
@@ -26,6 +27,10 @@ WORKERS_COLUMNS = (
 SEARCH_COLUMNS = (
     "date", "command", "machine", "policy", "seed", "configurations", "trials", "epochs",
     "best val", "its test", "minutes to test 0.98", "to 0.99",
+)  # fmt: skip
+SOAK_COLUMNS = (
+    "date", "command", "machine", "soak", "kills", "trials finished", "recorded twice",
+    "unreadable JSON", "epoch backups left", "epochs trained", "trained again", "passed",
 )  # fmt: skip
 BEGIN, END = "<!-- table {name}: python -m bench.perf publish -->", "<!-- end table {name} -->"
 
@@ -108,6 +113,29 @@ def search_rows(result: dict) -> list[str]:
     return rows
 
 
+def soak_rows(result: dict) -> list[str]:
+    """One row per soak of `make soak`: one process, then a chief with workers."""
+    head = _provenance(result, "soak")
+    names = {"single": "one process", "cluster": "chief and 2 workers"}
+    rows = []
+    for key, name in names.items():
+        r = result[key]
+        cells = [
+            *head,
+            name,
+            str(r["kills"]),
+            f"{r['trials_finished']} of {r['trials_planned']}",
+            str(r["recorded_twice"]),
+            str(len(r["unreadable_json"])),
+            str(r["epoch_backups_left"]),
+            str(r["epochs_trained"]),
+            str(r["epochs_trained_again"]),
+            "yes" if r["passed"] else "no",
+        ]
+        rows.append(_line(cells))
+    return rows
+
+
 def _accuracy(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
@@ -117,6 +145,7 @@ TABLES = {
     "suite": (SUITE_COLUMNS, lambda result: [suite_row(result)]),
     "workers": (WORKERS_COLUMNS, lambda result: [workers_row(result)]),
     "search": (SEARCH_COLUMNS, search_rows),
+    "soak": (SOAK_COLUMNS, soak_rows),
 }
 
 

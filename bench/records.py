@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from bench.errors import DamagedFile, DiskFull
+
 SCHEMA_VERSION = 1
+# Left free on the results disk: HDF5 crashes the process when a write finds the disk full,
+# so every write first checks that this much would stay free.
+DISK_MARGIN_BYTES = 64 * 2**20
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 TRIALS_DIR = "trials"
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"  # every distinct environment the run's processes ran in
@@ -69,11 +77,34 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
+def ensure_room(path: str | os.PathLike, nbytes: int) -> None:
+    """DiskFull unless the disk that holds path has nbytes free besides DISK_MARGIN_BYTES."""
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < nbytes + DISK_MARGIN_BYTES:
+        raise DiskFull(disk_full_message(path, free))
+
+
+def disk_full_message(path: str | os.PathLike, free: int | None = None) -> str:
+    left = "" if free is None else f", {free / 2**20:.0f} MB free"
+    return (
+        f"the disk is full: {path} cannot be written{left}; free some space, then the same "
+        "command resumes"
+    )
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write data to path so that readers see the old file or the new one, never a part."""
+    """Write data to path so that readers see the old file or the new one, never a part;
+    DiskFull, the old file kept, when the disk has no room for it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        ensure_room(path.parent, len(data))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _disk_full_or(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -82,9 +113,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         # mkstemp makes 0600 files; results are for the whole team (and a web server) to read.
         os.chmod(tmp, DEFAULT_FILE_MODE & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _disk_full_or(exc, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _disk_full_or(exc: OSError, path: Path) -> BaseException:
+    """DiskFull for a write the disk had no room (or quota) for; the error itself otherwise."""
+    return DiskFull(disk_full_message(path)) if exc.errno in NO_ROOM else exc
 
 
 def _umask() -> int:
@@ -176,25 +215,63 @@ def load_predictions(run_dir: str | os.PathLike, record: dict) -> dict[str, np.n
         return {key: data[key] for key in data.files}
 
 
-def load_records(run_dir: str | os.PathLike) -> list[dict]:
-    """All trial records of a run, ordered by start time then trial id."""
+# What to do about a damaged file, by kind; the error names the file.
+TRIAL_REMEDY = (
+    "move it out of the run folder to go on without that trial's record, or start afresh "
+    "with --fresh (the old folder is kept aside)"
+)
+CONFIRM_REMEDY = "remove it, and `bench confirm` trains that seed again"
+
+
+def read_json(path: Path, remedy: str, keys: tuple[str, ...] = ()) -> dict:
+    """A JSON object from path, with `keys`; DamagedFile naming the file and the remedy for
+    one that is not (a write cut short, a disk error, an edit)."""
+    try:
+        value = json.loads(path.read_text())
+    except OSError as exc:
+        raise DamagedFile(f"{path} cannot be read ({exc.strerror}); {remedy}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise DamagedFile(f"{path} is damaged ({type(exc).__name__}); {remedy}") from None
+    if not isinstance(value, dict) or any(key not in value for key in keys):
+        raise DamagedFile(f"{path} is damaged (not a record); {remedy}")
+    return value
+
+
+def load_records(run_dir: str | os.PathLike, damaged: list[str] | None = None) -> list[dict]:
+    """All trial records of a run, ordered by start time then trial id. A damaged record
+    raises DamagedFile, or, given a `damaged` list, is left out and its error appended."""
     folder = trials_dir(run_dir)
     if not folder.is_dir():
         return []
-    records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
-    return sorted(records, key=lambda r: (r.get("started_at") or "", r["trial_id"]))
+    keys = ("trial_id", "status")
+    found = _read_all(sorted(folder.glob("*.json")), TRIAL_REMEDY, keys, damaged)
+    return sorted(found, key=lambda r: (r.get("started_at") or "", r["trial_id"]))
+
+
+def _read_all(paths, remedy: str, keys: tuple[str, ...], damaged: list[str] | None) -> list:
+    found = []
+    for path in paths:
+        try:
+            found.append(read_json(path, remedy, keys))
+        except DamagedFile as exc:
+            if damaged is None:
+                raise
+            damaged.append(str(exc))
+    return found
 
 
 def confirm_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / CONFIRM_DIR
 
 
-def load_confirmed(run_dir: str | os.PathLike) -> list[dict]:
-    """Every `bench confirm` record of a run, by trial then seed; [] when none was made."""
+def load_confirmed(run_dir: str | os.PathLike, damaged: list[str] | None = None) -> list[dict]:
+    """Every `bench confirm` record of a run, by trial then seed; [] when none was made. A
+    damaged one as in load_records."""
     folder = confirm_dir(run_dir)
     if not folder.is_dir():
         return []
-    found = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    paths = sorted(folder.glob("*.json"))
+    found = _read_all(paths, CONFIRM_REMEDY, ("trial_id", "seed"), damaged)
     return sorted(found, key=lambda r: (r["trial_id"], r["seed"]))
 
 

@@ -177,6 +177,7 @@ def report_blocks(
     return [
         Heading(sections.title(ctx.runs), 1),
         *summary.section(ctx),
+        *sections.damaged(ctx),
         *sections.recommended(ctx),
         *sections.runs_table(ctx.runs),
         *sections.leaderboard(ctx),

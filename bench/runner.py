@@ -19,6 +19,7 @@ from bench.errors import (
     EXIT_MORE,
     EXIT_OK,
     EXIT_TERMINATED,
+    DiskFull,
     SearchError,
     UsageError,
 )
@@ -37,7 +38,7 @@ RESUME_FIELDS = (
 )
 RESUME_SWITCHES = ("tensorboard",)
 # Flags a supervisor does not pass on to its children (name -> how many values follow it).
-SUPERVISOR_ONLY = {"--fresh": 0, "--workers": 1, "--listen": 1}
+SUPERVISOR_ONLY = {"--fresh": 0, "--force": 0, "--workers": 1, "--listen": 1}
 REPORTED_CODES = (EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED)
 SIGNAL_NAMES = {EXIT_INTERRUPTED: "SIGINT", EXIT_TERMINATED: "SIGTERM"}
 
@@ -65,6 +66,14 @@ def report_run(run_dir: Path) -> None:
         print(f"report: {report.write_report([run_dir], run_dir / 'report')}", flush=True)
 
 
+def report_if_room(run_dir: Path) -> None:
+    """After a full disk stopped the search: the report of what finished, where it fits."""
+    try:
+        report_run(run_dir)
+    except DiskFull:
+        print("the report did not fit on the disk either", file=sys.stderr, flush=True)
+
+
 def finish(config: SearchConfig, code: int) -> int:
     """The end of a `bench search` that supervised the run: the report of what finished and,
     after a signal, the command that resumes. Returns the exit code."""
@@ -89,6 +98,10 @@ def search_here(config: SearchConfig, role: str | None, fresh: bool = False) -> 
     except SearchError:
         if role is None:
             report_run(config.run_dir)
+        raise
+    except DiskFull:
+        if role is None:
+            report_if_room(config.run_dir)
         raise
     finally:
         STOP.restore(previous)

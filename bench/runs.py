@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ class Run:
     records: list
     environments: list  # oldest first; empty for runs from before they were recorded
     confirmed: list  # bench confirm records (repeated seeds of the top trials)
+    damaged: list = field(default_factory=list)  # why each unreadable record was left out
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,16 @@ def load_run(run_dir: Path) -> Run:
     if not (run_dir / records.CONFIG_FILE).is_file():
         what = "does not exist" if not run_dir.exists() else f"has no {records.CONFIG_FILE}"
         raise ReportError(f"run directory {run_dir} {what}")
+    damaged: list[str] = []  # reported, and the rest of the run with them
     try:
         config = records.load_config(run_dir)
-        trial_records = records.load_records(run_dir)
         environments = records.load_environments(run_dir)
-        confirmed = records.load_confirmed(run_dir)
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot read run {run_dir}: {exc}") from exc
+    trial_records = records.load_records(run_dir, damaged)
+    confirmed = records.load_confirmed(run_dir, damaged)
     name = str(config.get("run") or run_dir.name)
-    return Run(name, run_dir, config, trial_records, environments, confirmed)
+    return Run(name, run_dir, config, trial_records, environments, confirmed, damaged)
 
 
 def load_runs(run_dirs: Sequence[Path]) -> list[Run]:
@@ -79,9 +81,24 @@ def load_runs(run_dirs: Sequence[Path]) -> list[Run]:
     return runs
 
 
+def dataset_of(run: Run) -> str:
+    from bench import data  # numpy only; the report never imports TensorFlow
+
+    name = str(run.config.get("dataset") or data.DEFAULT_DATASET)
+    return f"custom data in {name}'s files" if run.config.get("custom_data") else name
+
+
 def recommend(runs: list[Run]) -> tuple[Run, dict] | None:
-    """The finished trial with the best validation accuracy over all runs, with its run."""
-    bests = [(run, records.best_by_validation(run.records)) for run in runs]
+    """The finished trial with the best validation accuracy over the runs on the first run's
+    dataset, with its run: a score on another dataset says nothing about this one."""
+    return best_of(runs, dataset_of(runs[0])) if runs else None
+
+
+def best_of(runs: list[Run], dataset: str) -> tuple[Run, dict] | None:
+    """The best finished trial by validation accuracy of the runs on `dataset`, with its run."""
+    bests = [
+        (run, records.best_by_validation(run.records)) for run in runs if dataset_of(run) == dataset
+    ]
     bests = [(run, best) for run, best in bests if best is not None]
     overall = records.best_by_validation([best for _, best in bests])
     return next(((run, best) for run, best in bests if best is overall), None)

@@ -16,6 +16,7 @@ import keras_tuner as kt
 
 from bench import (
     asha,
+    checkpoint,
     confirm,
     data,
     distributed,
@@ -110,6 +111,12 @@ def planned_trials(config: SearchConfig) -> int:
     return config.max_trials or default
 
 
+TUNER_REMEDY = (
+    "the tuner cannot resume the run: start it afresh with --fresh (the old folder is kept "
+    "aside), or use another --run"
+)
+
+
 def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
     """Write config.json for a new run, or check that an existing run has the same config;
     note the process's environment either way.
@@ -119,11 +126,19 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
     path = config.run_dir / records.CONFIG_FILE
     wanted = {**config.to_json(), "dataset_sha256": splits.sha256}
     resumed = path.exists()
+    if not resumed and (work := work_done(config.run_dir)):
+        raise ConfigError(
+            f"{path} is missing, yet the run folder holds {', '.join(work)}: its settings are "
+            "unknown; --fresh moves the folder aside and starts afresh, or use another --run"
+        )
     if resumed:
         try:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path} is unreadable ({exc}); use another --run") from exc
+            raise ConfigError(
+                f"{path} is unreadable ({one_line(exc)}); --fresh moves the folder aside and "
+                "starts afresh, or use another --run"
+            ) from exc
         # A setting added after the run began is missing from its file: it ran at the default.
         defaults = {f.name: f.default for f in fields(SearchConfig)}
         changed = [
@@ -136,6 +151,7 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
                 f"run {config.run!r} exists with a different {', '.join(changed)}; "
                 "use another --run name"
             )
+        check_tuner_state(config.run_dir)
     else:
         warm = warm_start_configs(config) if config.warm_start else []
         created = {**wanted, "created_at": utc_now(), WARM_START_KEY: warm}
@@ -144,6 +160,20 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
         records.atomic_write_json(path, created)
     records.note_environment(config.run_dir, envinfo.environment(), utc_now())
     return resumed
+
+
+def check_tuner_state(run_dir: Path) -> None:
+    """DamagedFile for a file of KerasTuner's state that would not load on resume (it would
+    fail with a bare parse error, naming no file)."""
+    for path in sorted((run_dir / records.TUNER_PROJECT).rglob("*.json")):
+        records.read_json(path, TUNER_REMEDY)
+
+
+def work_done(run_dir: Path) -> list[str]:
+    """What a run folder holds of a search's work: its trials, tuner project, epoch backups
+    and confirmation retrainings, by folder name."""
+    held = (records.TRIALS_DIR, records.TUNER_PROJECT, checkpoint.RESUME_DIR, records.CONFIRM_DIR)
+    return [f"{name}/" for name in held if (run_dir / name).exists()]
 
 
 def warm_start_configs(config: SearchConfig) -> list[dict]:
@@ -157,8 +187,12 @@ def warm_start_configs(config: SearchConfig) -> list[dict]:
             continue
         try:
             other = records.load_config(run_dir)
-            same = (other.get("space"), other.get("dataset", data.DEFAULT_DATASET))
-            if same == (config.space, config.dataset):
+            same = (
+                other.get("space"),
+                other.get("dataset", data.DEFAULT_DATASET),
+                bool(other.get("custom_data")),
+            )
+            if same == (config.space, config.dataset, config.custom_data):
                 found += records.completed(records.load_records(run_dir))
         except (OSError, ValueError, KeyError):
             continue  # not a run, or one the report would name as damaged
@@ -179,12 +213,19 @@ def warm_start_of(config: SearchConfig) -> list[dict]:
 def load_splits(config: SearchConfig) -> data.Splits:
     """The data a run trains and evaluates on, exactly as its config says."""
     return data.load(
-        config.data_dir, config.val_size, config.train_limit, config.test_limit, config.dataset
+        config.data_dir,
+        config.val_size,
+        config.train_limit,
+        config.test_limit,
+        config.dataset,
+        config.custom_data,
     )
 
 
 def check_writable(results: Path) -> None:
-    """Raise ConfigError unless run folders can be made under results."""
+    """Raise ConfigError unless run folders can be made under results, DiskFull when the
+    disk that holds it has no room left."""
+    records.ensure_room(results, 0)
     try:
         results.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=results):

@@ -22,6 +22,8 @@ RUN_FACTS = (
     "val_size",
     "train_limit",
     "test_limit",
+    "dataset",
+    "custom_data",
 )
 ENVIRONMENT_FIELDS = (
     "git_commit",
@@ -233,6 +235,19 @@ def mistakes(ctx: Context, figures: list[Figure]) -> list[Block]:
 
 def _figure_blocks(figures: list[Figure]) -> list[Block]:
     return [block for figure in figures for block in (Heading(figure.title, 3), Image(figure))]
+
+
+def damaged(ctx: Context) -> list[Block]:
+    """The records that could not be read, left out of everything else in the report."""
+    rows = [{"run": run.name, "problem": why} for run in ctx.runs for why in run.damaged]
+    if not rows:
+        return []
+    note = "These files could not be read; the report is of the rest of the run(s)."
+    return [
+        Heading(f"Damaged files ({len(rows)})", 2),
+        Paragraph(note),
+        Table(cells(pd.DataFrame(rows))),
+    ]
 
 
 def failures(ctx: Context) -> list[Block]:

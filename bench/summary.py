@@ -6,7 +6,7 @@ from bench import metrics, records
 from bench.compare import PERCENTAGE_POINTS
 from bench.frame import SEED_SPACE, architecture
 from bench.render import Block, Heading, Paragraph
-from bench.runs import NO_TRIAL, Context, Run, by_creation
+from bench.runs import NO_TRIAL, Context, Run, best_of, by_creation, dataset_of
 
 
 def section(ctx: Context) -> list[Block]:
@@ -33,7 +33,32 @@ def section(ctx: Context) -> list[Block]:
     sentences.append(_baseline_sentence(ctx, record))
     if len(ctx.runs) > 1:
         sentences.append(_previous_run_sentence(ctx.runs))
+    sentences += _other_datasets_sentences(ctx.runs)
     return blocks + [Paragraph(text) for text in sentences]
+
+
+def _other_datasets_sentences(runs: list[Run]) -> list[str]:
+    """With runs on several datasets: the recommendation is for the first run's, and each
+    other dataset's best trial is named apart, never ranked against it."""
+    dataset = dataset_of(runs[0])
+    others = sorted({dataset_of(run) for run in runs} - {dataset})
+    sentences = []
+    for other in others:
+        names = ", ".join(run.name for run in runs if dataset_of(run) == other)
+        best = best_of(runs, other)
+        pick = "none finished a trial"
+        if best is not None:
+            run, record = best
+            pick = (
+                f"their best by validation is trial {record['trial_id']} of run {run.name} "
+                f"(validation {record['val_accuracy']:.4f}, test {record['test_accuracy']:.4f})"
+            )
+        sentences.append(
+            f"Runs on {other} ({names}) are left out of the recommendation, which is for "
+            f"{dataset}, the first run's dataset: accuracy on one dataset does not rank "
+            f"configurations on another; {pick}."
+        )
+    return sentences
 
 
 def _test_sentence(ctx: Context, record: dict) -> str:
@@ -71,7 +96,14 @@ def _confirmed_sentence(seeds: list[dict]) -> str:
 
 
 def _baseline_sentence(ctx: Context, record: dict) -> str:
-    seeds = [r for run in ctx.runs for r in run.records if r.get("space") == SEED_SPACE]
+    dataset = dataset_of(ctx.choice[0])
+    seeds = [
+        r
+        for run in ctx.runs
+        if dataset_of(run) == dataset
+        for r in run.records
+        if r.get("space") == SEED_SPACE
+    ]
     baseline = records.best_by_validation(seeds)
     if baseline is None:
         return "No finished seed baseline trial in these runs, so there is no baseline comparison."
@@ -87,6 +119,11 @@ def _baseline_sentence(ctx: Context, record: dict) -> str:
 
 def _previous_run_sentence(runs: list[Run]) -> str:
     previous, latest = by_creation(runs)[-2:]
+    if dataset_of(previous) != dataset_of(latest):
+        return (
+            f"The previous run {previous.name} searched {dataset_of(previous)}, the latest "
+            f"run {latest.name} {dataset_of(latest)}: their accuracies do not compare."
+        )
     best, before = (records.best_by_validation(run.records) for run in (latest, previous))
     if best is None or before is None:
         return f"Against the previous run {previous.name}: one of the two has no finished trial."

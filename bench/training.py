@@ -95,9 +95,10 @@ def fit_afresh(
     seed: int,
     epochs: int,
     validation=None,
+    callbacks: list | None = None,
 ) -> Fitted:
     """Build a record's configuration from `seed` and train it for `epochs` through its
-    space's own fit (so its learning-rate schedule spans those epochs)."""
+    space's own fit (so its learning-rate schedule spans those epochs), with `callbacks`."""
     keras.utils.set_random_seed(seed)
     space = hypermodel(record["space"])
     hp = trial_hyperparameters(record["hyperparameters"])
@@ -105,7 +106,14 @@ def fit_afresh(
     train = pipeline.training_set(images, labels, batch_size, seed)
     began = time.monotonic()
     history = space.fit(
-        hp, model, train, validation_data=validation, epochs=epochs, shuffle=False, verbose=0
+        hp,
+        model,
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=list(callbacks or []),
     ).history
     return Fitted(model, space, train, history, time.monotonic() - began)
 

@@ -24,6 +24,7 @@ from bench import (
     training,
 )
 from bench.config import SearchConfig
+from bench.epoch_lines import EpochLines
 from bench.progress import STOP, Budget, BudgetSpent, Progress
 from bench.records import utc_now
 from search_spaces import describe
@@ -129,7 +130,12 @@ class TrialRecorder:
         self.test_set = training.evaluation_set(splits.test_images, splits.y_test)
         self.context = {
             "seed": config.seed,
-            "dataset": {"name": self.config.dataset, "sha256": splits.sha256, **splits.sizes()},
+            "dataset": {
+                "name": self.config.dataset,
+                "sha256": splits.sha256,
+                **splits.sizes(),
+                **({"custom": True} if config.custom_data else {}),
+            },
             "versions": envinfo.versions(),
             "git_commit": envinfo.git_commit(),
         }
@@ -165,6 +171,10 @@ class TrialRecorder:
             config.to_json(),
             self.full_epochs,
         )
+
+    def epoch_lines(self, trial) -> EpochLines:
+        """The running trial's line per epoch, under the trial lines of the progress."""
+        return EpochLines(f"  trial {trial.trial_id}", self.progress.stream)
 
     def epoch_backup(self, trial, callbacks) -> checkpoint.EpochBackup:
         """The callback that saves this trial after each epoch and resumes it after a cut."""
@@ -290,9 +300,12 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
 
     def fit_callbacks(self, trial, callbacks: list) -> list:
         # The backup goes last: it restores the others' state after their own resets. The
-        # clock goes first, so that it times all of fit's work, the other callbacks' included.
+        # clock goes first, so that it times all of fit's work, the other callbacks' included;
+        # the disk's room is checked before the best-epoch checkpoint and the backup write.
         backup = self.recorder.epoch_backup(trial, callbacks)
-        return [self.recorder.fit_clock, *callbacks, backup]
+        lines = [] if self.recorder.config.verbose else [self.recorder.epoch_lines(trial)]
+        room = checkpoint.DiskRoom(self.recorder.run_dir)  # ahead of every writer
+        return [self.recorder.fit_clock, room, *callbacks, *lines, backup]
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

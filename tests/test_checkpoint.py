@@ -1,5 +1,6 @@
 """A cut-off trial goes on from its last finished epoch, with its callbacks' state."""
 
+import errno
 import io
 import json
 
@@ -11,6 +12,7 @@ from keras_tuner.src.engine import tuner_utils
 
 from bench import checkpoint, records, search
 from bench.config import SearchConfig
+from bench.errors import DiskFull
 
 VALUES = {"units": 8, "tuner/epochs": 4}
 
@@ -122,6 +124,42 @@ def test_a_backup_of_other_hyperparameters_is_not_restored(tmp_path):
     _, history, _, _, backup = fit(tmp_path, epochs=3, values={**VALUES, "units": 16})
     assert backup.resumed_at is None
     assert history.epoch == [0, 1, 2]
+
+
+def test_a_damaged_backup_is_discarded_and_the_trial_starts_over_from_fresh_weights(
+    tmp_path, capsys
+):
+    fit(tmp_path, epochs=2)
+    weights = tmp_path / "backup" / state(tmp_path)["weights"]
+    weights.write_bytes(weights.read_bytes()[:300])  # a disk error cut it short
+    model, history, _, _, backup = fit(tmp_path, epochs=3)
+    assert backup.resumed_at is None and history.epoch == [0, 1, 2]
+    assert f"epoch backup {weights} is damaged" in capsys.readouterr().out
+    # Trained from the weights it was built with: the same as a fit that never had a backup.
+    (tmp_path / "other").mkdir()
+    fresh, _, _, _, _ = fit(tmp_path / "other", epochs=3)
+    for mine, theirs in zip(model.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    assert state(tmp_path)["epoch"] == 3  # and backed up anew
+
+
+def test_a_backup_the_disk_has_no_room_for_stops_the_fit_as_a_full_disk(tmp_path, monkeypatch):
+    fit(tmp_path, epochs=1)
+
+    save = keras.Model.save_weights
+
+    def no_room(self, path, overwrite=True):  # for the backup; the best-epoch file fits
+        if "backup" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return save(self, path, overwrite=overwrite)
+
+    monkeypatch.setattr(keras.Model, "save_weights", no_room)
+    with pytest.raises(DiskFull, match="the disk is full: .*epoch-2.weights.h5"):
+        fit(tmp_path, epochs=3)
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [
+        "epoch-1.weights.h5",
+        checkpoint.STATE_FILE,
+    ]  # the last good backup, and nothing half-written beside it
 
 
 class Cut(BaseException):

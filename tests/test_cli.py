@@ -36,10 +36,14 @@ def test_help_and_missing_command(capsys):
     assert "--max-trials" in capsys.readouterr().out
 
 
-def test_bad_run_name_is_a_usage_error(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "search", "--run", "a/b", "--results", str(tmp_path))
+@pytest.mark.parametrize(
+    "name, said",
+    [("a/b", "run name 'a/b'"), ("-x", "may not start with '-'"), ("r" * 300, "300 characters")],
+)
+def test_bad_run_name_is_a_usage_error(capsys, tmp_path, name, said):
+    code, _, err = run_cli(capsys, "search", f"--run={name}", "--results", str(tmp_path))
     assert code == 2
-    assert_one_line_error(err, "run name 'a/b'")
+    assert_one_line_error(err, said)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -99,6 +103,27 @@ def test_corrupt_data_is_named_and_nothing_is_written(capsys, tmp_path):
     assert not results.exists()
 
 
+def test_fashion_files_under_mnist_names_are_refused_then_searched_as_custom_data(capsys, tmp_path):
+    from bench import data, records
+
+    results = tmp_path / "results"
+    fashion = str(data.FASHION_DIRS[0])
+    argv = ["search", "--run", "r", "--data-dir", fashion, "--results", str(results)]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(err, "is not MNIST", data.FINGERPRINTS["fashion_mnist"], "--custom-data")
+    assert not results.exists()
+    tiny = ["--space", "seed", "--tuner", "random", "--max-trials", "1", "--max-epochs", "1"]
+    tiny += ["--train-limit", "256", "--val-size", "128", "--test-limit", "128"]
+    code, _, err = run_cli(capsys, *argv, *tiny, "--custom-data")
+    assert code == 0, err
+    (record,) = records.load_records(results / "r")
+    assert record["dataset"]["custom"] is True
+    assert records.load_config(results / "r")["custom_data"] is True
+    report = (results / "r" / "report" / "report.md").read_text()
+    assert "| dataset | custom_data |" in report and "| mnist | True |" in report  # runs table
+
+
 def test_changed_config_on_an_existing_run_is_refused(capsys, tmp_path):
     run_dir = fake_run(tmp_path, run="old")
     before = (run_dir / "config.json").read_text()
@@ -129,6 +154,21 @@ def test_report_of_a_missing_run(capsys, tmp_path):
     code, _, err = run_cli(capsys, "report", "ghost", "--results", str(tmp_path))
     assert code == 2
     assert_one_line_error(err, "ghost")
+
+
+def test_report_out_that_is_a_file_is_a_usage_error_and_the_file_stays(capsys, tmp_path):
+    fake_run(tmp_path, run="done", n=2)
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    report = ("report", "done", "--results", str(tmp_path), "--out")
+    code, _, err = run_cli(capsys, *report, str(taken))
+    assert code == 2
+    assert_one_line_error(err, "notes.txt is a file, not a folder")
+    assert taken.read_text() == "mine"
+    beneath = taken / "report"  # a folder cannot be made inside a file
+    code, _, err = run_cli(capsys, *report, str(beneath))
+    assert code == 2
+    assert_one_line_error(err, "cannot make the folder")
 
 
 def test_export_without_finished_trials(capsys, tmp_path):
@@ -197,6 +237,44 @@ def test_python_dash_m_bench_lists_spaces():
     assert done.returncode == 0, done.stderr
     names = [line.split()[0] for line in done.stdout.splitlines()]
     assert names == ["seed", "cnn", "cnn_plus", "tiny"]
+    assert done.stderr == ""  # TensorFlow's native start-up lines stay out of the terminal
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["search", "--run", "r", "--max-epochs", "0"], "--max-epochs must be at least 1"),
+        (["search", "--run", "r", "--budget", "soon"], "duration 'soon'"),
+        (["search", "--run", "r", "--workers", "100"], "--workers 100 is more"),
+        (["search", "--run=-x"], "may not start with '-'"),
+        (["confirm", "a/b"], "run name 'a/b'"),
+    ],
+)
+def test_the_command_line_is_checked_before_tensorflow_loads(tmp_path, argv, said):
+    script = (
+        "import sys; from bench import cli; code = cli.main(sys.argv[1:]); "
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    argv = [*argv[:1], "--results", str(tmp_path), *argv[1:]]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert_one_line_error(done.stderr, said)
+
+
+def test_an_error_after_tensorflow_loaded_is_still_one_line(tmp_path):
+    argv = ["search", "--run", "r", "--space", "nope", "--results", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert_one_line_error(done.stderr, "unknown search space 'nope'")
 
 
 def test_the_resume_command_repeats_every_setting_that_is_not_a_default():

@@ -13,6 +13,7 @@ from bench.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_EPOCHS,
     IDENTITY_FIELDS,
+    MAX_NAME,
     TUNER_NAMES,
     ConfigError,
     SearchConfig,
@@ -55,6 +56,20 @@ def test_bad_run_names_fail(name):
 def test_run_name_with_trailing_newline_fails():
     with pytest.raises(ConfigError, match="run name"):
         check_run_name("a\n")
+
+
+def test_a_run_name_that_reads_as_a_flag_fails():
+    # argparse takes --run=-x, but the resume command a run prints (--run -x) would not parse.
+    with pytest.raises(ConfigError, match=r"run name '-x' may not start with '-'"):
+        check_run_name("-x")
+
+
+def test_run_names_leave_room_for_the_fresh_suffix():
+    longest = "r" * MAX_NAME
+    assert check_run_name(longest) == longest
+    assert len(f"{longest}.old-20261201-120000") < 255  # a file name's limit
+    with pytest.raises(ConfigError, match=f"run name is {MAX_NAME + 1} characters long; at most"):
+        check_run_name("r" * (MAX_NAME + 1))
 
 
 def test_bad_run_name_message_quotes_the_name():

@@ -14,6 +14,7 @@ import pytest
 
 import bench.data
 from bench.data import (
+    FINGERPRINTS,
     IMAGES_MAGIC,
     LABELS_MAGIC,
     DataError,
@@ -21,6 +22,7 @@ from bench.data import (
     find_data_dir,
     fingerprint,
     load,
+    load_for_run,
     load_raw,
     make_splits,
     parse_idx,
@@ -613,11 +615,21 @@ def test_make_splits_rejects_bad_limits(kwargs, flag):
 
 
 def test_load_splits_a_folder(gz_dir, arrays):
-    splits = load(gz_dir, val_size=5, train_limit=4, test_limit=3)
+    splits = load(gz_dir, val_size=5, train_limit=4, test_limit=3, custom=True)
     assert splits.sizes() == {"train": 4, "val": 5, "test": 3}
     np.testing.assert_array_equal(splits.y_val, arrays["train_labels"][-5:])
     assert splits.sha256 == fingerprint(arrays)
     assert splits.source == str(gz_dir)
+
+
+def test_files_that_are_not_the_named_dataset_are_refused_unless_custom(gz_dir, arrays):
+    mine, known = fingerprint(arrays), FINGERPRINTS["mnist"]
+    said = f"is not MNIST: its fingerprint is {mine}, MNIST's is {known}; --custom-data"
+    with pytest.raises(DataError, match=re.escape(f"the data in {gz_dir} {said}")):
+        load(gz_dir, val_size=5)
+    with pytest.raises(DataError, match="is not MNIST"):  # a run's own check, when resumed
+        load_for_run({"data_dir": str(gz_dir)})
+    assert load_for_run({"data_dir": str(gz_dir), "custom_data": True}).sha256 == mine
 
 
 def test_plain_copy_of_gz_dir_loads_identically(gz_dir, tmp_path):
@@ -688,3 +700,8 @@ def test_the_installed_fashion_mnist_is_read_whole_and_is_not_mnist():
     assert (len(fashion.y_train), len(fashion.y_test)) == (60_000, 10_000)
     assert np.bincount(fashion.y_test).tolist() == [1000] * 10  # 1,000 test images a class
     assert fashion.sha256 != load_raw().sha256
+    # The fingerprints the suite knows the two by are those of the files as published.
+    assert (load_raw().sha256, fashion.sha256) == (
+        FINGERPRINTS["mnist"],
+        FINGERPRINTS["fashion_mnist"],
+    )

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from bench import cli, distributed, records, runner, tables
-from bench.config import ConfigError
+from bench.config import MAX_NAME, ConfigError
 from bench.progress import Budget, Progress
 from tests.factories import fake_record
 
@@ -47,7 +47,9 @@ def test_threads_are_split_between_workers(workers, cores, threads):
     assert distributed.split_threads(workers, cores) == threads
 
 
-@pytest.mark.parametrize("name", ["chief", "my-chief-2", "a/b", "", "x y"])
+@pytest.mark.parametrize(
+    "name", ["chief", "my-chief-2", "a/b", "", "x y", "-w", "w" * (MAX_NAME + 1)]
+)
 def test_worker_ids_that_kerastuner_would_misread_are_refused(name):
     with pytest.raises(ConfigError, match="worker id"):
         distributed.check_worker_id(name)
@@ -62,11 +64,81 @@ def test_child_arguments_drop_the_supervisor_flags():
         "--workers",
         "2",
         "--listen=0.0.0.0:1",
+        "--force",
         "--seed",
         "3",
     ]
     kept = runner.without_flags(argv, runner.SUPERVISOR_ONLY)
     assert kept == ["search", "--run", "r", "--seed", "3"]
+
+
+GB = 2**30
+
+
+@pytest.mark.parametrize(
+    "cores, memory, limit", [(2, 21 * GB, 2), (16, 9 * GB, 4), (2, GB // 2, 1), (8, None, 8)]
+)
+def test_the_worker_limit_follows_the_cores_and_the_free_memory(cores, memory, limit, monkeypatch):
+    monkeypatch.setattr(distributed, "available_memory", lambda: memory)
+    assert distributed.worker_limit(cores)[0] == limit
+    distributed.check_worker_count(limit, cores)
+    with pytest.raises(ConfigError, match=f"--workers {limit + 1} is more .* at most {limit} "):
+        distributed.check_worker_count(limit + 1, cores)
+
+
+def test_a_hundred_workers_on_this_machine_are_refused_before_any_starts(capsys, tmp_path):
+    argv = ["search", "--run", "w", "--results", str(tmp_path), "--workers", "100"]
+    assert cli.main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--workers 100 is more than this machine runs: at most" in line and "--force" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+class Hanging:
+    """A child that ends only when killed; its stop() takes all the grace it is given."""
+
+    def __init__(self, clock):
+        self.clock, self.graces = clock, []
+
+    def signal(self, signum):
+        pass
+
+    def stop(self, grace):
+        self.graces.append(grace)
+        self.clock.now += grace
+
+
+def test_stopping_many_hung_workers_takes_one_grace_time_not_one_each(monkeypatch):
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(distributed.time, "monotonic", lambda: clock.now)
+    crew = {f"w{i}": Hanging(clock) for i in range(10)}
+    cluster = types.SimpleNamespace(crew=crew, chief=Hanging(clock))
+    distributed.Cluster.stop_all(cluster)
+    assert sum(sum(w.graces) for w in crew.values()) == distributed.STOP_GRACE_S
+    assert clock.now == 2 * distributed.STOP_GRACE_S  # the workers', then the chief's
+
+
+def test_the_supervisor_says_where_each_worker_is_every_interval_when_it_changed(
+    monkeypatch, tmp_path
+):
+    clock = types.SimpleNamespace(now=100.0)
+    monkeypatch.setattr(distributed.time, "monotonic", lambda: clock.now)
+    logs = {"w1": "  trial 05 epoch 3/15 | elapsed 0:04:00 | eta 0:16:00 | loss 0.1", "w2": "x"}
+    crew = {name: types.SimpleNamespace(last_line=lambda n=name: logs[n]) for name in logs}
+    out = io.StringIO()
+    cluster = distributed.Cluster(tmp_path, [], 2, 1, "127.0.0.1", 1, None, stream=out, crew=crew)
+    cluster.show_status()
+    assert out.getvalue() == ""  # not yet: the first line comes after an interval
+    clock.now += distributed.STATUS_INTERVAL_S
+    cluster.show_status()
+    assert out.getvalue() == "workers: w1 trial 05 epoch 3/15 | w2 between trials\n"
+    clock.now += distributed.STATUS_INTERVAL_S
+    cluster.show_status()  # nothing changed: nothing said
+    logs["w2"] = "  trial 06 epoch 1/15 step 40/391 | elapsed 0:00:30 | eta ? | loss 0.5"
+    cluster.done["w1"] = 0
+    clock.now += distributed.STATUS_INTERVAL_S
+    cluster.show_status()
+    assert out.getvalue().splitlines()[-1] == "workers: w2 trial 06 epoch 1/15"
 
 
 def test_the_stopwatch_adds_up_calls_and_starts_again_when_read():

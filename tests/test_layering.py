@@ -87,7 +87,15 @@ BAD_INPUT = (
     errors.ExportError,
     errors.ConfirmError,
     errors.RunLocked,
+    errors.DamagedFile,
 )
+
+
+def test_a_full_disk_passes_through_kerastuner_like_a_budget_stop():
+    # KerasTuner records a trial as failed on any Exception; a full disk must leave it to run
+    # again when the run resumes.
+    assert not issubclass(errors.DiskFull, Exception)
+
 
 SNAPSHOT = """
 import sys

@@ -3,6 +3,8 @@
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -174,10 +176,13 @@ def test_nan_loss_and_oversized_models_are_failed_trials(tmp_path, capsys, monke
     assert code == 0, err
     (record,) = records.load_records(tmp_path / "n")
     assert record["status"] == "failed" and "loss became nan in epoch 1" in record["error"]
+    # The traceback stays in the record; the terminal gets the progress line alone.
+    assert "Traceback" in record["traceback"] and "Traceback" not in err
     code, _, err = run_cli(
-        capsys, *bench_args(tmp_path, "p", "--space", "seed"), "--max-params", "1000"
+        capsys, *bench_args(tmp_path, "p", "--space", "seed"), "--max-params", "1000", "--debug"
     )
     assert code == 0, err
+    assert "Traceback" in err  # --debug shows it as the trial fails
     (record,) = records.load_records(tmp_path / "p")
     assert record["status"] == "failed" and "Oversized model: 59933 parameters" in record["error"]
     report = (tmp_path / "p" / "report" / "report.md").read_text()
@@ -224,10 +229,83 @@ def test_fresh_moves_the_old_run_aside(tmp_path, capsys):
     (old,) = records.load_records(tmp_path / "f")
     code, out, _ = run_cli(capsys, *args, "--fresh")
     assert code == 0 and "moved the old run to" in out
+    # Between the trial lines, a line per epoch of the trial in progress.
+    assert re.search(r"^  trial \w+ epoch 1/1 \| elapsed .* \| loss .* val 0\.\d{4}$", out, re.M)
     (aside,) = tmp_path.glob("f.old-*")
     assert records.load_records(aside) == [old]
     (new,) = records.load_records(tmp_path / "f")
     assert new["started_at"] >= old["started_at"]
+
+
+def test_a_resume_refuses_damaged_files_naming_them_and_keeps_them(tmp_path, capsys):
+    args = bench_args(tmp_path, "d", "--space", "seed")
+    assert run_cli(capsys, *args)[0] == 0
+    (record,) = records.trials_dir(tmp_path / "d").glob("*.json")
+    whole = record.read_text()
+    record.write_text(whole[:50])
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2
+    assert_one_line(err, f"{record} is damaged", "--fresh")
+    assert record.read_text() == whole[:50]
+    record.write_text(whole)
+    oracle = tmp_path / "d" / records.TUNER_PROJECT / "oracle.json"
+    oracle.write_text("garbage")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2
+    assert_one_line(err, f"{oracle} is damaged", "--fresh")
+    assert oracle.read_text() == "garbage"
+
+
+def disk_filling_after_the_first_trial(run_dir: Path, monkeypatch) -> None:
+    """shutil.disk_usage as a disk that, once a trial's record is written, has no room for a
+    model's checkpoint and epoch backup (checked for the run folder itself), while the small
+    files after them (the records, the report) still fit."""
+    real = shutil.disk_usage
+
+    def usage(path):
+        free = real(path).free
+        if Path(path) == run_dir and any(records.trials_dir(run_dir).glob("*.json")):
+            free = records.DISK_MARGIN_BYTES
+        return real(path)._replace(free=free)
+
+    monkeypatch.setattr(records.shutil, "disk_usage", usage)
+
+
+def test_a_full_disk_stops_the_search_like_a_budget_and_the_same_command_resumes(
+    tmp_path, capsys, monkeypatch
+):
+    args = bench_args(tmp_path, "full", "--space", "tiny", "--max-trials", "2")
+    (tmp_path / "full" / "report").mkdir(parents=True)  # its files are checked there
+    with monkeypatch.context() as patched:
+        disk_filling_after_the_first_trial(tmp_path / "full", patched)
+        code, out, err = run_cli(capsys, *args)
+    assert code == 1, out + err
+    assert len(err.strip().splitlines()) == 1, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: the disk is full: ") and str(tmp_path / "full") in line
+    assert "the same command resumes" in line
+    (first,) = records.load_records(tmp_path / "full")  # kept; the second was cut, not failed
+    assert not list((tmp_path / "full").rglob("*.tmp")) and not list(
+        (tmp_path / "full").rglob(".partial-*")
+    )
+    assert (tmp_path / "full" / "report" / "report.md").is_file()  # small enough to fit
+    code, out, err = run_cli(capsys, *args)  # space freed
+    assert code == 0, err
+    assert [r["status"] for r in records.load_records(tmp_path / "full")] == ["completed"] * 2
+
+
+def test_a_run_does_not_start_on_a_full_disk(tmp_path, capsys, monkeypatch):
+    real = shutil.disk_usage
+    monkeypatch.setattr(records.shutil, "disk_usage", lambda path: real(path)._replace(free=0))
+    code, _, err = run_cli(capsys, *bench_args(tmp_path / "results", "none", "--space", "seed"))
+    assert code == 1
+    assert_one_line(err, "the disk is full", str(tmp_path / "results"))
+    assert not (tmp_path / "results").exists()
+
+
+def assert_one_line(err: str, *fragments: str) -> None:
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and all(f in line for f in fragments), line
 
 
 def test_trials_per_process_runs_each_share_in_a_fresh_process(tmp_path, capsys):

@@ -1,5 +1,7 @@
 """Trial records: schema, atomic writes, predictions, order and the best-by-validation pick."""
 
+import errno
+import json
 import os
 import stat
 
@@ -88,3 +90,58 @@ def test_best_by_validation_ignores_test_and_breaks_ties_by_loss():
     best = records.best_by_validation([high_loss, worse, failed, low_loss])
     assert best["trial_id"] == "1"
     assert records.best_by_validation([failed]) is None
+
+
+def damage(path) -> str:
+    """Cut a file in half, as a write that the disk cut short would; returns its path."""
+    path.write_text(path.read_text()[: len(path.read_text()) // 2])
+    return str(path)
+
+
+def test_a_damaged_record_is_named_with_what_to_do_or_left_out_when_asked(tmp_path):
+    for trial_id in ("00", "01", "02"):
+        records.write_record(tmp_path, fake_record(trial_id=trial_id))
+    broken = damage(records.trials_dir(tmp_path) / "01.json")
+    with pytest.raises(records.DamagedFile, match=f"{broken} is damaged .*--fresh"):
+        records.load_records(tmp_path)
+    damaged = []
+    assert [r["trial_id"] for r in records.load_records(tmp_path, damaged)] == ["00", "02"]
+    assert len(damaged) == 1 and broken in damaged[0]
+    (records.trials_dir(tmp_path) / "01.json").write_text('["not", "a", "record"]')
+    with pytest.raises(records.DamagedFile, match="not a record"):
+        records.load_records(tmp_path)
+
+
+def test_a_damaged_confirmation_record_says_it_will_be_trained_again(tmp_path):
+    folder = records.confirm_dir(tmp_path)
+    folder.mkdir()
+    records.atomic_write_json(folder / "00-seed1001.json", {"trial_id": "00", "seed": 1001})
+    broken = damage(folder / "00-seed1001.json")
+    with pytest.raises(records.DamagedFile, match=f"{broken} is damaged .*trains that seed"):
+        records.load_confirmed(tmp_path)
+    damaged = []
+    assert records.load_confirmed(tmp_path, damaged) == [] and broken in damaged[0]
+
+
+def test_a_write_the_disk_has_no_room_for_is_a_disk_full_naming_it(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    records.atomic_write_json(path, {"kept": True})
+
+    def no_room(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records.os, "fsync", no_room)
+    with pytest.raises(records.DiskFull, match=f"the disk is full: {path} cannot be written"):
+        records.atomic_write_json(path, {"kept": False})
+    assert json.loads(path.read_text()) == {"kept": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left
+
+
+def test_room_is_checked_before_writing_with_a_margin(tmp_path, monkeypatch):
+    real = records.shutil.disk_usage
+    free = records.DISK_MARGIN_BYTES + 1000
+    monkeypatch.setattr(records.shutil, "disk_usage", lambda p: real(p)._replace(free=free))
+    records.ensure_room(tmp_path / "new" / "folder", 999)
+    with pytest.raises(records.DiskFull, match="MB free"):
+        records.atomic_write_bytes(tmp_path / "big.bin", b"x" * 1001)
+    assert not (tmp_path / "big.bin").exists()

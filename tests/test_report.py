@@ -156,6 +156,51 @@ def test_report_of_two_runs_is_combined(tmp_path):
     assert len(list((tmp_path / "out").glob("*.png"))) == len(report.FIGURES) - 1
 
 
+def test_a_damaged_record_is_listed_and_the_rest_reported(tmp_path):
+    run_dir = fake_run(tmp_path, n=4, failed=0)
+    record = records.trials_dir(run_dir) / "02.json"
+    record.write_text(record.read_text()[:100])
+    report.write_report([run_dir], tmp_path / "out")
+    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    assert "## Damaged files (1)" in text and f"{record} is damaged" in text
+    csv = pd.read_csv(tmp_path / "out" / report.TRIALS_CSV, dtype={"trial_id": str})
+    assert sorted(csv["trial_id"]) == ["00", "01", "03", "seed"]
+
+
+def as_fashion_run(run_dir: Path) -> Path:
+    """A fake run turned into one of Fashion-MNIST: its config and records say so."""
+    config = records.load_config(run_dir)
+    records.atomic_write_json(run_dir / records.CONFIG_FILE, {**config, "dataset": "fashion_mnist"})
+    for record in records.load_records(run_dir):
+        dataset = {**record["dataset"], "name": "fashion_mnist", "sha256": "f" * 64}
+        records.write_record(run_dir, {**record, "dataset": dataset})
+    return run_dir
+
+
+def test_runs_on_another_dataset_are_named_apart_not_ranked(tmp_path):
+    digits = fake_run(tmp_path, run="digits", n=4, failed=0)
+    clothes = as_fashion_run(fake_run(tmp_path, run="clothes", n=4, failed=0))
+    bests = {
+        path.name: records.best_by_validation(records.load_records(path))
+        for path in (digits, clothes)
+    }
+    # The run given first has the lower best validation accuracy: ranked together, the other
+    # dataset's trial would win.
+    first, other = sorted((digits, clothes), key=lambda path: bests[path.name]["val_accuracy"])
+    report.write_report([first, other], tmp_path / "out")
+    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    mine = bests[first.name]
+    assert f"trial {mine['trial_id']} of run {first.name}" in text.split("## ")[1]
+    datasets = {digits.name: "mnist", clothes.name: "fashion_mnist"}
+    assert f"Runs on {datasets[other.name]} ({other.name}) are left out" in text
+    theirs = bests[other.name]
+    assert (
+        f"trial {theirs['trial_id']} of run {other.name} (validation {theirs['val_accuracy']:.4f}"
+        in text
+    )
+    assert "their accuracies do not compare" in text
+
+
 def test_runs_are_compared_oldest_first_with_their_environments(tmp_path):
     newer = fake_run(tmp_path, run="tuesday", n=3, failed=0)
     older = fake_run(tmp_path, run="monday", n=3, failed=0)

@@ -83,6 +83,31 @@ def test_run_dir_config_is_written_then_checked_on_resume(tmp_path):
     assert json.loads((config.run_dir / records.CONFIG_FILE).read_text()) == written
 
 
+def test_a_run_folder_with_work_but_no_config_is_refused_as_it_is(tmp_path):
+    config = tiny_config(tmp_path)
+    splits = search.load_splits(config)
+    search.prepare_run_dir(config, splits)
+    (config.run_dir / records.CONFIG_FILE).unlink()
+    record = config.run_dir / records.TRIALS_DIR / "00.json"
+    record.parent.mkdir()
+    record.write_text("{}")
+    other = tiny_config(tmp_path, train_limit=999)
+    with pytest.raises(ConfigError, match=r"config.json is missing, yet .* trials/.*--fresh"):
+        search.prepare_run_dir(other, splits)
+    assert not (config.run_dir / records.CONFIG_FILE).exists()  # nothing written in its place
+
+
+def test_an_unreadable_config_names_the_file_and_the_way_out(tmp_path):
+    config = tiny_config(tmp_path)
+    splits = search.load_splits(config)
+    search.prepare_run_dir(config, splits)
+    path = config.run_dir / records.CONFIG_FILE
+    path.write_text('{"space": "se')
+    with pytest.raises(ConfigError, match=r"config.json is unreadable \(JSONDecodeError.*--fresh"):
+        search.prepare_run_dir(config, splits)
+    assert path.read_text() == '{"space": "se'
+
+
 def test_each_new_environment_of_a_run_is_noted_once(tmp_path, monkeypatch):
     config = tiny_config(tmp_path)
     splits = search.load_splits(config)
