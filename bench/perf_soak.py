@@ -24,13 +24,13 @@ from pathlib import Path
 from bench import checkpoint, distributed, records
 
 SEARCH = [
-    "--space", "seed", "--tuner", "random", "--max-epochs", "3", "--seed", "0",
-    "--train-limit", "10000", "--val-size", "2000", "--test-limit", "2000",
+    "--space", "tiny", "--tuner", "random", "--max-epochs", "3", "--seed", "0",
+    "--train-limit", "20000", "--val-size", "2000", "--test-limit", "2000",
 ]  # fmt: skip
 KILLS = 20  # one process
-TRIALS = 50  # more than 20 launches cut short finish, so that every kill lands
+TRIALS = 100  # more than 20 launches cut short finish, so that every kill lands
 CLUSTER_KILLS = 5  # the chief or a worker, in turn
-CLUSTER_TRIALS = 16
+CLUSTER_TRIALS = 30
 KILL_AFTER_S = (3.0, 25.0)  # start-up takes some seconds, a trial about ten
 SEED = 11
 EPOCH_LINE = re.compile(r"trial (\S+) epoch (\d+)/\d+ \|")  # an epoch's end, not a step
@@ -83,14 +83,16 @@ def cluster(folder: Path, rng: random.Random) -> dict:
     command = bench_command(folder, "run", CLUSTER_TRIALS, "--workers", "2", "--force")
     run_dir, kills, launches = folder / "run", 0, 0
     proc = _start(command, folder / "supervisor-00.log")
-    for attempt in range(CLUSTER_KILLS):
+    for _ in range(3 * CLUSTER_KILLS):  # until CLUSTER_KILLS have landed, or the run is over
+        if kills == CLUSTER_KILLS:
+            break
         if _wait(proc, rng.uniform(*KILL_AFTER_S)) is not None:
             if proc.returncode == 0:
                 break
             launches += 1  # the chief's death ended it: the same command resumes
             proc = _start(command, folder / f"supervisor-{launches:02d}.log")
             continue
-        victim = distributed.CHIEF if attempt % 2 == 0 else f"worker{attempt % 4 // 2}"
+        victim = distributed.CHIEF if kills % 2 == 0 else f"worker{kills % 4 // 2}"
         if _kill_child(proc.pid, victim):
             kills += 1
     code = proc.wait(timeout=TIMEOUT_S)
