@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
 import os
 import sys
 import tempfile
@@ -65,8 +67,28 @@ def check_search(args) -> None:
     from bench.config import SearchConfig
 
     config = SearchConfig(**given_settings(args)).validate()
+    known = space_names()
+    if config.space not in known:
+        raise UsageError(f"unknown search space {config.space!r}; known: {', '.join(known)}")
     if args.role is None and config.workers and not args.force:
         distributed.check_worker_count(config.workers)
+
+
+def space_names() -> tuple[str, ...]:
+    """The registered spaces' names without importing them (they import Keras): the keys of
+    the literal SPACES table in search_spaces/__init__.py, or the live table once imported;
+    where neither can be read, the import says why."""
+    module = sys.modules.get("search_spaces")
+    if module is not None:
+        return tuple(module.SPACES)
+    try:
+        source = Path(importlib.util.find_spec("search_spaces").origin).read_text()
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SPACES":
+                return tuple(key.value for key in node.value.keys)
+    except (ImportError, ValueError, OSError, SyntaxError, AttributeError):
+        pass
+    return tuple(_import_spaces().SPACES)
 
 
 def check_run_names(args) -> None:

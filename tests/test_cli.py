@@ -248,6 +248,7 @@ def test_python_dash_m_bench_lists_spaces():
         (["search", "--run", "r", "--workers", "100"], "--workers 100 is more"),
         (["search", "--run=-x"], "may not start with '-'"),
         (["confirm", "a/b"], "run name 'a/b'"),
+        (["search", "--run", "r", "--space", "nope"], "unknown search space 'nope'"),
     ],
 )
 def test_the_command_line_is_checked_before_tensorflow_loads(tmp_path, argv, said):
@@ -263,8 +264,16 @@ def test_the_command_line_is_checked_before_tensorflow_loads(tmp_path, argv, sai
     assert_one_line_error(done.stderr, said)
 
 
+def test_the_space_names_read_without_importing_the_spaces_are_the_registry(monkeypatch):
+    import search_spaces
+
+    monkeypatch.delitem(sys.modules, "search_spaces")  # as in a fresh `bench` process
+    assert cli.space_names() == tuple(search_spaces.SPACES)
+
+
 def test_an_error_after_tensorflow_loaded_is_still_one_line(tmp_path):
-    argv = ["search", "--run", "r", "--space", "nope", "--results", str(tmp_path)]
+    missing = tmp_path / "nowhere"
+    argv = ["search", "--run", "r", "--data-dir", str(missing), "--results", str(tmp_path)]
     done = subprocess.run(
         [sys.executable, "-m", "bench", *argv],
         cwd=ROOT,
@@ -274,7 +283,7 @@ def test_an_error_after_tensorflow_loaded_is_still_one_line(tmp_path):
         check=False,
     )
     assert done.returncode == 2
-    assert_one_line_error(done.stderr, "unknown search space 'nope'")
+    assert_one_line_error(done.stderr, str(missing))
 
 
 def test_the_resume_command_repeats_every_setting_that_is_not_a_default():
