@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from bench.errors import (
 
 DEFAULT_RESULTS = "results"
 # The commands that train or build models; the others (report) never import TensorFlow.
+# (predict loads it itself, once the images are read.)
 TENSORFLOW_COMMANDS = ("spaces", "search", "worker", "confirm", "export")
 
 
@@ -194,6 +196,17 @@ def _add_confirm_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_predict(args) -> int:
+    from bench import predict
+
+    model_dir, paths = Path(args.model_dir), [Path(p) for p in args.images]
+    dataset, images = predict.prepare(model_dir, paths)
+    import_tensorflow_quietly(args.debug)
+    results = predict.classify(model_dir, dataset, paths, images)
+    print(json.dumps(results, indent=2) if args.json else "\n".join(predict.lines(results)))
+    return EXIT_OK
+
+
 def cmd_export(args) -> int:
     from bench import export
 
@@ -341,6 +354,7 @@ COMMANDS = {
         _add_confirm_flags,
     ),
     "export": (cmd_export, "ship the best trial (by validation accuracy) as a Keras model", None),
+    "predict": (cmd_predict, "classify image files with an exported model", None),
 }
 
 
@@ -375,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.choices
     runs["report"].add_argument("runs", nargs="+", metavar="RUN", help="run names to report on")
     runs["report"].add_argument("--out", help="output folder (default results/<first RUN>/report)")
+    runs["predict"].add_argument("model_dir", metavar="MODEL_DIR", help="a `bench export` folder")
+    runs["predict"].add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    runs["predict"].add_argument("--json", action="store_true", help="print JSON")
     runs["export"].add_argument("runs", nargs=1, metavar="RUN", help="run to export")
     runs["export"].add_argument("--retrain", action="store_true", help="retrain on all 60k images")
     runs["export"].add_argument(
