@@ -23,7 +23,6 @@ import keras
 import numpy as np
 
 from bench import kt_compat, records
-from bench.errors import DiskFull
 
 RESUME_DIR = "resume"
 STATE_FILE = "state.json"
@@ -43,11 +42,14 @@ def _plain(value):
     return None if value is None else float(value)
 
 
-def state_bytes(model: keras.Model) -> int:
-    """Bytes of a model's weights and its optimizer's slots: what an epoch backup holds."""
+def state_variables(model: keras.Model) -> list:
+    """A model's weights and its optimizer's slots: what an epoch backup holds."""
     optimizer = model.optimizer
-    variables = [*model.variables, *(optimizer.variables if optimizer else [])]
-    return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
+    return [*model.variables, *(optimizer.variables if optimizer else [])]
+
+
+def state_bytes(model: keras.Model) -> int:
+    return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in state_variables(model))
 
 
 class DiskRoom(keras.callbacks.Callback):
@@ -116,8 +118,7 @@ class EpochBackup(keras.callbacks.Callback):
         """Load the backup's weights; a file that does not load (damaged on disk) is
         discarded with one line, and the trial starts again from its first epoch with the
         weights it was built with."""
-        optimizer = self.model.optimizer
-        variables = [*self.model.variables, *(optimizer.variables if optimizer else [])]
+        variables = state_variables(self.model)
         built = [variable.numpy() for variable in variables]
         try:
             self.model.load_weights(path)
@@ -144,9 +145,7 @@ class EpochBackup(keras.callbacks.Callback):
             self.model.save_weights(partial, overwrite=True)
         except OSError as exc:
             partial.unlink(missing_ok=True)
-            if exc.errno in records.NO_ROOM:
-                raise DiskFull(records.disk_full_message(partial)) from None
-            raise
+            raise records.disk_full_or(exc, partial) from None
         os.replace(partial, self.folder / weights)
         state = {
             "values": self.values,

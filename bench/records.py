@@ -104,7 +104,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise _disk_full_or(exc, path) from None
+        raise disk_full_or(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -115,13 +115,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise _disk_full_or(exc, path) from None
+        raise disk_full_or(exc, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _disk_full_or(exc: OSError, path: Path) -> BaseException:
+def disk_full_or(exc: OSError, path: Path) -> BaseException:
     """DiskFull for a write the disk had no room (or quota) for; the error itself otherwise."""
     return DiskFull(disk_full_message(path)) if exc.errno in NO_ROOM else exc
 
