@@ -53,6 +53,11 @@ class DiskFull(BaseException):
     recording it as failed."""
 
 
+class FormatError(RuntimeError):
+    """A serving format of an export does not give the model's answers (exit code 1); the
+    message names it and its accuracy."""
+
+
 class SearchError(RuntimeError):
     """The search could not go on (a failure, exit code 1); the message says why."""
 

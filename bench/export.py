@@ -1,20 +1,36 @@
-"""What ships: the best trial by validation accuracy as model.keras, config.json, model_card.md."""
+"""What ships: the best trial by validation accuracy as model.keras, its serving formats
+(bench.serving), config.json and model_card.md (bench.card)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from bench import checkpoint, data, envinfo, kt_compat, records, training
+from bench import (
+    card,
+    checkpoint,
+    data,
+    envinfo,
+    inference,
+    kt_compat,
+    metrics,
+    records,
+    serving,
+    stats,
+    training,
+)
 from bench.epoch_lines import EpochLines
 from bench.errors import ExportError
 
 BEST_DIR = "best"
+MODEL_FILE = "model.keras"
 # A re-evaluated model may differ from its record by this many test images (a near-tie flipped
 # by another summation order, as on a GPU); more means the checkpoint is not the recorded one.
 FLIPPED_IMAGES_ALLOWED = 1
@@ -83,25 +99,32 @@ def clean_fit(space, model: keras.Model, train, epochs: int, callbacks=()) -> fl
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
+    if getattr(model, "optimizer", None) is None:  # never compiled (an ensemble): as it is
+        inference.save_served(model, path)
+        return
     # The weights with the optimizer's slots, so that no HDF5 write meets a full disk.
     records.ensure_room(path.parent, checkpoint.state_bytes(model))
     # Keras insists on the .keras suffix, so the temporary file keeps it.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
     os.close(fd)
     try:
-        # A model whose optimizer never trained saves it without slots, and then every
-        # load_model warns that they are missing; building them first keeps loading quiet.
-        model.optimizer.build(model.trainable_variables)
-        # A shipped model needs no training-only loss (label smoothing is a class of ours):
-        # plain cross-entropy lets keras.saving.load_model open it without this package.
-        model.compile(
-            optimizer=model.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-        )
+        _compile_for_shipping(model)
         model.save(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _compile_for_shipping(model: keras.Model) -> None:
+    # A model whose optimizer never trained saves it without slots, and then every
+    # load_model warns that they are missing; building them first keeps loading quiet.
+    model.optimizer.build(model.trainable_variables)
+    # A shipped model needs no training-only loss (label smoothing is a class of ours):
+    # plain cross-entropy lets keras.saving.load_model open it without this package.
+    model.compile(
+        optimizer=model.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
 
 
 def export_run(
@@ -112,8 +135,10 @@ def export_run(
     confirmed: bool = False,
     seed: int | None = None,
     clean_epochs: int = 0,
+    command: str | None = None,
 ) -> Path:
-    """Write run_dir/best/: model.keras, config.json and model_card.md for the best trial.
+    """Write run_dir/best/ (see ship) for the best trial; `command` is how it was called, for
+    the model card's way to reproduce it.
 
     The winner is chosen by validation accuracy only; the test set is reported, never used
     to choose. With retrain_all, the winner is retrained on the full 60k training images,
@@ -140,15 +165,15 @@ def export_run(
         run_dir, record, config, raw, retrain_all, epochs, seed, clean_epochs
     )
     trained.update(seed=seed, commit=commit)
-    test_set = training.evaluation_set(splits.test_images, splits.y_test)
-    _, accuracy, loss = training.evaluate(model, test_set, splits.y_test)
     if not retrain_all:
-        _check_matches_record(record, accuracy, len(splits.y_test))
         trained["images"] = splits.sizes()["train"]
-    shipped = shipped_config(record, config, trained, (accuracy, loss), splits)
+    shipped = shipped_config(record, config, trained, splits)
     if selection:
         shipped["selection"] = selection
-    return write_best(run_dir / BEST_DIR, model, shipped)
+    shipped["reproduce"] = {"command": command or f"bench export {run_dir.name}", "commit": commit}
+    served = inference.served_model(record["space"], model)
+    checked = None if retrain_all else record
+    return ship(run_dir / BEST_DIR, model, served, shipped, splits, checked)
 
 
 def check_flags(retrain_all: bool, epochs: int | None, seed: int | None, clean: int) -> None:
@@ -184,13 +209,76 @@ def choose(run_dir: Path, confirmed: bool) -> tuple[dict, str | None]:
     )
 
 
-def write_best(out: Path, model: keras.Model, shipped: dict) -> Path:
-    """model.keras, config.json and model_card.md into out, each written atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    save_model_atomic(model, out / "model.keras")
-    records.atomic_write_json(out / "config.json", shipped)
-    records.atomic_write_text(out / "model_card.md", model_card(shipped))
+def ship(
+    out: Path,
+    model: keras.Model,
+    served: keras.Model,
+    shipped: dict,
+    splits: data.Splits,
+    record: dict | None = None,
+) -> Path:
+    """Evaluate served (the model less its augmentation) on the test set, then write into out
+    model.keras, the serving formats (each evaluated again), config.json (shipped with the
+    test figures and inference cost added) and model_card.md. Everything is written beside
+    out first and replaces it whole, so a failure leaves the previous export as it was. With
+    a record, the test accuracy must be the record's (the trial's own weights)."""
+    test_set = training.evaluation_set(splits.test_images, splits.y_test)
+    probs, accuracy, loss = training.evaluate(served, test_set, splits.y_test)
+    if record is not None:
+        _check_matches_record(record, accuracy, len(splits.y_test))
+    shipped.update(evaluation(probs, splits.y_test, shipped["dataset"].get("name")))
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        save_model_atomic(model, staging / MODEL_FILE)
+        images = serving.pixels_to_float(splits.test_images)
+        shipped["formats"] = serving.write_formats(served, staging, images, splits.y_test, accuracy)
+        shipped["inference"] = inference.cost(served)
+        shipped["cpu"] = envinfo.cpu_model()
+        records.atomic_write_json(staging / "config.json", shipped)
+        records.atomic_write_text(staging / "model_card.md", card.model_card(shipped))
+        _replace_folder(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def evaluation(probs: np.ndarray, labels: np.ndarray, dataset: str | None) -> dict:
+    """Test accuracy and loss with their 95% intervals, per-class accuracy and the most
+    confused pairs, from the test probabilities."""
+    accuracy, loss = metrics.test_metrics(probs, labels)
+    predicted = np.asarray(probs).argmax(axis=1)
+    matrix = metrics.confusion(labels, predicted)
+    per_class = metrics.per_class(matrix, data.CLASS_NAMES.get(dataset or ""))
+    pairs = metrics.confused_pairs(matrix)
+    correct = int((predicted == labels).sum())
+    return {
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "test_interval": list(stats.accuracy_interval(correct, len(labels))),
+        "test_loss_interval": list(
+            stats.mean_bootstrap_interval(metrics.per_image_loss(probs, labels))
+        ),
+        "per_class": _rows(per_class),
+        "confused_pairs": _rows(pairs[["true", "predicted", "count"]]),
+    }
+
+
+def _rows(frame) -> list[dict]:
+    """JSON-ready rows: numpy integers and floats as Python's."""
+    rows = frame.to_dict("records")
+    return [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in rows]
 
 
 def confirmed_choice(run_dir: Path, results: list[dict], trials: list[dict]) -> dict:
@@ -230,9 +318,9 @@ def _check_matches_record(record: dict, accuracy: float, test_images: int) -> No
         )
 
 
-def shipped_config(record, config, trained: dict, test: tuple, splits: data.Splits) -> dict:
-    """Hyperparameters, training settings, metrics and provenance of the exported model."""
-    accuracy, loss = test
+def shipped_config(record, config, trained: dict, splits: data.Splits) -> dict:
+    """Hyperparameters, training settings, validation metrics and provenance of the exported
+    model (ship adds the test figures)."""
     return {
         "run": record["run"],
         "trial_id": record["trial_id"],
@@ -255,8 +343,6 @@ def shipped_config(record, config, trained: dict, test: tuple, splits: data.Spli
         "val_accuracy": record["val_accuracy"],
         "val_loss": record["val_loss"],
         "val_images": splits.sizes()["val"],
-        "test_accuracy": accuracy,
-        "test_loss": loss,
         "test_images": splits.sizes()["test"],
         "params": record["params"],
         "dataset": record["dataset"],
@@ -264,83 +350,3 @@ def shipped_config(record, config, trained: dict, test: tuple, splits: data.Spli
         "trained_with_commit": record["git_commit"],
         "exported_with_commit": trained["commit"],
     }
-
-
-def _retrain_epochs(train: dict) -> str:
-    # Shipped configs from before --epochs existed have no trial_best_epoch.
-    best = train.get("trial_best_epoch", train["epochs"])
-    if train["epochs"] == best:
-        return f"the winning trial's best epoch count ({best})"
-    return f"{train['epochs']} epochs (the winning trial's best epoch was {best} of its run)"
-
-
-def _clean_epochs(train: dict) -> str:
-    # Shipped configs from before --clean-epochs existed have no clean_epochs.
-    clean = train.get("clean_epochs", 0)
-    if not clean:
-        return ""
-    return (
-        f" Then {clean} more epoch{'s' if clean > 1 else ''} on the digits as they are "
-        f"(augmentation off), at learning rate {train['clean_learning_rate']:.3g}."
-    )
-
-
-def model_card(s: dict) -> str:
-    """A short Markdown model card (from shipped_config's dict) for people choosing a model."""
-    train = s["training"]
-    hps = "\n".join(f"| {k} | {v} |" for k, v in sorted(s["hyperparameters"].items()))
-    hps = hps or "| (none) | fixed architecture |"
-    retrained = (
-        f"Retrained from scratch on all {train['train_images']:,} training images (validation "
-        f"images included), for {_retrain_epochs(train)}.{_clean_epochs(train)}"
-        if train["retrained_on_all_training_images"]
-        else f"Weights of the trial's best epoch ({train['epochs']}), trained on "
-        f"{train['train_images']:,} images."
-    )
-    val_note = (
-        " (measured before retraining, on images the retrained model has seen)"
-        if train["retrained_on_all_training_images"]
-        else ""
-    )
-    versions = ", ".join(f"{k} {v}" for k, v in s["versions"].items())
-    dataset = s["dataset"].get("name", data.DEFAULT_DATASET)
-    name = data.DATASETS.get(dataset, dataset)
-    what, credit = data.DATASET_CREDITS.get(dataset, ("images", "see its source"))
-    if s["dataset"].get("custom"):
-        name, what, credit = "Custom data", f"in {name}'s file format", "not the published set"
-    return f"""# Model card: {name} classifier ({s["space"]}, trial {s["trial_id"]})
-
-Exported from run `{s["run"]}` (tuner `{s["tuner"]}`). Chosen by {s["selection"]};
-the test set was never used to choose. Architecture: {s.get("architecture") or s["space"]}.
-
-## Data
-{name} {what} ({credit}), 28x28 grey images scaled to
-[0, 1]. Validation: the last {s["val_images"]:,} of the 60,000 training images.
-Test: {s["test_images"]:,} test images.
-Dataset SHA256 (pixels and labels): `{s["dataset"]["sha256"]}`.
-
-## Training
-{retrained} Batch size {train["batch_size"]}, seed {train["seed"]}, {train["train_seconds"]:.1f} s.
-
-## Metrics
-| metric | value |
-| --- | --- |
-| validation accuracy{val_note} | {s["val_accuracy"]:.4f} |
-| validation loss | {s["val_loss"]:.4f} |
-| test accuracy | {s["test_accuracy"]:.4f} |
-| test loss | {s["test_loss"]:.4f} |
-| parameters | {s["params"]:,} |
-
-## Hyperparameters
-| name | value |
-| --- | --- |
-{hps}
-
-## Provenance
-Versions: {versions}.
-Trained at commit `{s["trained_with_commit"]}`, exported at `{s["exported_with_commit"]}`.
-
-## Use
-`keras.saving.load_model("model.keras")`; input float32 (n, 28, 28, 1) in [0, 1]; output class
-probabilities (n, 10). Not evaluated on images unlike {name}'s (other scanners, other styles).
-"""

@@ -67,3 +67,5 @@ def test_export_ships_a_model_that_gives_the_recorded_accuracy(run_dir, capsys):
     card = (out / "model_card.md").read_text()
     assert f"{best['val_accuracy']:.4f}" in card and f"{best['test_accuracy']:.4f}" in card
     assert "validation accuracy" in card and best["run"] in card
+    command = f"bench export e2e --results {run_dir.parent}"
+    assert shipped["reproduce"]["command"] == command and f"`{command}`" in card

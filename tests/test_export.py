@@ -7,8 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from bench import data, envinfo, export, kt_compat, records, search
+from bench import data, envinfo, export, kt_compat, records, search, serving
 from bench.config import SearchConfig
+from bench.errors import FormatError
 
 TINY = dict(train_limit=256, val_size=128, test_limit=128, max_epochs=1, batch_size=64)
 RETRAIN_IMAGES = 300
@@ -27,6 +28,7 @@ def run_dir(tmp_path_factory):
 def test_export_then_retrain_on_the_full_training_set(run_dir, monkeypatch):
     out = export.export_run(run_dir)
     shipped = json.loads((out / "config.json").read_text())
+    _check_formats(out, shipped)
     assert shipped["training"]["retrained_on_all_training_images"] is False
     assert shipped["training"]["train_images"] == TINY["train_limit"]
     calls = []
@@ -48,6 +50,57 @@ def test_export_then_retrain_on_the_full_training_set(run_dir, monkeypatch):
     accuracy = np.mean(model.predict(splits.x_test, verbose=0).argmax(1) == splits.y_test)
     assert accuracy == pytest.approx(shipped["test_accuracy"])
     assert f"{RETRAIN_IMAGES:,} training images" in (out / "model_card.md").read_text()
+
+
+def card_headings() -> tuple[str, ...]:
+    """The sections of Mitchell et al. 2019's model cards that an export's card has."""
+    return (
+        "Model details",
+        "Intended use",
+        "Factors",
+        "Metrics",
+        "Evaluation data",
+        "Training data",
+        "Quantitative analyses",
+        "Inference cost and serving formats",
+        "Caveats and recommendations",
+        "How to reproduce",
+    )
+
+
+def _check_formats(out, shipped):
+    """Every serving format written, in the card, and as accurate as model.keras."""
+    assert (out / serving.SAVED_MODEL_DIR / "saved_model.pb").is_file()
+    card = (out / "model_card.md").read_text()
+    for figures in shipped["formats"].values():
+        assert figures["test_accuracy"] >= shipped["test_accuracy"] - serving.MAX_ACCURACY_DROP
+        assert f"| {figures['file']} |" in card and f"{figures['test_accuracy']:.4f}" in card
+    for name, file in serving.TFLITE_FILES.items():
+        assert (out / file).stat().st_size == shipped["formats"][name]["bytes"]
+    for heading in card_headings():
+        assert f"\n## {heading}\n" in card
+    assert "about 0.15% (15 digits" in card  # MNIST's doubtful test labels
+    assert f"`{shipped['reproduce']['command']}`" in card and shipped["reproduce"]["commit"] in card
+    low, high = shipped["test_interval"]
+    assert low <= shipped["test_accuracy"] <= high
+    assert sum(row["images"] for row in shipped["per_class"]) == shipped["test_images"]
+    assert shipped["inference"]["flops"] > 0 and shipped["inference"]["bytes"] > 0
+
+
+def test_a_format_that_loses_accuracy_stops_the_export_and_keeps_the_last(run_dir, monkeypatch):
+    out = export.export_run(run_dir)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    measure = serving.evaluate
+
+    def ten_points_worse(predict, images, labels):
+        figures = measure(predict, images, labels)
+        return {**figures, "test_accuracy": figures["test_accuracy"] - 0.1}
+
+    monkeypatch.setattr(serving, "evaluate", ten_points_worse)
+    with pytest.raises(FormatError, match="saved_model loses 10.00 points"):
+        export.export_run(run_dir)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not list(run_dir.glob("*.partial")) and not list(run_dir.glob("*.old"))
 
 
 @pytest.fixture
