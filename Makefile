@@ -98,9 +98,14 @@ confirm: $(STAMP)
 # recipe reached, and how long it took: docs/benchmarks.md).
 # EXPORT_FLAGS=--retrain keeps the trial's own epoch count; EXPORT_FLAGS= ships its weights.
 EXPORT_FLAGS ?= --retrain --epochs 25 --clean-epochs 1
+# ENSEMBLE=K ships one model averaging K members to results/<run>/ensemble/: by default K
+# releases from K seeds (K times as long); ENSEMBLE_FROM=seeds EXPORT_FLAGS= averages the models
+# `make confirm` kept instead, at once.
+ENSEMBLE ?=
+ENSEMBLE_FROM ?= release
 release: $(STAMP)
 	@$(NEED_RUN)
-	$(BIN)/bench export $(TARGET_RUN) --results $(RESULTS) $(EXPORT_FLAGS)
+	$(BIN)/bench export $(TARGET_RUN) --results $(RESULTS) $(EXPORT_FLAGS) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE) --ensemble-from $(ENSEMBLE_FROM))
 
 # The test files run in TEST_WORKERS processes, a file's tests together in one (they share
 # module fixtures); most tests spend their time in Python and tracing, one core each.

@@ -7,6 +7,7 @@ import ast
 import importlib.util
 import json
 import os
+import shlex
 import sys
 import tempfile
 import traceback
@@ -211,6 +212,29 @@ def cmd_export(args) -> int:
     from bench import export
 
     (run_dir,) = _run_dirs(args)
+    command = shlex.join(["bench", *args.argv])
+    if args.ensemble is not None:
+        from bench import ensemble
+
+        retrain = {
+            "retrain_all": args.retrain,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "clean": args.clean_epochs,
+        }
+        out = ensemble.export_ensemble(
+            run_dir,
+            args.ensemble,
+            args.ensemble_from or ensemble.DEFAULT_SOURCE,
+            data_dir=args.data_dir,
+            retrain=retrain,
+            confirmed=args.confirmed,
+            command=command,
+        )
+        print(f"exported: {out}")
+        return EXIT_OK
+    if args.ensemble_from is not None:
+        raise UsageError("--ensemble-from needs --ensemble K")
     out = export.export_run(
         run_dir,
         retrain_all=args.retrain,
@@ -219,6 +243,7 @@ def cmd_export(args) -> int:
         confirmed=args.confirmed,
         seed=args.seed,
         clean_epochs=args.clean_epochs,
+        command=command,
     )
     print(f"exported: {out}")
     return EXIT_OK
@@ -405,6 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="with --retrain: epochs to add without augmentation, at the final learning rate",
+    )
+    runs["export"].add_argument(
+        "--ensemble",
+        type=int,
+        metavar="K",
+        help="ship one model averaging K members (results/<run>/ensemble/)",
+    )
+    runs["export"].add_argument(
+        "--ensemble-from",
+        metavar="SOURCE",
+        help="seeds (default): the winner's confirmed seeds; top: the best confirmed seed of "
+        "each of the top K; release: K retrains with the release recipe (needs --retrain)",
     )
     runs["export"].add_argument(
         "--confirmed",

@@ -4,7 +4,7 @@ One search trial is one draw of the training noise (initial weights, batch order
 augmentation); on MNIST that noise moves test accuracy by about as much as the differences
 between good configurations. `bench confirm` trains each of the top K configurations (by
 validation accuracy) S more times and records every one under results/<run>/confirm/
-(records.confirm_dir).
+(records.confirm_dir), with its test predictions and its model as served.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import data, envinfo, kt_compat, lock, records, training
+from bench import data, envinfo, inference, kt_compat, lock, records, training
 from bench.epoch_lines import EpochLines
 from bench.errors import ConfirmError
 from bench.records import utc_now
@@ -171,8 +171,9 @@ def train_once(
     stream=None,
 ) -> dict:
     """Train one trial's configuration afresh with `seed` for its best epoch count (or
-    `epochs`), on the run's training split; evaluate the last epoch's model; write its record
-    and predictions. With a stream, a line per epoch goes to it."""
+    `epochs`), on the run's training split; evaluate the last epoch's model; write its record,
+    predictions and model (as served: bench.inference). With a stream, a line per epoch goes
+    to it."""
     epochs = int(epochs or trial["best_epoch"])
     started_at = utc_now()
     fitted = training.fit_afresh(
@@ -194,6 +195,10 @@ def train_once(
     records.atomic_write_bytes(
         folder / f"{stem}.npz", records.predictions_bytes(splits.y_test, probs)
     )
+    # The model as served, for `bench export --ensemble` to average without training again.
+    inference.save_served(
+        inference.served_model(trial["space"], fitted.model), folder / f"{stem}.keras"
+    )
     result = {
         "run": config["run"],
         "trial_id": trial["trial_id"],
@@ -210,6 +215,7 @@ def train_once(
         "started_at": started_at,
         "finished_at": utc_now(),
         "predictions": f"{stem}.npz",
+        "model": f"{stem}.keras",
         "versions": envinfo.versions(),
         "git_commit": envinfo.git_commit(),
     }

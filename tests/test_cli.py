@@ -194,6 +194,24 @@ def test_export_retrain_flags_without_retrain(capsys, tmp_path, flag):
     assert not (tmp_path / "done" / "best").exists()
 
 
+@pytest.mark.parametrize(
+    "flags, refusal",
+    [
+        (["--ensemble-from", "top"], "--ensemble-from needs --ensemble K"),
+        (["--ensemble", "1"], "--ensemble must be 2 to 20 members, not 1"),
+        (["--ensemble", "2", "--ensemble-from", "best"], "--ensemble-from must be one of"),
+        (["--ensemble", "2", "--ensemble-from", "release"], "needs --retrain"),
+        (["--ensemble", "3"], "no confirmed trial; run `bench confirm` first"),
+    ],
+)
+def test_bad_ensemble_flags(capsys, tmp_path, flags, refusal):
+    fake_run(tmp_path, run="done", n=2)
+    code, _, err = run_cli(capsys, "export", "done", *flags, "--results", str(tmp_path))
+    assert code == 2
+    assert_one_line_error(err, refusal)
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["config.json", "trials"]
+
+
 def _raise(exc):
     def handler(args):
         raise exc
