@@ -30,6 +30,8 @@ RESULT_COLUMNS = (
     "best_epoch",
     "train_seconds",
 )
+# What the trial's model costs to serve (the record's `inference`; empty for schema-1 records).
+COST_COLUMNS = ("latency_ms", "images_per_second", "inference_bytes", "flops", "inference_threads")
 CSV_COLUMNS = (
     "run",
     "trial_id",
@@ -40,6 +42,7 @@ CSV_COLUMNS = (
     "worker",
     "architecture",
     *RESULT_COLUMNS,
+    *COST_COLUMNS,
     "started_at",
     "finished_at",
     "elapsed_hours",
@@ -53,8 +56,18 @@ FLOAT_COLUMNS = (
     "train_seconds",
     "eval_seconds",
     "oracle_seconds",
+    "latency_ms",
+    "images_per_second",
 )
-INT_COLUMNS = ("params", "epochs_run", "best_epoch", "initial_epoch")
+INT_COLUMNS = (
+    "params",
+    "epochs_run",
+    "best_epoch",
+    "initial_epoch",
+    "inference_bytes",
+    "flops",
+    "inference_threads",
+)
 # Record fields the frame keeps but trials.csv leaves out (nested or file names).
 EXTRA_COLUMNS = (
     "initial_epoch",
@@ -67,6 +80,7 @@ EXTRA_COLUMNS = (
     "promoted_from",  # asha: the trial of the rung below that this one went on from
     "lineage",  # asha: the trial that first tried this configuration
     "trained_epochs",  # asha continuing a promotion: the epochs its starting weights had
+    "beside_training",  # the latency was measured while other workers trained (--workers)
 )
 
 
@@ -136,6 +150,15 @@ def _trial_row(run_name: str, record: dict) -> dict:
     row = {key: record.get(key) for key in CSV_COLUMNS + EXTRA_COLUMNS}
     process = record.get("process") or {}
     row.update(worker=process.get("worker"), oracle_seconds=process.get("oracle_seconds"))
+    cost = record.get("inference") or {}
+    row.update(
+        latency_ms=cost.get("latency_ms"),
+        images_per_second=cost.get("images_per_second"),
+        inference_bytes=cost.get("bytes"),
+        flops=cost.get("flops"),
+        inference_threads=cost.get("threads"),
+        beside_training=cost.get("beside_training"),
+    )
     state = record.get("tuner_state") or {}
     row.update(
         rung=state.get("round"),

@@ -117,18 +117,24 @@ def _mark_baseline(ax: plt.Axes, labels: list[str], baseline: set[str]) -> None:
             tick.set_fontstyle("italic")
 
 
-def plot_pareto(front: pd.DataFrame) -> plt.Figure:
-    """Test accuracy against parameter count (log x), with the Pareto front as a step line."""
+# The cost axis of each Pareto figure: (label, title).
+PARETO_AXES = {
+    "params": ("parameters (log scale)", "Test accuracy vs model size"),
+    "latency_ms": ("CPU latency per image at batch 1, ms (log scale)", "Test accuracy vs latency"),
+}
+
+
+def plot_pareto(front: pd.DataFrame, cost: str = "params") -> plt.Figure:
+    """Test accuracy against a cost (tables.pareto_front's: params or latency_ms, log x), with
+    the Pareto front as a step line."""
     fig, ax = _subplots(figsize=(FIG_WIDTH, FIG_WIDTH * 0.5))
-    sns.scatterplot(data=front, x="params", y="test_accuracy", hue=_hue(front), alpha=0.7, ax=ax)
-    edge = front[front["pareto"]].sort_values("params")
-    ax.step(
-        edge["params"], edge["test_accuracy"], where="post", color="black", label="Pareto front"
-    )
+    sns.scatterplot(data=front, x=cost, y="test_accuracy", hue=_hue(front), alpha=0.7, ax=ax)
+    edge = front[front["pareto"]].sort_values(cost)
+    ax.step(edge[cost], edge["test_accuracy"], where="post", color="black", label="Pareto front")
     base = front[front["baseline"]]
     if len(base):
         ax.scatter(
-            base["params"],
+            base[cost],
             base["test_accuracy"],
             marker="*",
             s=200,
@@ -138,9 +144,8 @@ def plot_pareto(front: pd.DataFrame) -> plt.Figure:
         )
     ax.set_xscale("log")
     _zoom(ax, front["test_accuracy"], axis="y")
-    ax.set(
-        xlabel="parameters (log scale)", ylabel="test accuracy", title="Test accuracy vs model size"
-    )
+    label, title = PARETO_AXES[cost]
+    ax.set(xlabel=label, ylabel="test accuracy", title=title)
     ax.legend(loc="lower right")
     return fig
 

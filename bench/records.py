@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.errors import DamagedFile, DiskFull
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added `inference`; records of schema 1 are read as they are
 # Left free on the results disk: HDF5 crashes the process when a write finds the disk full,
 # so every write first checks that this much would stay free.
 DISK_MARGIN_BYTES = 64 * 2**20
@@ -69,6 +69,9 @@ RECORD_KEYS = (
     "git_commit",  # project commit (with "-dirty" if the tree had changes), or None
     "predictions",  # file name under trials/ with the test predictions, or None
     "process",  # {pid, rss_mb}: the process that ran the trial and its resident memory after it
+    # {latency_ms, images_per_second, threads, bytes, flops, beside_training} of the model as
+    # served (bench.inference), measured after the test evaluation; None for a failed trial
+    "inference",
 )
 
 

@@ -51,6 +51,13 @@ def _fig_pareto(ctx: Context) -> plt.Figure | str:
     return plots.plot_pareto(tables.pareto_front(ctx.df))
 
 
+def _fig_latency(ctx: Context) -> plt.Figure | str:
+    front = tables.pareto_front(ctx.df, "latency_ms")
+    if front.empty:
+        return "Accuracy vs latency skipped: no finished trial has a measured latency."
+    return plots.plot_pareto(front, "latency_ms")
+
+
 def _fig_effects(ctx: Context) -> plt.Figure | str:
     effects = tables.hyperparameter_effects(ctx.df)
     if effects.empty:
@@ -102,6 +109,7 @@ FIGURES: tuple[tuple[str, str, Callable[[Context], plt.Figure | str]], ...] = (
     ("top_test_accuracy.png", "Top architectures by test accuracy", _fig_top_accuracy),
     ("top_test_loss.png", "Top architectures by test loss", _fig_top_loss),
     ("accuracy_vs_params.png", "Test accuracy vs parameter count", _fig_pareto),
+    ("accuracy_vs_latency.png", "Test accuracy vs CPU latency", _fig_latency),
     ("hyperparameter_effects.png", "Hyperparameter effects on validation accuracy", _fig_effects),
     ("best_so_far.png", "Best so far", _fig_progress),
     ("learning_curves.png", f"Learning curves of the top {tables.CURVES_N}", _fig_curves),

@@ -31,6 +31,9 @@ def section(ctx: Context) -> list[Block]:
     if seeds:
         sentences.append(_confirmed_sentence(seeds))
     sentences.append(_baseline_sentence(ctx, record))
+    fastest = _fastest_sentence(ctx, record)
+    if fastest:
+        sentences.append(fastest)
     if len(ctx.runs) > 1:
         sentences.append(_previous_run_sentence(ctx.runs))
     sentences += _other_datasets_sentences(ctx.runs)
@@ -92,6 +95,51 @@ def _confirmed_sentence(seeds: list[dict]) -> str:
         f"Retrained with {len(seeds)} more seeds (bench confirm): mean test accuracy "
         f"{accuracy['mean']:.4f} (95% CI {accuracy['low']:.4f} to {accuracy['high']:.4f}), "
         f"mean test loss {loss['mean']:.4f} (95% CI {loss['low']:.4f} to {loss['high']:.4f})."
+    )
+
+
+def _fastest_sentence(ctx: Context, record: dict) -> str | None:
+    """The fastest configuration (CPU latency at batch 1) whose validation accuracy is within
+    the winner's 95% interval; None when the winner's latency was not measured."""
+    from bench import stats
+
+    latency = (record.get("inference") or {}).get("latency_ms")
+    if latency is None:
+        return None
+    images = (record.get("dataset") or {}).get("val") or 0
+    if not images:
+        return None
+    correct = round(record["val_accuracy"] * images)
+    low, high = stats.accuracy_interval(correct, images)
+    dataset = dataset_of(ctx.choice[0])
+    close = [
+        (run, r)
+        for run in ctx.runs
+        if dataset_of(run) == dataset
+        for r in records.completed(run.records)
+        if (r.get("inference") or {}).get("latency_ms") is not None and r["val_accuracy"] >= low
+    ]
+    run, fastest = min(close, key=lambda pair: pair[1]["inference"]["latency_ms"])
+    cost = fastest["inference"]
+    interval = f"{low:.4f} to {high:.4f}, Wilson on {images:,} validation images"
+    side = (
+        " Latencies were measured while other workers of the run trained on the same machine: "
+        "compare them with care."
+        if any(r["inference"].get("beside_training") for _, r in close)
+        else ""
+    )
+    if fastest is record or cost["latency_ms"] >= latency:
+        return (
+            f"No configuration within the winner's 95% validation interval ({interval}) is "
+            f"faster on this CPU: {latency:.2f} ms per image at batch 1 on "
+            f"{record['inference']['threads']} thread(s).{side}"
+        )
+    return (
+        f"As good, {latency / cost['latency_ms']:.1f}x faster: trial {fastest['trial_id']} of "
+        f"run {run.name} ({architecture(fastest)}) has validation accuracy "
+        f"{fastest['val_accuracy']:.4f}, within the winner's 95% interval ({interval}), and "
+        f"takes {cost['latency_ms']:.2f} ms per image at batch 1 against {latency:.2f} ms "
+        f"({cost['threads']} thread(s)).{side}"
     )
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from bench import records
 from bench.frame import (
+    COST_COLUMNS,
     HP_PREFIX,
     SECONDS_PER_HOUR,
     SEED_SPACE,
@@ -36,6 +37,10 @@ LEADERBOARD_COLUMNS = (
     "val_accuracy",
     "val_rank",
     "params",
+    "latency_ms",
+    "images_per_second",
+    "inference_bytes",
+    "flops",
     "epochs_run",
     "train_seconds",
     "baseline",
@@ -66,6 +71,8 @@ def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     done["val_rank"] = pd.Series(positions, index=by_val)
     done["baseline"] = done["space"] == SEED_SPACE
     columns = list(LEADERBOARD_COLUMNS)
+    if done["latency_ms"].isna().all():  # records from before inference cost was measured
+        columns = [c for c in columns if c not in COST_COLUMNS]
     if done["rung_epochs"].notna().any():  # asha's and hyperband's trials differ in length
         columns.insert(columns.index("epochs_run") + 1, "rung_epochs")
     return done[columns].reset_index(drop=True)
@@ -85,17 +92,18 @@ def top_architectures(df: pd.DataFrame, n: int = TOP_N, by: str = "test_accuracy
     return top
 
 
-def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
-    """Completed trials with `pareto`: True when no other trial is at least as small and as
-    accurate (test accuracy) while strictly better in one of the two."""
-    columns = ["run", "trial_id", "architecture", "params", "test_accuracy", "space"]
-    done = completed(df)[columns].dropna(subset=["params", "test_accuracy"])
-    done = done.assign(params=done["params"].astype(float), baseline=done["space"] == SEED_SPACE)
-    done = done.sort_values(["params", "test_accuracy"], ascending=[True, False])
-    group_best = done.groupby("params")["test_accuracy"].transform("max")
-    # Best accuracy among strictly smaller models: a tie with a smaller model also dominates.
-    best_smaller = done.groupby("params")["test_accuracy"].max().cummax().shift(1)
-    prior = done["params"].map(best_smaller)
+def pareto_front(df: pd.DataFrame, cost: str = "params") -> pd.DataFrame:
+    """Completed trials with `pareto`: True when no other trial is at least as cheap (`cost`:
+    params or latency_ms) and as accurate (test accuracy) while strictly better in one of the
+    two. Trials without the cost (records from before it was measured) are left out."""
+    columns = ["run", "trial_id", "architecture", cost, "test_accuracy", "space"]
+    done = completed(df)[columns].dropna(subset=[cost, "test_accuracy"])
+    done = done.assign(**{cost: done[cost].astype(float)}, baseline=done["space"] == SEED_SPACE)
+    done = done.sort_values([cost, "test_accuracy"], ascending=[True, False])
+    group_best = done.groupby(cost)["test_accuracy"].transform("max")
+    # Best accuracy among strictly cheaper models: a tie with a cheaper model also dominates.
+    best_cheaper = done.groupby(cost)["test_accuracy"].max().cummax().shift(1)
+    prior = done[cost].map(best_cheaper)
     done["pareto"] = (done["test_accuracy"] == group_best) & ~(prior >= done["test_accuracy"])
     return done.drop(columns="space").reset_index(drop=True)
 

@@ -18,6 +18,7 @@ from bench import (
     data,
     distributed,
     envinfo,
+    inference,
     kt_compat,
     memory,
     records,
@@ -227,7 +228,14 @@ class TrialRecorder:
             ),
             eval_seconds=round(time.monotonic() - began, 3),
         )
+        record["inference"] = self.inference_cost(model)
         self._save(record)
+
+    def inference_cost(self, model) -> dict:
+        """What the trial's model costs to serve (bench.inference.cost), and whether other
+        processes of the run were training meanwhile (--workers)."""
+        served = inference.served_model(self.config.space, model)
+        return {**inference.cost(served), "beside_training": bool(self.config.workers)}
 
     def best_epoch_model(self, tuner, trial):
         """The trial's model with its best epoch's weights (KerasTuner's checkpoint).

@@ -149,6 +149,7 @@ def fake_record(
             eval_seconds=round(float(rng.uniform(0.5, 3)), 2),
             history=_history(rng, val_accuracy),
         )
+        record["inference"] = fake_inference(rng, record["params"])
     else:
         record.update(
             error=FAILED_ERROR, traceback=f"Traceback (most recent call last):\n{FAILED_ERROR}"
@@ -156,6 +157,19 @@ def fake_record(
     record.update(overrides)
     records.validate_record(record)
     return record
+
+
+def fake_inference(rng: np.random.Generator, params: int) -> dict:
+    """An inference cost of a model of `params` parameters (its size and FLOPs follow them)."""
+    latency = round(float(rng.uniform(0.3, 5.0)), 4)
+    return {
+        "latency_ms": latency,
+        "images_per_second": round(float(rng.uniform(500, 20_000)), 1),
+        "threads": 2,
+        "bytes": 4 * params + 20_000,
+        "flops": 200 * params,
+        "beside_training": False,
+    }
 
 
 def fake_predictions(

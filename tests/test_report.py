@@ -141,6 +141,50 @@ def test_trials_csv_round_trips_every_trial_and_hyperparameter(one_run):
             assert row[f"hp_{name}"] == value
     missing = set(frame.CSV_COLUMNS) - set(csv.columns)
     assert not missing
+    for record in records.completed(trial_records):
+        row = csv.set_index("trial_id").loc[record["trial_id"]]
+        assert row["latency_ms"] == record["inference"]["latency_ms"]
+        assert row["inference_bytes"] == record["inference"]["bytes"]
+        assert row["flops"] == record["inference"]["flops"]
+
+
+def _costs(run_dir, costs: dict) -> None:
+    """Give trials of run_dir these (val_accuracy, latency_ms, beside_training)."""
+    for record in records.load_records(run_dir):
+        if record["trial_id"] in costs:
+            val, latency, beside = costs[record["trial_id"]]
+            inference = {**record["inference"], "latency_ms": latency, "beside_training": beside}
+            records.write_record(run_dir, {**record, "val_accuracy": val, "inference": inference})
+
+
+def test_the_fastest_configuration_as_good_as_the_winner_is_named(tmp_path):
+    run_dir = fake_run(tmp_path, run="r", n=4, failed=0, with_seed_baseline=False)
+    # 6,000 validation images: the Wilson interval of 0.99 reaches down to about 0.9872.
+    costs = {"00": (0.99, 4.0, False), "01": (0.988, 1.0, False), "02": (0.98, 0.5, False)}
+    _costs(run_dir, {**costs, "03": (0.985, 3.0, False)})
+    report.write_report([run_dir], tmp_path / "out")
+    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    assert "As good, 4.0x faster: trial 01 of run r" in text
+    assert "within the winner's 95% interval (0.9872 to" in text
+    assert "other workers" not in text
+    assert "| params | latency_ms | images_per_second |" in text.split("## Leaderboard")[1]
+    assert (tmp_path / "out" / "accuracy_vs_latency.png").is_file()
+    _costs(run_dir, {"01": (0.988, 1.0, True)})
+    report.write_report([run_dir], tmp_path / "out")
+    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    assert "measured while other workers of the run trained" in text
+
+
+def test_records_from_before_inference_costs_are_reported_without_them(tmp_path):
+    run_dir = fake_run(tmp_path, run="old", n=3, failed=0)
+    for record in records.load_records(run_dir):
+        records.write_record(run_dir, {**record, "schema": 1, "inference": None})
+    report.write_report([run_dir], tmp_path / "out")
+    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    assert "Accuracy vs latency skipped: no finished trial has a measured latency." in text
+    board = text.split("## Leaderboard")[1].split("\n## ")[0]
+    assert "| params |" in board and " latency_ms |" not in board
+    assert "faster" not in text.split("## Summary")[1].split("\n## ")[0]
 
 
 def test_report_of_two_runs_is_combined(tmp_path):

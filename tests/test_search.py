@@ -151,6 +151,12 @@ def test_a_search_records_each_trial_with_test_metrics(tmp_path):
     assert len(preds["y_pred"]) == TINY["test_limit"]
     assert record["test_accuracy"] == pytest.approx(np.mean(preds["y_pred"] == preds["y_true"]))
     assert "trial 1/1" in out.getvalue()
+    cost = record["inference"]
+    assert record["schema"] == records.SCHEMA_VERSION == 2
+    assert cost["latency_ms"] > 0 and cost["images_per_second"] > 0 and cost["threads"] >= 1
+    # seed: conv 3x3x32 and 3x3x64, dense 128 and 10 (search_spaces/seed.py) set the FLOPs
+    assert cost["flops"] > 2 * record["params"] and cost["bytes"] > 4 * record["params"]
+    assert cost["beside_training"] is False
 
 
 def test_a_fashion_mnist_run_trains_on_it_and_reports_its_class_names(tmp_path):
