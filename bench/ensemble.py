@@ -136,7 +136,7 @@ def kept_choice(run_dir: Path, k: int, source: str) -> tuple[dict, str, list[dic
         if len(chosen) < k:
             raise ExportError(
                 f"trial {winner['trial_id']} has {len(chosen)} confirmed seed(s) with a kept "
-                f"model, --ensemble {k} needs {k}: {redo} (models are kept from now on)"
+                f"model, --ensemble {k} needs {k}: {redo} (older confirm records have none)"
             )
     else:
         chosen = []

@@ -18,10 +18,10 @@ from search_spaces import hypermodel
 
 # Latency at batch 1: the median of LATENCY_CALLS calls after WARMUP_CALLS (the first call
 # traces the graph); throughput: THROUGHPUT_CALLS calls of THROUGHPUT_BATCH images.
-WARMUP_CALLS = 5
-LATENCY_CALLS = 50
+WARMUP_CALLS = 3
+LATENCY_CALLS = 30
 THROUGHPUT_BATCH = 256
-THROUGHPUT_CALLS = 5
+THROUGHPUT_CALLS = 3
 IMAGE_SHAPE = (28, 28, 1)
 BYTES_PER_WEIGHT = 4  # float32
 
