@@ -43,9 +43,9 @@ _LEADERBOARD_NOTE = (
     "val_rank is the rank by validation accuracy, which is what chooses the release. "
     "Seed baseline rows are kept as reference. rung_epochs, where shown, is the budget of the "
     "trial's rung (asha, hyperband): a short screen is not a full trial. latency_ms (one image "
-    "at a time) and images_per_second (batches of 256) are the CPU cost of the model as served, "
-    "measured after each trial; inference_bytes its .keras size without optimizer state; flops "
-    "per image, from the layer shapes."
+    "at a time) and images_per_second (batches of 256), where shown, are the CPU cost of the "
+    "model as served, measured after each trial; inference_bytes its .keras size without "
+    "optimizer state; flops per image, from the layer shapes."
 )
 _CHANGES_NOTE = (
     "Each run against the run created before it: before is the older run, after the newer; "
