@@ -70,7 +70,8 @@ RECORD_KEYS = (
     "predictions",  # file name under trials/ with the test predictions, or None
     "process",  # {pid, rss_mb}: the process that ran the trial and its resident memory after it
     # {latency_ms, images_per_second, threads, bytes, flops, beside_training} of the model as
-    # served (bench.inference), measured after the test evaluation; None for a failed trial
+    # served (bench.inference), measured after the test evaluation, or {error} when measuring
+    # failed; None for a failed trial
     "inference",
 )
 

@@ -233,9 +233,14 @@ class TrialRecorder:
 
     def inference_cost(self, model) -> dict:
         """What the trial's model costs to serve (bench.inference.cost), and whether other
-        processes of the run were training meanwhile (--workers)."""
-        served = inference.served_model(self.config.space, model)
-        return {**inference.cost(served), "beside_training": bool(self.config.workers)}
+        processes of the run were training meanwhile (--workers). A measurement that fails
+        leaves its reason and the trial as it finished."""
+        try:
+            served = inference.served_model(self.config.space, model)
+            cost = inference.cost(served)
+        except Exception as exc:
+            return {"error": one_line(exc)}
+        return {**cost, "beside_training": bool(self.config.workers)}
 
     def best_epoch_model(self, tuner, trial):
         """The trial's model with its best epoch's weights (KerasTuner's checkpoint).

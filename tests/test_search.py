@@ -159,6 +159,20 @@ def test_a_search_records_each_trial_with_test_metrics(tmp_path):
     assert cost["beside_training"] is False
 
 
+def test_a_failed_inference_measurement_keeps_the_trial(tmp_path, monkeypatch):
+    from bench import inference
+
+    def no_timing(model):
+        raise RuntimeError("no clock")
+
+    monkeypatch.setattr(inference, "cost", no_timing)
+    config = tiny_config(tmp_path)
+    search.run_search(config, stream=io.StringIO())
+    (record,) = records.load_records(config.run_dir)
+    assert record["status"] == "completed"
+    assert record["inference"] == {"error": "RuntimeError: no clock"}
+
+
 def test_a_fashion_mnist_run_trains_on_it_and_reports_its_class_names(tmp_path):
     from bench import data, report
 
