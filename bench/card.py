@@ -243,12 +243,14 @@ def _name(row: dict) -> str:
 
 def _cost(s: dict) -> str:
     cost = s["inference"]
+    machine = s["machine"]
+    cpu = f"{machine['cpu'] or 'CPU not recorded'} ({', '.join(machine['flags']) or 'no flags'})"
     keras_row = {"file": "model.keras", **cost, **{k: s[k] for k in ("test_accuracy", "test_loss")}}
     rows = "\n".join(_format_row(f) for f in [keras_row, *s["formats"].values()])
     return f"""## Inference cost and serving formats
 {cost["flops"]:,} FLOPs per image (from the layer shapes). Latency: median of one image at a
-time on {cost["threads"]} CPU thread(s) ({s.get("cpu") or "CPU not recorded"}); throughput in
-batches of 256.
+time on {cost["threads"]} thread(s) of {machine["cores"]} core(s), {cpu}; throughput in batches
+of 256.
 
 | format | size | test accuracy | test loss | latency (ms) | images/s |
 | --- | --- | --- | --- | --- | --- |

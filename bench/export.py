@@ -235,7 +235,7 @@ def ship(
         images = serving.pixels_to_float(splits.test_images)
         shipped["formats"] = serving.write_formats(served, staging, images, splits.y_test, accuracy)
         shipped["inference"] = inference.cost(served)
-        shipped["cpu"] = envinfo.cpu_model()
+        shipped["machine"] = envinfo.machine()
         records.atomic_write_json(staging / "config.json", shipped)
         records.atomic_write_text(staging / "model_card.md", card.model_card(shipped))
         _replace_folder(staging, out)

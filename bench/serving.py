@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 from pathlib import Path
 
 import keras
@@ -68,6 +70,20 @@ def _quiet():
         yield
 
 
+@contextlib.contextmanager
+def _quiet_native():
+    """Native code's own writes to stderr go to /dev/null meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def saved_model_predict(folder: Path, uint8: bool = False):
     """predict(float32 images in [0, 1]) -> probabilities, through tf.saved_model.load and one
     of its signatures (the uint8 one is given the pixels 0-255)."""
@@ -87,7 +103,9 @@ def tflite_predict(path: Path, threads: int = TFLITE_THREADS):
     """predict(float32 images) -> probabilities through LiteRT's interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    with _quiet_native():  # LiteRT announces its CPU delegate on file descriptor 2
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]["index"]
     target = interpreter.get_output_details()[0]["index"]
     shape = {"n": None}
