@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import data, frame, metrics, records, report
+from bench import data, frame, metrics, records, report, runs, summary, tables
+from bench.render import Paragraph
 from tests import factories
 from tests.factories import fake_record, fake_run
 
@@ -157,34 +158,36 @@ def _costs(run_dir, costs: dict) -> None:
             records.write_record(run_dir, {**record, "val_accuracy": val, "inference": inference})
 
 
+def _summary(run_dir) -> str:
+    ctx = runs.load_context([run_dir])
+    return " ".join(block.text for block in summary.section(ctx) if isinstance(block, Paragraph))
+
+
 def test_the_fastest_configuration_as_good_as_the_winner_is_named(tmp_path):
     run_dir = fake_run(tmp_path, run="r", n=4, failed=0, with_seed_baseline=False)
     # 6,000 validation images: the Wilson interval of 0.99 reaches down to about 0.9872.
     costs = {"00": (0.99, 4.0, False), "01": (0.988, 1.0, False), "02": (0.98, 0.5, False)}
     _costs(run_dir, {**costs, "03": (0.985, 3.0, False)})
-    report.write_report([run_dir], tmp_path / "out")
-    text = (tmp_path / "out" / report.REPORT_MD).read_text()
+    text = _summary(run_dir)
     assert "As good, 4.0x faster: trial 01 of run r" in text
     assert "within the winner's 95% interval (0.9872 to" in text
     assert "other workers" not in text
-    assert "| params | latency_ms | images_per_second |" in text.split("## Leaderboard")[1]
-    assert (tmp_path / "out" / "accuracy_vs_latency.png").is_file()
+    board = tables.leaderboard(runs.load_context([run_dir]).df)
+    assert {"latency_ms", "images_per_second", "inference_bytes", "flops"} <= set(board.columns)
     _costs(run_dir, {"01": (0.988, 1.0, True)})
-    report.write_report([run_dir], tmp_path / "out")
-    text = (tmp_path / "out" / report.REPORT_MD).read_text()
-    assert "measured while other workers of the run trained" in text
+    assert "measured while other workers of the run trained" in _summary(run_dir)
 
 
 def test_records_from_before_inference_costs_are_reported_without_them(tmp_path):
     run_dir = fake_run(tmp_path, run="old", n=3, failed=0)
     for record in records.load_records(run_dir):
         records.write_record(run_dir, {**record, "schema": 1, "inference": None})
-    report.write_report([run_dir], tmp_path / "out")
-    text = (tmp_path / "out" / report.REPORT_MD).read_text()
-    assert "Accuracy vs latency skipped: no finished trial has a measured latency." in text
-    board = text.split("## Leaderboard")[1].split("\n## ")[0]
-    assert "| params |" in board and " latency_ms |" not in board
-    assert "faster" not in text.split("## Summary")[1].split("\n## ")[0]
+    ctx = runs.load_context([run_dir])
+    skipped = "Accuracy vs latency skipped: no finished trial has a measured latency."
+    assert report._fig_latency(ctx) == skipped
+    board = tables.leaderboard(ctx.df)
+    assert "params" in board.columns and "latency_ms" not in board.columns
+    assert "faster" not in _summary(run_dir)
 
 
 def test_report_of_two_runs_is_combined(tmp_path):

@@ -20,7 +20,7 @@ SMALL = {
     "shift": 0.1,
     "zoom": 0.1,
 }
-TRAIN, TEST = 6000, 1000
+TRAIN, TEST = 4000, 1000
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def mnist():
 def served(mnist):
     keras.utils.set_random_seed(0)
     model = training.build_model("cnn_plus", SMALL)
-    model.fit(mnist.x_train, mnist.y_train, epochs=5, batch_size=64, verbose=0)
+    model.fit(mnist.x_train, mnist.y_train, epochs=4, batch_size=64, verbose=0)
     plain = inference.served_model("cnn_plus", model)
     kinds = {type(layer).__name__ for layer in model.layers}
     assert {"RandomRotation", "RandomTranslation", "RandomZoom"} <= kinds
