@@ -124,9 +124,8 @@ def export_ensemble(
 def kept_choice(run_dir: Path, k: int, source: str) -> tuple[dict, str, list[dict]]:
     """The winning trial's record, how it was chosen, and the `bench confirm` records of the K
     members (seeds: the winner's first K seeds; top: the best seed of each of the top K)."""
+    winner, selection = export.choose(run_dir, confirmed=True)
     results = records.load_confirmed(run_dir)
-    trials = records.load_records(run_dir)
-    winner = export.confirmed_choice(run_dir, results, trials)
     with_model = [r for r in results if _model_path(run_dir, r).is_file()]
     redo = f"`bench confirm {run_dir.name} --top {k} --seeds N` trains more"
     if source == "seeds":
@@ -140,7 +139,7 @@ def kept_choice(run_dir: Path, k: int, source: str) -> tuple[dict, str, list[dic
             )
     else:
         chosen = []
-        for trial_id in ranked_trials(results)[:k]:
+        for trial_id in export.confirmed_ranking(results)[:k]:
             own = [r for r in with_model if r["trial_id"] == trial_id]
             if not own:
                 raise ExportError(f"confirmed trial {trial_id} has no kept model: {redo}")
@@ -149,26 +148,7 @@ def kept_choice(run_dir: Path, k: int, source: str) -> tuple[dict, str, list[dic
             raise ExportError(
                 f"{len(chosen)} configuration(s) were confirmed, --ensemble {k} needs {k}: {redo}"
             )
-    seeds = sum(r["trial_id"] == winner["trial_id"] for r in results)
-    selection = (
-        f"highest mean validation accuracy over {seeds} seeds of `bench confirm` "
-        "(ties: lower mean validation loss)"
-    )
     return winner, selection, chosen
-
-
-def ranked_trials(results: list[dict]) -> list[str]:
-    """Confirmed trial ids, best mean validation accuracy first (ties: lower mean loss)."""
-    by_trial: dict[str, list[dict]] = {}
-    for result in results:
-        by_trial.setdefault(result["trial_id"], []).append(result)
-
-    def key(trial_id: str):
-        rows = by_trial[trial_id]
-        accuracy = sum(r["val_accuracy"] for r in rows) / len(rows)
-        return -accuracy, sum(r["val_loss"] for r in rows) / len(rows)
-
-    return sorted(by_trial, key=key)
 
 
 def _model_path(run_dir: Path, result: dict) -> Path:

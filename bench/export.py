@@ -284,17 +284,23 @@ def _rows(frame) -> list[dict]:
 def confirmed_choice(run_dir: Path, results: list[dict], trials: list[dict]) -> dict:
     """The trial whose `bench confirm` results (of run_dir) have the best mean validation
     accuracy."""
+    ranked = confirmed_ranking(results)
+    if not ranked:
+        raise ExportError(f"{run_dir}: no confirmed trial; run `bench confirm` first")
+    return next(r for r in records.completed(trials) if r["trial_id"] == ranked[0])
+
+
+def confirmed_ranking(results: list[dict]) -> list[str]:
+    """Confirmed trial ids, best mean validation accuracy first (ties: lower mean validation
+    loss, then the order of the results)."""
     by_trial: dict[str, list[dict]] = {}
     for result in results:
         by_trial.setdefault(result["trial_id"], []).append(result)
-    if not by_trial:
-        raise ExportError(f"{run_dir}: no confirmed trial; run `bench confirm` first")
 
     def mean(trial_id: str, key: str) -> float:
         return sum(r[key] for r in by_trial[trial_id]) / len(by_trial[trial_id])
 
-    best = max(by_trial, key=lambda t: (mean(t, "val_accuracy"), -mean(t, "val_loss")))
-    return next(r for r in records.completed(trials) if r["trial_id"] == best)
+    return sorted(by_trial, key=lambda t: (-mean(t, "val_accuracy"), mean(t, "val_loss")))
 
 
 def _final_model(

@@ -95,7 +95,7 @@ def test_top_takes_the_best_seed_of_each_top_configuration(run_dir):
     out = ensemble.export_ensemble(run_dir, 2, "top", stream=io.StringIO())
     members = json.loads((out / "config.json").read_text())["ensemble"]["members"]
     results = records.load_confirmed(run_dir)
-    assert [m["trial_id"] for m in members] == ensemble.ranked_trials(results)[:2]
+    assert [m["trial_id"] for m in members] == export.confirmed_ranking(results)[:2]
     for member in members:
         own = [r for r in results if r["trial_id"] == member["trial_id"]]
         assert member["seed"] == max(own, key=lambda r: r["val_accuracy"])["seed"]
