@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -104,16 +103,8 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
         return
     # The weights with the optimizer's slots, so that no HDF5 write meets a full disk.
     records.ensure_room(path.parent, checkpoint.state_bytes(model))
-    # Keras insists on the .keras suffix, so the temporary file keeps it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
-        _compile_for_shipping(model)
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _compile_for_shipping(model)
+    inference.save_atomic(model, path)
 
 
 def _compile_for_shipping(model: keras.Model) -> None:

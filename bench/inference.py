@@ -48,10 +48,16 @@ def saved_bytes(model: keras.Model) -> int:
 def save_served(model: keras.Model, path: Path) -> None:
     """The served model as .keras at path (no optimizer state), written atomically."""
     records.ensure_room(path.parent, BYTES_PER_WEIGHT * model.count_params())
+    save_atomic(uncompiled(model), path)
+
+
+def save_atomic(model: keras.Model, path: Path) -> None:
+    """model.save to path so that readers see the old file or the new one, never a part."""
+    # Keras insists on the .keras suffix, so the temporary file keeps it.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
     os.close(fd)
     try:
-        uncompiled(model).save(tmp)
+        model.save(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
