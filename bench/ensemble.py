@@ -181,7 +181,8 @@ def release_members(
     adopted = adopt_release(run_dir, record, seeds, epochs, clean)
     if adopted is not None:
         print(f"member of seed {adopted}: the run's release in {export.BEST_DIR}/", file=stream)
-    todo = [s for s in seeds if _stored(folder, record, s, epochs, clean) is None]
+    members = {s: _stored(folder, record, s, epochs, clean) for s in seeds}
+    todo = [s for s, member in members.items() if member is None]
     if todo:
         hours = _expected_seconds(record, epochs + clean, config) * len(todo) / 3600
         print(
@@ -195,7 +196,8 @@ def release_members(
         model, trained = export.retrain(record, config, raw, seed, epochs, clean)
         trained.update(seed=seed, epochs=epochs, clean_epochs=clean, commit=envinfo.git_commit())
         keep_member(folder, record, model, trained)
-    return [_stored(folder, record, s, epochs, clean) for s in seeds]
+        members[seed] = _stored(folder, record, seed, epochs, clean)
+    return list(members.values())
 
 
 def keep_member(folder: Path, record: dict, model: keras.Model, trained: dict) -> None:

@@ -84,19 +84,23 @@ def _quiet_native():
         os.close(saved)
 
 
-def saved_model_predict(folder: Path, uint8: bool = False):
-    """predict(float32 images in [0, 1]) -> probabilities, through tf.saved_model.load and one
-    of its signatures (the uint8 one is given the pixels 0-255)."""
+def saved_model_predicts(folder: Path):
+    """Two predict(float32 images in [0, 1]) -> probabilities, through one tf.saved_model.load:
+    by the float signature, and by the uint8 one (given the pixels 0-255)."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(folder))
-    if uint8:
-        serve = loaded.signatures[UINT8_SIGNATURE]
-        return lambda x: serve(pixels=tf.constant(np.rint(x * PIXEL_MAX).astype(np.uint8)))[
-            OUTPUT_NAME
-        ].numpy()
-    serve = loaded.signatures[FLOAT_SIGNATURE]
-    return lambda x: serve(images=tf.constant(x))[OUTPUT_NAME].numpy()
+    floats = loaded.signatures[FLOAT_SIGNATURE]
+    pixels = loaded.signatures[UINT8_SIGNATURE]
+
+    def by_floats(x: np.ndarray) -> np.ndarray:
+        return floats(images=tf.constant(x))[OUTPUT_NAME].numpy()
+
+    def by_pixels(x: np.ndarray) -> np.ndarray:
+        uint8 = np.rint(x * PIXEL_MAX).astype(np.uint8)
+        return pixels(pixels=tf.constant(uint8))[OUTPUT_NAME].numpy()
+
+    return by_floats, by_pixels
 
 
 def tflite_predict(path: Path, threads: int = TFLITE_THREADS):
@@ -138,9 +142,10 @@ def write_formats(model: keras.Model, out: Path, images, labels, reference: floa
     (model.keras's)."""
     saved = out / SAVED_MODEL_DIR
     write_saved_model(model, saved)
+    by_floats, by_pixels = saved_model_predicts(saved)
     formats = {
-        "saved_model": _measured(saved_model_predict(saved), images, labels, 0),
-        "saved_model_uint8": _measured(saved_model_predict(saved, uint8=True), images, labels, 0),
+        "saved_model": _measured(by_floats, images, labels, 0),
+        "saved_model_uint8": _measured(by_pixels, images, labels, 0),
     }
     formats["saved_model"].update(file=SAVED_MODEL_DIR, bytes=_folder_bytes(saved))
     formats["saved_model_uint8"].update(file=f"{SAVED_MODEL_DIR} ({UINT8_SIGNATURE})")
