@@ -116,13 +116,12 @@ def _fastest_sentence(ctx: Context, record: dict) -> str | None:
         return None
     correct = round(record["val_accuracy"] * images)
     low, high = stats.accuracy_interval(correct, images)
-    dataset = dataset_of(ctx.choice[0])
     close = [
         (run, r)
-        for run in ctx.runs
-        if dataset_of(run) == dataset
-        for r in records.completed(run.records)
-        if (r.get("inference") or {}).get("latency_ms") is not None and r["val_accuracy"] >= low
+        for run, r in _records_of_the_choice_dataset(ctx)
+        if r["status"] == records.STATUS_COMPLETED
+        and (r.get("inference") or {}).get("latency_ms") is not None
+        and r["val_accuracy"] >= low
     ]
     run, fastest = min(close, key=lambda pair: pair[1]["inference"]["latency_ms"])
     cost = fastest["inference"]
@@ -149,15 +148,15 @@ def _fastest_sentence(ctx: Context, record: dict) -> str | None:
     )
 
 
-def _baseline_sentence(ctx: Context, record: dict) -> str:
+def _records_of_the_choice_dataset(ctx: Context) -> list[tuple[Run, dict]]:
+    """(run, record) of every run on the recommended trial's dataset: the only ones to compare
+    it with."""
     dataset = dataset_of(ctx.choice[0])
-    seeds = [
-        r
-        for run in ctx.runs
-        if dataset_of(run) == dataset
-        for r in run.records
-        if r.get("space") == SEED_SPACE
-    ]
+    return [(run, r) for run in ctx.runs if dataset_of(run) == dataset for r in run.records]
+
+
+def _baseline_sentence(ctx: Context, record: dict) -> str:
+    seeds = [r for _, r in _records_of_the_choice_dataset(ctx) if r.get("space") == SEED_SPACE]
     baseline = records.best_by_validation(seeds)
     if baseline is None:
         return "No finished seed baseline trial in these runs, so there is no baseline comparison."
