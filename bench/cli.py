@@ -14,8 +14,7 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from bench import kt_compat
-from bench.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, PROMOTIONS, TUNER_NAMES
+from bench.core.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, PROMOTIONS, TUNER_NAMES
 from bench.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -25,6 +24,7 @@ from bench.errors import (
     DiskFull,
     UsageError,
 )
+from bench.train import kt_compat
 
 DEFAULT_RESULTS = "results"
 # The commands that train or build models; the others (report) never import TensorFlow.
@@ -47,14 +47,14 @@ def _import_spaces():
 
 
 def parse_budget(text: str | None) -> float | None:
-    from bench.config import parse_duration
+    from bench.core.config import parse_duration
 
     return None if text is None else parse_duration(text)
 
 
 def given_settings(args) -> dict:
     """The SearchConfig fields the command line set."""
-    from bench.config import SearchConfig
+    from bench.core.config import SearchConfig
 
     known = {f.name for f in fields(SearchConfig)}
     given = {k: v for k, v in vars(args).items() if k in known and v is not None}
@@ -66,8 +66,8 @@ def given_settings(args) -> dict:
 def check_search(args) -> None:
     """What `bench search` can check without its space, before TensorFlow loads: names,
     numbers, durations, and the number of workers."""
-    from bench import distributed
-    from bench.config import SearchConfig
+    from bench.core.config import SearchConfig
+    from bench.search import distributed
 
     config = SearchConfig(**given_settings(args)).validate()
     known = space_names()
@@ -95,7 +95,7 @@ def space_names() -> tuple[str, ...]:
 
 
 def check_run_names(args) -> None:
-    from bench.config import check_run_name
+    from bench.core.config import check_run_name
 
     for name in getattr(args, "runs", None) or [args.run]:
         check_run_name(name)
@@ -103,7 +103,7 @@ def check_run_names(args) -> None:
 
 def search_config(args):
     """The run's SearchConfig from the parsed flags, with the space's own fit defaults."""
-    from bench.config import SearchConfig, with_space_defaults
+    from bench.core.config import SearchConfig, with_space_defaults
 
     given = given_settings(args)
     config = SearchConfig(**given)
@@ -130,7 +130,7 @@ def cmd_search(args) -> int:
 def cmd_worker(args) -> int:
     """`bench worker --chief HOST:PORT --run NAME`: join a distributed run from anywhere."""
     from bench import runner
-    from bench.config import check_run_name
+    from bench.core.config import check_run_name
 
     run_dir = Path(args.results) / check_run_name(args.run)
     overrides = {
@@ -143,17 +143,17 @@ def cmd_worker(args) -> int:
 
 
 def _run_dirs(args) -> list[Path]:
-    from bench.config import check_run_name
+    from bench.core.config import check_run_name
 
     return [Path(args.results) / check_run_name(name) for name in args.runs]
 
 
 def cmd_report(args) -> int:
-    from bench import report
+    from bench.report import writer
 
     run_dirs = _run_dirs(args)
     out = output_folder(Path(args.out)) if args.out else run_dirs[0] / "report"
-    print(f"report: {report.write_report(run_dirs, out)}")
+    print(f"report: {writer.write_report(run_dirs, out)}")
     return EXIT_OK
 
 
@@ -173,11 +173,12 @@ DEFAULT_CONFIRM_TOP, DEFAULT_CONFIRM_SEEDS = 3, 3
 
 
 def cmd_confirm(args) -> int:
-    from bench import confirm, report
+    from bench.report import writer
+    from bench.search import confirm
 
     (run_dir,) = _run_dirs(args)
     confirm.confirm_run(run_dir, args.top, args.seeds, data_dir=args.data_dir)
-    print(f"report: {report.write_report([run_dir], run_dir / 'report')}")
+    print(f"report: {writer.write_report([run_dir], run_dir / 'report')}")
     return EXIT_OK
 
 
@@ -198,7 +199,7 @@ def _add_confirm_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args) -> int:
-    from bench import predict
+    from bench.release import predict
 
     model_dir, paths = Path(args.model_dir), [Path(p) for p in args.images]
     dataset, images = predict.prepare(model_dir, paths)
@@ -209,12 +210,12 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from bench import export
+    from bench.release import export
 
     (run_dir,) = _run_dirs(args)
     command = shlex.join(["bench", *args.argv])
     if args.ensemble is not None:
-        from bench import ensemble
+        from bench.release import ensemble
 
         retrain = {
             "retrain_all": args.retrain,
@@ -301,7 +302,7 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="write per-trial TensorBoard logs with HParams to RESULTS/RUN/tensorboard",
     )
-    from bench.data import DATASETS
+    from bench.core.data import DATASETS
 
     p.add_argument(
         "--dataset",

@@ -63,4 +63,4 @@ class SearchError(RuntimeError):
 
 
 class UnsupportedKerasTuner(RuntimeError):
-    """The installed KerasTuner is not a version whose internals bench.kt_compat knows."""
+    """The installed KerasTuner is not a version whose internals bench.train.kt_compat knows."""

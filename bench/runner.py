@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import distributed, lock, records, search
-from bench.config import IDENTITY_FIELDS, SearchConfig
+from bench.core import lock, records
+from bench.core.budget import STOP, Budget, Terminated
+from bench.core.config import IDENTITY_FIELDS, SearchConfig
 from bench.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -23,7 +24,8 @@ from bench.errors import (
     SearchError,
     UsageError,
 )
-from bench.progress import STOP, Budget, Progress, Terminated
+from bench.search import distributed, tuning
+from bench.search.progress import Progress
 
 # Settings a resume command repeats when they differ from the defaults, besides the run's
 # identity.
@@ -60,10 +62,10 @@ def resume_command(config: SearchConfig) -> str:
 
 def report_run(run_dir: Path) -> None:
     """Write the run's report and say where it is (nothing for a folder that is not a run)."""
-    from bench import report
+    from bench.report import writer
 
     if (run_dir / records.CONFIG_FILE).is_file():
-        print(f"report: {report.write_report([run_dir], run_dir / 'report')}", flush=True)
+        print(f"report: {writer.write_report([run_dir], run_dir / 'report')}", flush=True)
 
 
 def report_if_room(run_dir: Path) -> None:
@@ -110,9 +112,9 @@ def search_here(config: SearchConfig, role: str | None, fresh: bool = False) -> 
 def _search_once(config: SearchConfig, role: str | None, fresh: bool) -> int:
     try:
         if role == "worker":
-            over = search.run_worker(config)
+            over = tuning.run_worker(config)
         else:
-            over = search.run_search(config, fresh=fresh)
+            over = tuning.run_search(config, fresh=fresh)
     except (KeyboardInterrupt, Terminated) as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the report finish
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
@@ -124,7 +126,7 @@ def serve_chief(config: SearchConfig) -> int:
     # Its state is on disk after every call it answers; a stop needs no unwinding (and
     # KerasTuner's gRPC threads would hold up a normal exit).
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(EXIT_TERMINATED))
-    search.serve_chief(config)
+    tuning.serve_chief(config)
     return EXIT_OK
 
 
@@ -148,10 +150,10 @@ def run_cluster(config: SearchConfig, argv: list[str], listen: str | None, fresh
     host, port = distributed.LOOPBACK, None
     if listen:
         host, port = distributed.parse_address(listen)
-    splits = search.open_run(config, fresh, sys.stdout)
+    splits = tuning.open_run(config, fresh, sys.stdout)
     with lock.run_lock(config.run_dir):
-        resumed = search.prepare_run_dir(config, splits)
-        progress = Progress(total=search.planned_trials(config), budget=Budget(config.budget))
+        resumed = tuning.prepare_run_dir(config, splits)
+        progress = Progress(total=tuning.planned_trials(config), budget=Budget(config.budget))
         existing = records.load_records(config.run_dir)
         progress.resume_from(existing)
         print(
@@ -174,7 +176,7 @@ def run_cluster(config: SearchConfig, argv: list[str], listen: str | None, fresh
         code = cluster.watch()
         print(f"trials by worker: {cluster.summary() or 'none'}", flush=True)
         if code == EXIT_OK:  # the workers left room in the budget for it
-            search.confirm_night(config, splits, progress.budget, sys.stdout)
+            tuning.confirm_night(config, splits, progress.budget, sys.stdout)
     return finish(config, code)
 
 

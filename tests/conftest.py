@@ -28,4 +28,4 @@ TINY_MODEL_FORMAT_DROP = 0.05
 @pytest.fixture(autouse=True)
 def _tiny_model_format_rule(request, monkeypatch):
     if "exact_format_rule" not in request.keywords:
-        monkeypatch.setattr("bench.serving.MAX_ACCURACY_DROP", TINY_MODEL_FORMAT_DROP)
+        monkeypatch.setattr("bench.release.formats.MAX_ACCURACY_DROP", TINY_MODEL_FORMAT_DROP)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import metrics, records
+from bench.core import metrics, records
 
 NUM_CLASSES = metrics.NUM_CLASSES
 TEST_SAMPLES = 200

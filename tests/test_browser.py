@@ -13,7 +13,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from bench import records, report
+from bench.core import records
+from bench.report import writer
 from tests.factories import fake_run
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,7 +44,7 @@ def page(tmp_path_factory, browser):
     results = tmp_path_factory.mktemp("results")
     run_dir = fake_run(results, run="night", n=6, failed=1)
     out = results / "report"
-    index = report.write_report([run_dir], out)
+    index = writer.write_report([run_dir], out)
     browser.get(index.as_uri())
     pngs = len(list(out.glob("*.png")))
     WebDriverWait(browser, SETTLE_SECONDS).until(

@@ -104,7 +104,7 @@ def test_corrupt_data_is_named_and_nothing_is_written(capsys, tmp_path):
 
 
 def test_fashion_files_under_mnist_names_are_refused_then_searched_as_custom_data(capsys, tmp_path):
-    from bench import data, records
+    from bench.core import data, records
 
     results = tmp_path / "results"
     fashion = str(data.FASHION_DIRS[0])
@@ -305,7 +305,7 @@ def test_an_error_after_tensorflow_loaded_is_still_one_line(tmp_path):
 
 
 def test_the_resume_command_repeats_every_setting_that_is_not_a_default():
-    from bench.config import SearchConfig
+    from bench.core.config import SearchConfig
 
     config = SearchConfig(
         run="n",

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import search_spaces
-from bench import export, kt_compat, pipeline
+from bench.release import export
+from bench.train import kt_compat, pipeline
 from search_spaces import cnn_plus
 
 IMAGES = 4

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import cli, data, records
+from bench import cli
+from bench.core import data, records
 
 SUBSET = ["--train-limit", "1000", "--val-size", "500", "--test-limit", "500"]
 TRIALS = 2

@@ -9,28 +9,52 @@ from bench import errors
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = REPO_ROOT / "bench"
-ENTRY_POINTS = {"bench.__main__"}  # `python -m bench` runs the CLI: the one module above it
+# The subpackages, lowest first: each imports only the ones before it, never one at its level
+# or above (docs/design.md, section 1). bench.errors sits below them all; the modules at the
+# top of the package (the CLI, the runner, the API) sit above them all.
+LAYERS = ("core", "train", "search", "release", "report", "perf")
+BOTTOM = {"bench.errors"}
+ENTRY_POINTS = {"bench.__main__", "bench.perf.__main__"}  # `python -m ...` runs a CLI
+NO_TENSORFLOW = ("core", "report")  # `bench report` loads these (tests/report/test_writer.py)
 
 
 def module_name(path: Path) -> str:
-    return "bench" if path.stem == "__init__" else f"bench.{path.stem}"
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {module_name(path): path for path in sorted(PACKAGE.glob("*.py"))}
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer_of(name: str) -> int:
+    """0 for bench.errors, 1.. for the subpackages in LAYERS' order, above them the rest."""
+    if name in BOTTOM:
+        return 0
+    parts = name.split(".")
+    if len(parts) > 1 and parts[1] in LAYERS:
+        return 1 + LAYERS.index(parts[1])
+    return TOP
+
+
+TOP = 1 + len(LAYERS)  # the CLI, the runner, the API: they may import each other
 
 
 def bench_imports(path: Path) -> set[str]:
-    """The bench modules a file imports, at its top or inside functions."""
+    """The bench modules (or packages) a file imports, at its top or inside functions."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name in MODULES}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "bench":
-                found |= {f"bench.{a.name}" for a in node.names if f"bench.{a.name}" in MODULES}
-            elif node.module in MODULES:
+            if node.module not in MODULES:
+                continue
+            children = {f"{node.module}.{alias.name}" for alias in node.names}
+            modules = children & MODULES.keys()
+            found |= modules or {node.module}
+            if children - modules:  # a name defined in the package or module itself
                 found.add(node.module)
-    return found - {module_name(path)}
+    own = module_name(path) if path.is_relative_to(REPO_ROOT) else None
+    return found - {own}
 
 
 GRAPH = {name: bench_imports(path) for name, path in MODULES.items()}
@@ -61,12 +85,50 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from bench import search\n    import bench.cli\n")
-    assert bench_imports(module) == {"bench.search", "bench.cli"}
+    module.write_text(
+        "def f():\n    from bench.search import tuning\n    import bench.cli\n"
+        "    from bench.core import budget, data\n    from bench.core.records import utc_now\n"
+    )
+    assert bench_imports(module) == {
+        "bench.search.tuning",
+        "bench.cli",
+        "bench.core.budget",
+        "bench.core.data",
+        "bench.core.records",
+    }
+
+
+def test_every_module_sits_in_a_layer():
+    for name in MODULES:
+        assert name in BOTTOM or name.count(".") <= 1 or name.split(".")[1] in LAYERS, name
 
 
 def test_no_import_cycle_among_bench_modules():
     assert find_cycle(GRAPH) is None
+
+
+def test_each_subpackage_imports_only_the_ones_below_it():
+    upward = sorted(
+        f"{name} imports {dep}"
+        for name, deps in GRAPH.items()
+        for dep in deps
+        if layer_of(dep) > layer_of(name)
+        or (layer_of(dep) == layer_of(name) != TOP and dep.split(".")[:2] != name.split(".")[:2])
+    )
+    assert upward == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer_of("bench.core.data") < layer_of("bench.train.fitting") < layer_of("bench.cli")
+    assert layer_of("bench.report.plots") > layer_of("bench.release.export")
+    assert layer_of("bench.errors") == 0
+
+
+def test_subpackage_inits_import_nothing():
+    # `bench report` must not pay for the training half by importing a package.
+    for package in LAYERS:
+        tree = ast.parse((PACKAGE / package / "__init__.py").read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
 
 
 def test_nothing_imports_the_cli():
@@ -77,6 +139,20 @@ def test_nothing_imports_the_cli():
 def test_errors_sit_at_the_bottom():
     assert GRAPH["bench.errors"] == set()
     assert all(issubclass(kind, errors.BadInput) for kind in BAD_INPUT)
+
+
+def test_the_tensorflow_free_layers_import_no_tensorflow_at_their_top():
+    heavy = ("tensorflow", "keras", "keras_tuner")
+    found = []
+    for name, path in MODULES.items():
+        if name.count(".") < 2 or name.split(".")[1] not in NO_TENSORFLOW:
+            continue
+        for node in ast.parse(path.read_text()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [f"{name}: {n}" for n in names if n.split(".")[0] in heavy]
+    assert found == []
 
 
 BAD_INPUT = (
@@ -125,7 +201,7 @@ sys.exit(1 if changed else 0)
 
 def test_importing_every_bench_module_leaves_keras_tuner_untouched():
     result = subprocess.run(
-        [sys.executable, "-c", SNAPSHOT, *MODULES.keys() - ENTRY_POINTS],
+        [sys.executable, "-c", SNAPSHOT, *sorted(MODULES.keys() - ENTRY_POINTS)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

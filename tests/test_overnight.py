@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 
 import search_spaces
-from bench import checkpoint, cli, records
-from bench.progress import REPORT_MARGIN_S
+from bench import cli
+from bench.core import records
+from bench.core.budget import REPORT_MARGIN_S
+from bench.train import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--train-limit", "256", "--val-size", "128", "--test-limit", "128", "--max-epochs", "1"]

@@ -1,0 +1,1 @@
+"""What every other part stands on, without TensorFlow: config, data, records, statistics."""

@@ -1,0 +1,188 @@
+"""The benchmarks' commands, one table: `python -m bench.perf NAME`, measured side by side in
+one invocation (never timed tests).
+
+- `suite` (`make bench`): the training path's speed and memory: the seed model's throughput on
+  a plain model.fit against the suite's path (bench.train.pipeline), one epoch each in turn so
+  both see the same machine load; whole trials against the bare fits inside them; the peak
+  resident memory of a search process on full MNIST, and what the data costs.
+- `workers` (`make bench-workers`): one small search as 1 worker x all threads and as N workers
+  x 1 thread (bench.perf.workers).
+- `search` (`make bench-search`): search policies side by side (bench.perf.policies).
+- `soak` (`make soak`): a search killed at random moments and resumed, then checked
+  (bench.perf.soak).
+- `table` prints the measured tables as docs/benchmarks.md has them; `publish` copies the JSON
+  to docs/benchmarks/ and rewrites those tables.
+
+Every benchmark records the machine (CPU model, its AVX2 / AVX-512 / BF16 flags, cores) beside
+its figures, under results/perf/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench.core import environment, records
+from bench.perf import doc_tables, policies, soak, suite, workers
+
+PERF_DIR = "perf"
+
+
+def provenance(name: str) -> dict:
+    """What produced a benchmark's figures: the command, the machine, the code, the time."""
+    return {
+        "command": doc_tables.BENCHMARKS[name][1],
+        "machine": environment.machine(),
+        "git_commit": environment.git_commit(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_result(out_dir: Path, filename: str, result: dict, table: str) -> None:
+    records.atomic_write_json(out_dir / filename, result)
+    print(table)
+    print(f"written: {out_dir / filename}")
+
+
+def run_suite(args, out_dir: Path) -> int:
+    """`make bench`: perf.json and a table."""
+    result = {**suite.suite_benchmark(out_dir, args.repeats), **provenance("suite")}
+    write_result(out_dir, "perf.json", result, suite.suite_table(result))
+    return 0
+
+
+def run_workers(args, out_dir: Path) -> int:
+    """`make bench-workers`: workers.json and a table."""
+    result = {**workers.workers_benchmark(out_dir, args.trials, args.workers)}
+    result.update(provenance("workers"))
+    write_result(out_dir, "workers.json", result, workers.table(result))
+    return 0
+
+
+def run_soak(args, out_dir: Path) -> int:
+    """`make soak`: soak.json and a table; exit 1 unless every check passed."""
+    result = {**soak.soak(out_dir), **provenance("soak")}
+    write_result(out_dir, "soak.json", result, soak.table(result))
+    return 0 if result["single"]["passed"] and result["cluster"]["passed"] else 1
+
+
+def run_search(args, out_dir: Path) -> int:
+    """`make bench-search`: the policies side by side; search.json, search.png and a table."""
+    from bench.report import plots
+
+    chosen = tuple(args.policies)
+    measured = policies.search_benchmark(out_dir, args.budget, args.max_epochs, policies=chosen)
+    result = {**measured, **provenance("search")}
+    result["command"] = policies.make_command(args.budget, args.max_epochs, chosen)
+    figure = plots.plot_search_benchmark(policies.curves(result))
+    records.atomic_write_bytes(out_dir / "search.png", plots.figure_png(figure))
+    write_result(out_dir, "search.json", result, policies.table(result))
+    print(f"written: {out_dir / 'search.png'}")
+    return 0
+
+
+def print_tables(args, out_dir: Path) -> int:
+    """Print the doc's table of every benchmark measured into out_dir."""
+    found = 0
+    for name, (filename, command) in doc_tables.BENCHMARKS.items():
+        path = out_dir / filename
+        if path.is_file():
+            print(doc_tables.table(name, json.loads(path.read_text())), end="\n\n")
+            found += 1
+        else:
+            print(f"{path}: none yet (`{command}` writes it)", file=sys.stderr)
+    return 0 if found else 2
+
+
+def publish(args, out_dir: Path) -> int:
+    """Copy the measured JSON into docs/benchmarks/ and rewrite docs/benchmarks.md's tables."""
+    for filename, _ in doc_tables.BENCHMARKS.values():
+        if (out_dir / filename).is_file():
+            text = (out_dir / filename).read_text()
+            records.atomic_write_text(doc_tables.DATA_DIR / filename, text)
+    doc = doc_tables.render_doc(doc_tables.DOC.read_text())
+    records.atomic_write_text(doc_tables.DOC, doc)
+    print(f"written: {doc_tables.DOC}")
+    return 0
+
+
+def memory_child(args, out_dir: Path) -> int:
+    print(json.dumps(suite.memory_child(out_dir)))
+    return 0
+
+
+def optuna_child(args, out_dir: Path) -> int:
+    from bench.perf import optuna_adapter
+
+    run_dir = Path(args.results) / args.run
+    optuna_adapter.run_study(run_dir, args.seed, args.budget, args.max_epochs, policies.DATA)
+    return 0
+
+
+def workers_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2)
+
+
+def suite_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repeats", type=int, default=suite.THROUGHPUT_REPEATS)
+
+
+def search_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget", type=int, default=policies.BUDGET_S, help="seconds")
+    p.add_argument(
+        "--policies",
+        nargs="+",
+        choices=policies.POLICIES,
+        default=policies.POLICIES,
+        help="the policies to run (default all)",
+    )
+    p.add_argument("--max-epochs", type=int, default=policies.MAX_EPOCHS)
+
+
+def optuna_child_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True)
+    for flag in ("--seed", "--budget", "--max-epochs"):
+        p.add_argument(flag, type=int, required=True)
+
+
+def no_flags(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+# name: (handler, help (None: an internal child process), extra flags)
+COMMANDS = {
+    "suite": (run_suite, "training path vs plain fit, trial overhead, memory", suite_flags),
+    "workers": (run_workers, "1 worker x all threads vs N workers x 1 thread", workers_flags),
+    "search": (run_search, "random, hyperband, asha and Optuna side by side", search_flags),
+    "soak": (run_soak, "a search killed 20 times, then its chief and workers", no_flags),
+    "table": (print_tables, "print the measured tables as docs/benchmarks.md has them", no_flags),
+    "publish": (publish, "copy the measured figures into docs/benchmarks.md", no_flags),
+    "memory-child": (memory_child, None, no_flags),
+    "optuna-child": (optuna_child, None, optuna_child_flags),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.perf", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="benchmark", required=True)
+    for name, (handler, help_text, add_flags) in COMMANDS.items():
+        # A child process's command gets no help: argparse would list it as "==SUPPRESS==".
+        p = sub.add_parser(name, **({} if help_text is None else {"help": help_text}))
+        p.add_argument("--results", default="results", required=name == "optuna-child")
+        add_flags(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return args.handler(args, Path(args.results) / PERF_DIR)

@@ -1,0 +1,178 @@
+"""The benchmarks' figures as the Markdown tables of docs/benchmarks.md, rendered from their
+JSON so that the doc and the numbers cannot drift."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+DATA_DIR = DOC.parent / "benchmarks"  # the published JSON behind each table
+# Benchmark name -> (results file under results/perf, the command that writes it).
+BENCHMARKS = {
+    "suite": ("perf.json", "make bench"),
+    "workers": ("workers.json", "make bench-workers"),
+    "search": ("search.json", "make bench-search"),
+    "soak": ("soak.json", "make soak"),
+}
+SUITE_COLUMNS = (
+    "date", "command", "machine", "plain fit images/s", "suite images/s", "ratio",
+    "largest cnn_plus images/s", "per-trial overhead", "peak memory",
+)  # fmt: skip
+WORKERS_COLUMNS = (
+    "date", "command", "machine", "layouts", "trials/h", "ratio",
+    "ratio over the trials' span", "chief s/trial",
+)  # fmt: skip
+SEARCH_COLUMNS = (
+    "date", "command", "machine", "policy", "seed", "configurations", "trials", "epochs",
+    "best val", "its test", "minutes to test 0.98", "to 0.99",
+)  # fmt: skip
+SOAK_COLUMNS = (
+    "date", "command", "machine", "soak", "kills", "trials finished", "recorded twice",
+    "unreadable JSON", "epoch backups left", "epochs trained", "trained again", "passed",
+)  # fmt: skip
+BEGIN, END = "<!-- table {name}: python -m bench.perf publish -->", "<!-- end table {name} -->"
+
+
+def machine_text(machine: dict | None) -> str:
+    """'AMD EPYC, 2 cores (avx2, avx512f, ...)'; results from before machine facts say so."""
+    if not machine:
+        return "not recorded"
+    flags = ", ".join(machine.get("flags") or []) or "no AVX2"
+    return f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('cores')} cores ({flags})"
+
+
+def _provenance(result: dict, name: str) -> list[str]:
+    """The cells every row starts with: the date, the command and the machine."""
+    command = result.get("command", BENCHMARKS[name][1])
+    return [
+        str(result.get("measured_at", ""))[:10],
+        f"`{command}`",
+        machine_text(result.get("machine")),
+    ]
+
+
+def _line(cells) -> str:
+    """One Markdown table line."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def suite_row(result: dict) -> str:
+    speed, big = result["throughput"], result["largest"]
+    cost, mem = result["overhead"], result["memory"]
+    overhead = cost["median_overhead"]
+    return _line(
+        [
+            *_provenance(result, "suite"),
+            f"{speed['plain_images_per_s']:,.0f}",
+            f"{speed['suite_images_per_s']:,.0f}",
+            f"{speed['ratio']:.2f}x",
+            f"{big['images_per_s']:,.0f}",
+            ""
+            if overhead is None
+            else f"{overhead:.1%} of a {cost['median_fit_seconds']:.0f} s fit",
+            f"{mem['peak_rss_mb']:,.0f} MB",
+        ]
+    )
+
+
+def workers_row(result: dict) -> str:
+    single, split = result["layouts"]
+    wait = split["chief_seconds_per_trial"]
+    return _line(
+        [
+            *_provenance(result, "workers"),
+            f"{single['layout']} vs {split['layout']}",
+            f"{single['trials_per_hour']:,.0f} vs {split['trials_per_hour']:,.0f}",
+            f"{result['trials_per_hour_ratio']:.2f}x",
+            f"{result['working_ratio']:.2f}x",
+            "" if wait is None else f"{wait:.3f}",
+        ]
+    )
+
+
+def search_rows(result: dict) -> list[str]:
+    """One row per (policy, seed) of `make bench-search`."""
+    head = _provenance(result, "search")
+    rows = []
+    for run in result["runs"]:
+        reached = [run["minutes_to_test"].get(t) for t in ("0.98", "0.99")]
+        cells = [
+            *head,
+            run["policy"],
+            str(run["seed"]),
+            str(run["configurations"]),
+            str(run["trials"]),
+            str(run["epochs"]),
+            _accuracy(run["best_val_accuracy"]),
+            _accuracy(run["test_accuracy_of_pick"]),
+            *("not reached" if m is None else f"{m:.1f}" for m in reached),
+        ]
+        rows.append(_line(cells))
+    return rows
+
+
+def soak_rows(result: dict) -> list[str]:
+    """One row per soak of `make soak`: one process, then a chief with workers."""
+    head = _provenance(result, "soak")
+    names = {"single": "one process", "cluster": "chief and 2 workers"}
+    rows = []
+    for key, name in names.items():
+        r = result[key]
+        cells = [
+            *head,
+            name,
+            str(r["kills"]),
+            f"{r['trials_finished']} of {r['trials_planned']}",
+            str(r["recorded_twice"]),
+            str(len(r["unreadable_json"])),
+            str(r["epoch_backups_left"]),
+            str(r["epochs_trained"]),
+            str(r["epochs_trained_again"]),
+            "yes" if r["passed"] else "no",
+        ]
+        rows.append(_line(cells))
+    return rows
+
+
+def _accuracy(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+# Benchmark name -> its columns and its rows.
+TABLES = {
+    "suite": (SUITE_COLUMNS, lambda result: [suite_row(result)]),
+    "workers": (WORKERS_COLUMNS, lambda result: [workers_row(result)]),
+    "search": (SEARCH_COLUMNS, search_rows),
+    "soak": (SOAK_COLUMNS, soak_rows),
+}
+
+
+def table(name: str, result: dict) -> str:
+    """The doc's table of one benchmark (header and the rows of this result)."""
+    columns, rows = TABLES[name]
+    return "\n".join([_line(columns), "|" + "---|" * len(columns), *rows(result)])
+
+
+def with_table(doc: str, name: str, rendered: str) -> str:
+    """doc with the text between the benchmark's markers replaced by rendered."""
+    begin, end = BEGIN.format(name=name), END.format(name=name)
+    pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(doc):
+        raise ValueError(f"{DOC.name} has no markers for the {name} table")
+    return pattern.sub(lambda _: f"{begin}\n{rendered}\n{end}", doc)
+
+
+def published(name: str, data_dir: Path = DATA_DIR) -> dict | None:
+    path = data_dir / BENCHMARKS[name][0]
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def render_doc(doc: str, data_dir: Path = DATA_DIR) -> str:
+    """The doc with every benchmark table rendered from the published JSON."""
+    for name in BENCHMARKS:
+        result = published(name, data_dir)
+        if result is not None:
+            doc = with_table(doc, name, table(name, result))
+    return doc

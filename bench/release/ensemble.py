@@ -1,0 +1,324 @@
+"""`bench export RUN --ensemble K`: one Keras model that averages the class probabilities of K
+members, shipped like a single model (bench.release.export.ship) into results/<run>/ensemble/.
+
+Members come from models that exist (`bench confirm` keeps each retraining's model as served):
+`seeds`, the confirmed seeds of the winning configuration, and `top`, the best confirmed seed
+of each of the top K configurations, cost no training; `release` retrains the winner K times
+with the release recipe, from K seeds, keeping each member as it finishes so that a stopped
+export resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from bench.core import data, environment, records, stats
+from bench.errors import ExportError
+from bench.release import export
+from bench.train import fitting, kt_compat, served
+
+SOURCES = ("seeds", "top", "release")
+DEFAULT_SOURCE = "seeds"
+ENSEMBLE_DIR = "ensemble"
+RELEASE_DIR = "release-members"
+MEMBER_FILE = "member.json"
+MIN_MEMBERS = 2
+MAX_MEMBERS = 20
+INPUT_NAME = "images"
+
+
+@dataclass
+class Member:
+    """One model of an ensemble, as served, with where it came from."""
+
+    model: keras.Model
+    trial_id: str
+    seed: int
+    training: dict  # epochs, clean_epochs, clean_rate, images, seconds, retrained, commit
+
+
+def average(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
+    """One functional model whose output is the mean of the members' outputs: each member's
+    layers copied (weights too) under names prefixed member<i>_, so that the model holds no
+    nested model and no two layers share a name."""
+    inputs = keras.Input(served.IMAGE_SHAPE, name=INPUT_NAME)
+    outputs = [_renamed_copy(m, f"member{i}_", inputs) for i, m in enumerate(members)]
+    return keras.Model(inputs, keras.layers.Average(name="average")(outputs), name=name)
+
+
+def _renamed_copy(model: keras.Model, prefix: str, inputs):
+    def rename(layer):
+        return layer.__class__.from_config({**layer.get_config(), "name": prefix + layer.name})
+
+    # A model loaded from a file may keep its one input in a list: the same structure is given.
+    given = [inputs] if isinstance(model.input, list) else inputs
+    copy = keras.models.clone_model(model, input_tensors=given, clone_function=rename)
+    copy.set_weights(model.get_weights())
+    return copy.outputs[0]
+
+
+def check_flags(k: int, source: str, retrain_all: bool, confirmed: bool) -> None:
+    """Refuse, before any work, an ensemble size or source that cannot be."""
+    if not MIN_MEMBERS <= k <= MAX_MEMBERS:
+        raise ExportError(f"--ensemble must be {MIN_MEMBERS} to {MAX_MEMBERS} members, not {k}")
+    if source not in SOURCES:
+        raise ExportError(f"--ensemble-from must be one of {', '.join(SOURCES)}, not {source!r}")
+    if source == "release" and not retrain_all:
+        raise ExportError("--ensemble-from release needs --retrain: its members are retrained")
+    if source != "release" and (retrain_all or confirmed):
+        flag = "--retrain" if retrain_all else "--confirmed"
+        raise ExportError(
+            f"{flag} goes with --ensemble-from release; {source} members are `bench confirm`'s "
+            "models, chosen by their confirmed validation accuracy"
+        )
+
+
+def export_ensemble(
+    run_dir: Path,
+    k: int,
+    source: str = DEFAULT_SOURCE,
+    data_dir: str | None = None,
+    retrain: dict | None = None,
+    confirmed: bool = False,
+    command: str | None = None,
+    stream=None,
+) -> Path:
+    """Write run_dir/ensemble/ (as export.ship does) for K members from `source`. With
+    source release, `retrain` holds epochs, seed and clean_epochs of the recipe (as
+    `bench export --retrain` takes them) and retrain_all must have been asked for."""
+    kt_compat.install()
+    stream = stream or sys.stdout
+    retrain = {"retrain_all": False, "epochs": None, "seed": None, "clean": 0, **(retrain or {})}
+    check_flags(k, source, retrain["retrain_all"], confirmed)
+    export.check_flags(retrain["retrain_all"], retrain["epochs"], retrain["seed"], retrain["clean"])
+    if not (run_dir / records.CONFIG_FILE).is_file():
+        raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
+    config = records.load_config(run_dir)
+    if source == "release":
+        winner, selection = export.choose(run_dir, confirmed)
+        kept = []
+    else:
+        winner, selection, kept = kept_choice(run_dir, k, source)
+    raw = data.load_for_run(config, data_dir)
+    if raw.sha256 != winner["dataset"]["sha256"]:
+        raise ExportError("the data differs from the data the run was trained on (SHA256)")
+    splits = data.splits_for_run(raw, config)
+    commit = environment.git_commit()
+    if source == "release":
+        members = release_members(run_dir, winner, config, raw, k, retrain, stream)
+    else:
+        members = [_kept_member(run_dir, result) for result in kept]
+    model = average([m.model for m in members])
+    trained = _training(members, splits, commit)
+    shipped = export.shipped_config(winner, config, trained, splits)
+    shipped["selection"] = selection or shipped["selection"]
+    shipped["params"] = model.count_params()
+    shipped["ensemble"] = describe(members, source, splits)
+    shipped["reproduce"] = {"command": command or f"bench export {run_dir.name}", "commit": commit}
+    return export.ship(run_dir / ENSEMBLE_DIR, model, model, shipped, splits)
+
+
+def kept_choice(run_dir: Path, k: int, source: str) -> tuple[dict, str, list[dict]]:
+    """The winning trial's record, how it was chosen, and the `bench confirm` records of the K
+    members (seeds: the winner's first K seeds; top: the best seed of each of the top K)."""
+    winner, selection = export.choose(run_dir, confirmed=True)
+    results = records.load_confirmed(run_dir)
+    with_model = [r for r in results if _model_path(run_dir, r).is_file()]
+    redo = f"`bench confirm {run_dir.name} --top {k} --seeds N` trains more"
+    if source == "seeds":
+        chosen = sorted(
+            (r for r in with_model if r["trial_id"] == winner["trial_id"]), key=lambda r: r["seed"]
+        )[:k]
+        if len(chosen) < k:
+            raise ExportError(
+                f"trial {winner['trial_id']} has {len(chosen)} confirmed seed(s) with a kept "
+                f"model, --ensemble {k} needs {k}: {redo} (older confirm records have none)"
+            )
+    else:
+        chosen = []
+        for trial_id in export.confirmed_ranking(results)[:k]:
+            own = [r for r in with_model if r["trial_id"] == trial_id]
+            if not own:
+                raise ExportError(f"confirmed trial {trial_id} has no kept model: {redo}")
+            chosen.append(max(own, key=lambda r: (r["val_accuracy"], -r["val_loss"])))
+        if len(chosen) < k:
+            raise ExportError(
+                f"{len(chosen)} configuration(s) were confirmed, --ensemble {k} needs {k}: {redo}"
+            )
+    return winner, selection, chosen
+
+
+def _model_path(run_dir: Path, result: dict) -> Path:
+    return records.confirm_dir(run_dir) / result.get("model", "(none)")
+
+
+def _kept_member(run_dir: Path, result: dict) -> Member:
+    model = keras.saving.load_model(_model_path(run_dir, result), compile=False)
+    trained = {
+        "epochs": result["epochs"],
+        "clean_epochs": 0,
+        "clean_rate": None,
+        "seconds": result["train_seconds"],
+        "retrained": False,
+        "commit": result.get("git_commit"),
+    }
+    return Member(model, result["trial_id"], result["seed"], trained)
+
+
+def release_members(
+    run_dir: Path, record: dict, config: dict, raw, k: int, retrain: dict, stream
+) -> list[Member]:
+    """K members retrained with the release recipe from seeds seed, seed+1, ... (the run's
+    seed unless one is given); members already trained with this recipe are kept."""
+    base = config["seed"] if retrain["seed"] is None else retrain["seed"]
+    epochs = retrain["epochs"] or record["best_epoch"]
+    clean = retrain["clean"]
+    folder = run_dir / RELEASE_DIR
+    seeds = list(range(base, base + k))
+    adopted = adopt_release(run_dir, record, seeds, epochs, clean)
+    if adopted is not None:
+        print(f"member of seed {adopted}: the run's release in {export.BEST_DIR}/", file=stream)
+    members = {s: _stored(folder, record, s, epochs, clean) for s in seeds}
+    todo = [s for s, member in members.items() if member is None]
+    if todo:
+        hours = _expected_seconds(record, epochs + clean, config) * len(todo) / 3600
+        print(
+            f"retraining {len(todo)} of {k} members with the release recipe (seeds "
+            f"{', '.join(map(str, todo))}): about {hours:.1f} h on this machine; each member "
+            f"is kept under {folder} as it finishes",
+            file=stream,
+            flush=True,
+        )
+    for seed in todo:
+        model, trained = export.retrain(record, config, raw, seed, epochs, clean)
+        trained.update(
+            seed=seed, epochs=epochs, clean_epochs=clean, commit=environment.git_commit()
+        )
+        keep_member(folder, record, model, trained)
+        members[seed] = _stored(folder, record, seed, epochs, clean)
+    return list(members.values())
+
+
+def keep_member(folder: Path, record: dict, model: keras.Model, trained: dict) -> None:
+    """A release member as served, with its recipe, under folder/seed<N>/."""
+    out = folder / f"seed{trained['seed']}"
+    out.mkdir(parents=True, exist_ok=True)
+    served.save_served(served.served_model(record["space"], model), out / export.MODEL_FILE)
+    member = {
+        "trial_id": record["trial_id"],
+        "seed": trained["seed"],
+        "epochs": trained["epochs"],
+        "clean_epochs": trained["clean_epochs"],
+        "clean_rate": trained["clean_rate"],
+        "images": trained["images"],
+        "seconds": round(trained["seconds"], 3),
+        "retrained": True,
+        "commit": trained["commit"],
+    }
+    records.atomic_write_json(out / MEMBER_FILE, member)
+
+
+def adopt_release(run_dir: Path, record: dict, seeds: list[int], epochs: int, clean: int):
+    """The run's own release (best/, from `bench export --retrain`) as the member of its seed
+    when it was trained with this recipe and that member is missing; returns the seed taken,
+    else None."""
+    best = run_dir / export.BEST_DIR
+    path = best / "config.json"
+    if not path.is_file() or not (best / export.MODEL_FILE).is_file():
+        return None
+    shipped = records.read_json(path, f"delete {best} or export again")
+    train = shipped.get("training") or {}
+    recipe = (shipped.get("trial_id"), train.get("epochs"), train.get("clean_epochs", 0))
+    seed = train.get("seed")
+    folder = run_dir / RELEASE_DIR
+    if (
+        not train.get("retrained_on_all_training_images")
+        or recipe != (record["trial_id"], epochs, clean)
+        or seed not in seeds
+        or (folder / f"seed{seed}" / MEMBER_FILE).is_file()
+    ):
+        return None
+    model = keras.saving.load_model(best / export.MODEL_FILE, compile=False)
+    trained = {
+        "seed": seed,
+        "epochs": epochs,
+        "clean_epochs": clean,
+        "clean_rate": train.get("clean_learning_rate"),
+        "images": train.get("train_images"),
+        "seconds": train.get("train_seconds") or 0.0,
+        "commit": shipped.get("exported_with_commit"),
+    }
+    keep_member(folder, record, model, trained)
+    return seed
+
+
+def _stored(folder: Path, record: dict, seed: int, epochs: int, clean: int) -> Member | None:
+    """The member of seed under folder when it was trained with this recipe, else None."""
+    path = folder / f"seed{seed}" / MEMBER_FILE
+    if not path.is_file() or not (path.parent / export.MODEL_FILE).is_file():
+        return None
+    member = records.read_json(
+        path, f"delete {path.parent} to train it again", ("trial_id", "epochs", "clean_epochs")
+    )
+    recipe = (member["trial_id"], member["epochs"], member["clean_epochs"])
+    if recipe != (record["trial_id"], epochs, clean):
+        return None
+    model = keras.saving.load_model(path.parent / export.MODEL_FILE, compile=False)
+    return Member(model, member["trial_id"], seed, member)
+
+
+def _expected_seconds(record: dict, epochs: int, config: dict) -> float:
+    """A trial's seconds per epoch, scaled to all training images and `epochs`."""
+    images = config.get("train_limit") or data.TRAIN_COUNT - config["val_size"]
+    per_epoch = (record.get("train_seconds") or 0.0) / max(record.get("epochs_run") or 1, 1)
+    return per_epoch * epochs * data.TRAIN_COUNT / max(images, 1)
+
+
+def _training(members: list[Member], splits: data.Splits, commit: str | None) -> dict:
+    """export.shipped_config's `trained` for an ensemble: the members' recipe and seeds."""
+    first = members[0].training
+    return {
+        "epochs": first["epochs"],
+        "clean_epochs": first["clean_epochs"],
+        "clean_rate": first["clean_rate"],
+        "seed": [m.seed for m in members],
+        "retrained": bool(first["retrained"]),
+        "images": first.get("images") or splits.sizes()["train"],
+        "seconds": sum(m.training["seconds"] for m in members),
+        "commit": commit,
+    }
+
+
+def describe(members: list[Member], source: str, splits: data.Splits) -> dict:
+    """The members with their own test accuracy and loss, and McNemar's test of the ensemble
+    against its best member (by test accuracy, ties: lower loss)."""
+    test_set = fitting.evaluation_set(splits.test_images, splits.y_test)
+    labels = splits.y_test
+    rows, all_probs = [], []
+    for i, member in enumerate(members):
+        probs, accuracy, loss = fitting.evaluate(member.model, test_set, labels)
+        all_probs.append(probs)
+        rows.append(
+            {
+                "label": f"member{i}",
+                "trial_id": member.trial_id,
+                "seed": member.seed,
+                "epochs": member.training["epochs"],
+                "test_accuracy": accuracy,
+                "test_loss": loss,
+            }
+        )
+    best = min(range(len(rows)), key=lambda i: (-rows[i]["test_accuracy"], rows[i]["test_loss"]))
+    mean = np.mean(all_probs, axis=0)
+    test = stats.mcnemar_pair(mean.argmax(1) == labels, all_probs[best].argmax(1) == labels)
+    return {
+        "source": source,
+        "members": rows,
+        "best_member": rows[best]["label"],
+        "mcnemar": test,
+    }

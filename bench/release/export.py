@@ -1,0 +1,339 @@
+"""What ships: the best trial by validation accuracy as model.keras, its serving formats
+(bench.release.formats), config.json and model_card.md (bench.release.card)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from bench.core import data, environment, metrics, records, stats
+from bench.errors import ExportError
+from bench.release import card, formats
+from bench.train import checkpoint, fitting, kt_compat, served
+from bench.train.epoch_lines import EpochLines
+
+BEST_DIR = "best"
+MODEL_FILE = "model.keras"
+# A re-evaluated model may differ from its record by this many test images (a near-tie flipped
+# by another summation order, as on a GPU); more means the checkpoint is not the recorded one.
+FLIPPED_IMAGES_ALLOWED = 1
+
+
+def load_trial_model(run_dir: Path, record: dict) -> keras.Model:
+    """Rebuild a trial's model and load its best-epoch weights from KerasTuner's checkpoint."""
+    project = run_dir / records.TUNER_PROJECT
+    checkpoint = kt_compat.trial_checkpoint(project, record["trial_id"])
+    if not checkpoint.is_file():
+        raise ExportError(f"{checkpoint}: missing; the trial's weights are gone")
+    model = fitting.build_model(record["space"], record["hyperparameters"])
+    return fitting.load_checkpoint(model, checkpoint)
+
+
+def retrain(
+    record: dict,
+    config: dict,
+    raw: data.Raw,
+    seed: int,
+    epochs: int | None = None,
+    clean_epochs: int = 0,
+) -> tuple[keras.Model, dict]:
+    """Train the winning config afresh from `seed` on all 60,000 training images, for `epochs`
+    or else the trial's best epoch count, then `clean_epochs` more without augmentation.
+
+    Returns the model and its training: seconds, images, and clean_rate (the learning rate of
+    the clean epochs; None without them).
+    """
+    images, labels = data.full_training_set(raw)
+    epochs = epochs or record["best_epoch"]
+    clean = f", then {clean_epochs} without augmentation" if clean_epochs else ""
+    print(
+        f"retraining trial {record['trial_id']} with seed {seed} on {len(labels):,} images for "
+        f"{epochs} epochs{clean}",
+        flush=True,
+    )
+    lines = EpochLines("  release", sys.stdout)
+    fitted = fitting.fit_afresh(
+        record, images, labels, config["batch_size"], seed, epochs, callbacks=[lines]
+    )
+    seconds = fitted.seconds
+    rate = None
+    if clean_epochs:
+        began = time.monotonic()
+        lines = EpochLines("  release without augmentation", sys.stdout)
+        rate = clean_fit(fitted.space, fitted.model, fitted.train, clean_epochs, [lines])
+        seconds += time.monotonic() - began
+    return fitted.model, {"seconds": seconds, "images": len(labels), "clean_rate": rate}
+
+
+def clean_fit(space, model: keras.Model, train, epochs: int, callbacks=()) -> float:
+    """Train `epochs` more epochs on the digits as they are (the space's augmentation left
+    out, dropout kept) at the learning rate training ended with, under a fresh Adam; returns
+    that rate.
+
+    Augmentation trains on turned, shifted and zoomed digits, and on batch statistics of
+    those; test digits are none of these (docs/benchmarks.md: the release recipe with and
+    without it).
+    """
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    plain = space.without_augmentation(model)
+    plain.compile(optimizer=keras.optimizers.Adam(rate), loss=model.loss)
+    plain.fit(train, epochs=epochs, shuffle=False, verbose=0, callbacks=list(callbacks))
+    return rate
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    if getattr(model, "optimizer", None) is None:  # never compiled (an ensemble): as it is
+        served.save_served(model, path)
+        return
+    # The weights with the optimizer's slots, so that no HDF5 write meets a full disk.
+    records.ensure_room(path.parent, checkpoint.state_bytes(model))
+    _compile_for_shipping(model)
+    served.save_atomic(model, path)
+
+
+def _compile_for_shipping(model: keras.Model) -> None:
+    # A model whose optimizer never trained saves it without slots, and then every
+    # load_model warns that they are missing; building them first keeps loading quiet.
+    model.optimizer.build(model.trainable_variables)
+    # A shipped model needs no training-only loss (label smoothing is a class of ours):
+    # plain cross-entropy lets keras.saving.load_model open it without this package.
+    model.compile(
+        optimizer=model.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+
+
+def export_run(
+    run_dir: Path,
+    retrain_all: bool = False,
+    data_dir: str | None = None,
+    epochs: int | None = None,
+    confirmed: bool = False,
+    seed: int | None = None,
+    clean_epochs: int = 0,
+    command: str | None = None,
+) -> Path:
+    """Write run_dir/best/ (see ship) for the best trial; `command` is how it was called, for
+    the model card's way to reproduce it.
+
+    The winner is chosen by validation accuracy only; the test set is reported, never used
+    to choose. With retrain_all, the winner is retrained on the full 60k training images,
+    for `epochs` when given (a longer schedule than the night's trials could afford). With
+    confirmed, the winner is the trial with the best mean validation accuracy over its
+    `bench confirm` seeds rather than the best single trial. A retrain starts from `seed`
+    when given (to see how much a release owes to its seed), else from the run's seed, and
+    ends with `clean_epochs` epochs without augmentation (see clean_fit).
+    """
+    kt_compat.install()
+    check_flags(retrain_all, epochs, seed, clean_epochs)
+    if not (run_dir / records.CONFIG_FILE).is_file():
+        raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
+    config = records.load_config(run_dir)
+    record, selection = choose(run_dir, confirmed)
+    raw = data.load_for_run(config, data_dir)
+    if raw.sha256 != record["dataset"]["sha256"]:
+        raise ExportError("the data differs from the data the run was trained on (SHA256)")
+    splits = data.splits_for_run(raw, config)
+    seed = config["seed"] if seed is None else seed
+    # The code that trains: HEAD may move during a retrain of an hour or two.
+    commit = environment.git_commit()
+    model, trained = _final_model(
+        run_dir, record, config, raw, retrain_all, epochs, seed, clean_epochs
+    )
+    trained.update(seed=seed, commit=commit)
+    if not retrain_all:
+        trained["images"] = splits.sizes()["train"]
+    shipped = shipped_config(record, config, trained, splits)
+    if selection:
+        shipped["selection"] = selection
+    shipped["reproduce"] = {"command": command or f"bench export {run_dir.name}", "commit": commit}
+    plain = served.served_model(record["space"], model)
+    checked = None if retrain_all else record
+    return ship(run_dir / BEST_DIR, model, plain, shipped, splits, checked)
+
+
+def check_flags(retrain_all: bool, epochs: int | None, seed: int | None, clean: int) -> None:
+    """Refuse, before any work, settings that only a retrain has or that no retrain can use."""
+    if epochs is not None and not retrain_all:
+        raise ExportError("--epochs needs --retrain: a trial's weights have their own epochs")
+    if epochs is not None and epochs < 1:
+        raise ExportError(f"--epochs must be at least 1, not {epochs}")
+    if seed is not None and not retrain_all:
+        raise ExportError("--seed needs --retrain: a trial's weights have the run's seed")
+    if seed is not None and seed < 0:
+        raise ExportError(f"--seed must be 0 or more, not {seed}")
+    if clean and not retrain_all:
+        raise ExportError("--clean-epochs needs --retrain: a trial's weights are as it left them")
+    if clean < 0:
+        raise ExportError(f"--clean-epochs must be 0 or more, not {clean}")
+
+
+def choose(run_dir: Path, confirmed: bool) -> tuple[dict, str | None]:
+    """The trial to ship, and how it was chosen when not by its own validation accuracy."""
+    trials = records.load_records(run_dir)
+    if not confirmed:
+        record = records.best_by_validation(trials)
+        if record is None:
+            raise ExportError(f"{run_dir}: no finished trial to export")
+        return record, None
+    seed_results = records.load_confirmed(run_dir)
+    record = confirmed_choice(run_dir, seed_results, trials)
+    seeds = sum(r["trial_id"] == record["trial_id"] for r in seed_results)
+    return record, (
+        f"highest mean validation accuracy over {seeds} seeds of `bench confirm` "
+        "(ties: lower mean validation loss)"
+    )
+
+
+def ship(
+    out: Path,
+    model: keras.Model,
+    plain: keras.Model,
+    shipped: dict,
+    splits: data.Splits,
+    record: dict | None = None,
+) -> Path:
+    """Evaluate plain (the model less its augmentation) on the test set, then write into out
+    model.keras, the serving formats (each evaluated again), config.json (shipped with the
+    test figures and inference cost added) and model_card.md. Everything is written beside
+    out first and replaces it whole, so a failure leaves the previous export as it was. With
+    a record, the test accuracy must be the record's (the trial's own weights)."""
+    test_set = fitting.evaluation_set(splits.test_images, splits.y_test)
+    probs, accuracy, loss = fitting.evaluate(plain, test_set, splits.y_test)
+    if record is not None:
+        _check_matches_record(record, accuracy, len(splits.y_test))
+    shipped.update(evaluation(probs, splits.y_test, shipped["dataset"].get("name")))
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        save_model_atomic(model, staging / MODEL_FILE)
+        images = formats.pixels_to_float(splits.test_images)
+        shipped["formats"] = formats.write_formats(plain, staging, images, splits.y_test, accuracy)
+        shipped["inference"] = served.cost(plain)
+        shipped["machine"] = environment.machine()
+        records.atomic_write_json(staging / "config.json", shipped)
+        records.atomic_write_text(staging / "model_card.md", card.model_card(shipped))
+        _replace_folder(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def evaluation(probs: np.ndarray, labels: np.ndarray, dataset: str | None) -> dict:
+    """Test accuracy and loss with their 95% intervals, per-class accuracy and the most
+    confused pairs, from the test probabilities."""
+    accuracy, loss = metrics.test_metrics(probs, labels)
+    predicted = np.asarray(probs).argmax(axis=1)
+    matrix = metrics.confusion(labels, predicted)
+    per_class = metrics.per_class(matrix, data.CLASS_NAMES.get(dataset or ""))
+    pairs = metrics.confused_pairs(matrix)
+    correct = int((predicted == labels).sum())
+    return {
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "test_interval": list(stats.accuracy_interval(correct, len(labels))),
+        "test_loss_interval": list(
+            stats.mean_bootstrap_interval(metrics.per_image_loss(probs, labels))
+        ),
+        "per_class": _rows(per_class),
+        "confused_pairs": _rows(pairs[["true", "predicted", "count"]]),
+    }
+
+
+def _rows(frame) -> list[dict]:
+    """JSON-ready rows: numpy integers and floats as Python's."""
+    rows = frame.to_dict("records")
+    return [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in rows]
+
+
+def confirmed_choice(run_dir: Path, results: list[dict], trials: list[dict]) -> dict:
+    """The trial whose `bench confirm` results (of run_dir) have the best mean validation
+    accuracy."""
+    ranked = confirmed_ranking(results)
+    if not ranked:
+        raise ExportError(f"{run_dir}: no confirmed trial; run `bench confirm` first")
+    return next(r for r in records.completed(trials) if r["trial_id"] == ranked[0])
+
+
+def confirmed_ranking(results: list[dict]) -> list[str]:
+    """Confirmed trial ids, best mean validation accuracy first (ties: lower mean validation
+    loss, then the order of the results)."""
+    by_trial: dict[str, list[dict]] = {}
+    for result in results:
+        by_trial.setdefault(result["trial_id"], []).append(result)
+
+    def mean(trial_id: str, key: str) -> float:
+        return sum(r[key] for r in by_trial[trial_id]) / len(by_trial[trial_id])
+
+    return sorted(by_trial, key=lambda t: (-mean(t, "val_accuracy"), mean(t, "val_loss")))
+
+
+def _final_model(
+    run_dir, record, config, raw, retrain_all, epochs, seed, clean_epochs
+) -> tuple[keras.Model, dict]:
+    if retrain_all:
+        model, trained = retrain(record, config, raw, seed, epochs, clean_epochs)
+        epochs = epochs or record["best_epoch"]
+        return model, {**trained, "retrained": True, "epochs": epochs, "clean_epochs": clean_epochs}
+    model = load_trial_model(run_dir, record)
+    trained = {"retrained": False, "seconds": record["train_seconds"], "images": None}
+    return model, {**trained, "epochs": record["best_epoch"], "clean_epochs": 0, "clean_rate": None}
+
+
+def _check_matches_record(record: dict, accuracy: float, test_images: int) -> None:
+    allowed = FLIPPED_IMAGES_ALLOWED / test_images + 1e-12
+    if abs(accuracy - record["test_accuracy"]) > allowed:
+        raise ExportError(
+            f"trial {record['trial_id']}: checkpoint gives test accuracy {accuracy:.4f}, "
+            f"record says {record['test_accuracy']:.4f}"
+        )
+
+
+def shipped_config(record, config, trained: dict, splits: data.Splits) -> dict:
+    """Hyperparameters, training settings, validation metrics and provenance of the exported
+    model (ship adds the test figures)."""
+    return {
+        "run": record["run"],
+        "trial_id": record["trial_id"],
+        "space": record["space"],
+        "tuner": record["tuner"],
+        "hyperparameters": record["hyperparameters"],
+        "architecture": record.get("architecture"),
+        "training": {
+            "batch_size": config["batch_size"],
+            "epochs": trained["epochs"],
+            "trial_best_epoch": record["best_epoch"],
+            "clean_epochs": trained["clean_epochs"],
+            "clean_learning_rate": trained["clean_rate"],
+            "seed": trained["seed"],
+            "retrained_on_all_training_images": trained["retrained"],
+            "train_images": trained["images"],
+            "train_seconds": round(trained["seconds"], 3),
+        },
+        "selection": "highest validation accuracy (ties: lower validation loss)",
+        "val_accuracy": record["val_accuracy"],
+        "val_loss": record["val_loss"],
+        "val_images": splits.sizes()["val"],
+        "test_images": splits.sizes()["test"],
+        "params": record["params"],
+        "dataset": record["dataset"],
+        "versions": record["versions"],
+        "trained_with_commit": record["git_commit"],
+        "exported_with_commit": trained["commit"],
+    }

@@ -1,0 +1,1 @@
+"""What people read: runs loaded, the trials frame, tables, figures, HTML and Markdown."""

@@ -1,0 +1,1 @@
+"""The search: the tuners and asha, the trial recorder, one run, workers, confirmation."""

@@ -1,0 +1,170 @@
+"""How long asha's trials are: rungs sized from the run's time budget on this machine.
+
+A night has one budget and machines differ threefold in speed, so a fixed full fidelity
+(`--max-epochs`) either wastes a fast machine or leaves a slow one no time to screen and to
+confirm. When a run with `--tuner asha` and `--budget` is created, one short fit of the space's
+defaults times an epoch here (`calibrate`), and `plan` picks the top rung: the most epochs, up
+to `--max-epochs`, with which the full-fidelity trials (the defaults and the top ones to
+confirm) and their confirmation retrainings take at most FULL_SHARE of the budget, so the rest
+is left to screening. The rungs below divide it by the factor down to a fraction of an epoch:
+a trial of 1/3 epoch trains one epoch of a third of the training batches, its learning-rate
+schedule annealed within them. No rung trains fewer than MIN_SCREEN_STEPS optimizer steps: on
+a small training set the lower rungs go, since a screen that short ranks nothing. The plan is
+frozen in config.json, so every resume, child process and worker sees the same rungs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import keras
+
+from bench.core import data, records
+from bench.core.config import SearchConfig
+from bench.search import asha
+from bench.train import fitting, pipeline
+
+PLAN_KEY = "fidelity"  # in config.json
+FULL_SHARE = 2 / 3  # at most this much of a budget for full-fidelity trials and confirmation
+WARM_STEPS = 8  # the first fit traces the model: timed apart, as a trial's fixed cost
+TIMED_STEPS = 40
+TIMED_EVAL_IMAGES = 4096
+# The shortest training a rung may have. The space's defaults trained for 13 or 26 steps (a
+# third of an epoch, or one, of 10,000 images) scored chance on validation (0.106), 0.76 at
+# 50 steps, 0.95-0.96 at 100, 0.98 at 200 (batches of 128, two seeds each).
+MIN_SCREEN_STEPS = 100
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The rungs of a run (epochs, lowest first) and the timings they were sized from."""
+
+    rungs: list[float]
+    epoch_seconds: float | None = None  # one epoch of the defaults, its validation included
+    trial_seconds: float | None = None  # a trial's fixed cost: tracing and the test evaluation
+
+    @property
+    def full_epochs(self) -> float:
+        return self.rungs[-1]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def ladder(top: int, factor: int, steps_per_epoch: int | None = None) -> list[float]:
+    """Rungs from `top` epochs divided by the factor, down to 1/factor of an epoch (below
+    one epoch exactly, rounded to 4 digits): 9 epochs with factor 3 make [1/3, 1, 3, 9].
+    Given the batches in an epoch, the rungs below `top` of fewer than MIN_SCREEN_STEPS go."""
+    rungs = asha.rung_epochs(top, factor, min_epochs=1 / factor)
+    if steps_per_epoch is None:
+        return rungs
+    return [r for r in rungs[:-1] if r * steps_per_epoch >= MIN_SCREEN_STEPS] + rungs[-1:]
+
+
+def trial_cost(epochs: float, epoch_seconds: float, trial_seconds: float) -> float:
+    return trial_seconds + epochs * epoch_seconds
+
+
+def plan(
+    seconds: float,
+    epoch_seconds: float,
+    trial_seconds: float,
+    max_epochs: int,
+    factor: int,
+    confirm_top: int,
+    confirm_seeds: int,
+    steps_per_epoch: int | None = None,
+) -> Plan:
+    """The rungs for a budget of `seconds`: the top rung is the most epochs (at least 1, at
+    most max_epochs) whose full trials, the defaults' and confirm_top more, and their
+    confirm_seeds retrainings each cost at most FULL_SHARE of the budget; the ladder below it
+    keeps the rungs of at least MIN_SCREEN_STEPS (given the batches in an epoch)."""
+    full_trials = confirm_top + 1
+    retrainings = full_trials * confirm_seeds
+    top = 1
+    for epochs in range(max_epochs, 0, -1):
+        cost = (full_trials + retrainings) * trial_cost(epochs, epoch_seconds, trial_seconds)
+        if cost <= FULL_SHARE * seconds:
+            top = epochs
+            break
+    rungs = ladder(top, factor, steps_per_epoch)
+    return Plan(rungs, round(epoch_seconds, 3), round(trial_seconds, 3))
+
+
+def calibrate(config: SearchConfig, splits: data.Splits) -> tuple[float, float]:
+    """Seconds of one training epoch of the space's defaults with its validation, and a
+    trial's fixed cost (tracing, the test evaluation), from a short fit on this machine."""
+    keras.utils.set_random_seed(config.seed)
+    model = fitting.build_model(config.space, {})
+    train = pipeline.training_set(splits.train_images, splits.y_train, config.batch_size, 0)
+    train = train.repeat()  # a small training set would run out of batches
+    began = time.perf_counter()
+    model.fit(train, epochs=1, steps_per_epoch=WARM_STEPS, shuffle=False, verbose=0)
+    first = time.perf_counter() - began
+    began = time.perf_counter()
+    model.fit(train, epochs=1, steps_per_epoch=TIMED_STEPS, shuffle=False, verbose=0)
+    per_step = (time.perf_counter() - began) / TIMED_STEPS
+    sample = min(TIMED_EVAL_IMAGES, len(splits.y_val))
+    held_out = fitting.evaluation_set(splits.val_images[:sample], splits.y_val[:sample])
+    model.predict(held_out, verbose=0)  # traced here, timed below
+    began = time.perf_counter()
+    model.predict(held_out, verbose=0)
+    per_image = (time.perf_counter() - began) / sample
+    epoch = epoch_batches(config, splits) * per_step + len(splits.y_val) * per_image
+    fixed = max(first - WARM_STEPS * per_step, 0.0) + len(splits.y_test) * per_image
+    return epoch, fixed
+
+
+def sizes_rungs(config: SearchConfig) -> bool:
+    """Whether a new run's rungs follow from its budget: asha with --budget."""
+    return config.tuner == "asha" and config.budget is not None
+
+
+def new_plan(config: SearchConfig, splits: data.Splits) -> Plan | None:
+    """The plan a new run freezes in its config.json, None where rungs follow --max-epochs."""
+    if not sizes_rungs(config):
+        return None
+    epoch, fixed = calibrate(config, splits)
+    return plan(
+        config.budget,
+        epoch,
+        fixed,
+        config.max_epochs,
+        config.hyperband_factor,
+        config.confirm_top,
+        config.confirm_seeds,
+        epoch_batches(config, splits),
+    )
+
+
+def epoch_batches(config: SearchConfig, splits: data.Splits) -> int:
+    return math.ceil(len(splits.y_train) / config.batch_size)
+
+
+def plan_of(config: SearchConfig) -> Plan:
+    """The run's plan: frozen in its config.json, else (runs without a budget, or from
+    before) the rungs `--max-epochs` gives."""
+    saved = {}
+    if (config.run_dir / records.CONFIG_FILE).is_file():
+        saved = records.load_config(config.run_dir).get(PLAN_KEY) or {}
+    if saved.get("rungs"):
+        return Plan(**saved)
+    if config.tuner == "asha":
+        return Plan(asha.rung_epochs(config.max_epochs, config.hyperband_factor))
+    return Plan([config.max_epochs])
+
+
+def describe(plan: Plan) -> str:
+    """The rungs in words: "1/3, 1, 3, 9 epochs (one epoch about 42 s here)"."""
+    names = [_epochs(e) for e in plan.rungs]
+    timed = f" (one epoch about {plan.epoch_seconds:.0f} s here)" if plan.epoch_seconds else ""
+    return f"{', '.join(names)} epochs{timed}"
+
+
+def _epochs(epochs: float) -> str:
+    if epochs >= 1:
+        return f"{epochs:g}"
+    share = 1 / epochs
+    return f"1/{round(share)}" if abs(share - round(share)) < 0.01 else f"{epochs:.2f}"

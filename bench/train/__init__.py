@@ -1,0 +1,1 @@
+"""Training one model: tf.data, fitting, checkpoints, the served model and its cost."""

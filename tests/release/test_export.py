@@ -1,0 +1,217 @@
+"""Export: the best trial by validation accuracy, retraining, and clear refusals."""
+
+import io
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from bench.core import data, environment, records
+from bench.core.config import SearchConfig
+from bench.errors import FormatError
+from bench.release import export, formats
+from bench.search import tuning
+from bench.train import kt_compat
+
+TINY = dict(train_limit=256, val_size=128, test_limit=128, max_epochs=1, batch_size=64)
+RETRAIN_IMAGES = 300
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    config = SearchConfig(
+        run="x", space="seed", tuner="random", max_trials=1, results=str(results), **TINY
+    ).validate()
+    assert tuning.run_search(config, stream=io.StringIO()) is True  # the run is over
+    return config.run_dir
+
+
+def test_export_then_retrain_on_the_full_training_set(run_dir, monkeypatch):
+    out = export.export_run(run_dir)
+    shipped = json.loads((out / "config.json").read_text())
+    _check_formats(out, shipped)
+    assert shipped["training"]["retrained_on_all_training_images"] is False
+    assert shipped["training"]["train_images"] == TINY["train_limit"]
+    calls = []
+    full_set = data.full_training_set
+
+    def small_full_set(raw):
+        calls.append(len(raw.y_train))  # asked for all 60,000
+        images, labels = full_set(raw)
+        return images[:RETRAIN_IMAGES], labels[:RETRAIN_IMAGES]
+
+    monkeypatch.setattr(data, "full_training_set", small_full_set)
+    out = export.export_run(run_dir, retrain_all=True)
+    shipped = json.loads((out / "config.json").read_text())
+    assert calls == [data.TRAIN_COUNT]
+    assert shipped["training"]["retrained_on_all_training_images"] is True
+    assert shipped["training"]["train_images"] == RETRAIN_IMAGES
+    model = keras.saving.load_model(out / "model.keras")
+    splits = data.load(val_size=128, train_limit=256, test_limit=128)
+    accuracy = np.mean(model.predict(splits.x_test, verbose=0).argmax(1) == splits.y_test)
+    assert accuracy == pytest.approx(shipped["test_accuracy"])
+    assert f"{RETRAIN_IMAGES:,} training images" in (out / "model_card.md").read_text()
+
+
+def card_headings() -> tuple[str, ...]:
+    """The sections of Mitchell et al. 2019's model cards that an export's card has."""
+    return (
+        "Model details",
+        "Intended use",
+        "Factors",
+        "Metrics",
+        "Evaluation data",
+        "Training data",
+        "Quantitative analyses",
+        "Inference cost and serving formats",
+        "Caveats and recommendations",
+        "How to reproduce",
+    )
+
+
+def _check_formats(out, shipped):
+    """Every serving format written, in the card, and as accurate as model.keras."""
+    assert (out / formats.SAVED_MODEL_DIR / "saved_model.pb").is_file()
+    card = (out / "model_card.md").read_text()
+    for figures in shipped["formats"].values():
+        assert figures["test_accuracy"] >= shipped["test_accuracy"] - formats.MAX_ACCURACY_DROP
+        assert f"| {figures['file']} |" in card and f"{figures['test_accuracy']:.4f}" in card
+    for name, file in formats.TFLITE_FILES.items():
+        assert (out / file).stat().st_size == shipped["formats"][name]["bytes"]
+    for heading in card_headings():
+        assert f"\n## {heading}\n" in card
+    assert "about 0.15% (15 digits" in card  # MNIST's doubtful test labels
+    assert f"`{shipped['reproduce']['command']}`" in card and shipped["reproduce"]["commit"] in card
+    low, high = shipped["test_interval"]
+    assert low <= shipped["test_accuracy"] <= high
+    assert sum(row["images"] for row in shipped["per_class"]) == shipped["test_images"]
+    assert shipped["inference"]["flops"] > 0 and shipped["inference"]["bytes"] > 0
+
+
+def test_a_format_that_loses_accuracy_stops_the_export_and_keeps_the_last(run_dir, monkeypatch):
+    out = export.export_run(run_dir)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    measure = formats.evaluate
+
+    def ten_points_worse(predict, images, labels):
+        figures = measure(predict, images, labels)
+        return {**figures, "test_accuracy": figures["test_accuracy"] - 0.1}
+
+    monkeypatch.setattr(formats, "evaluate", ten_points_worse)
+    with pytest.raises(FormatError, match="saved_model loses 10.00 points"):
+        export.export_run(run_dir)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not list(run_dir.glob("*.partial")) and not list(run_dir.glob("*.old"))
+
+
+@pytest.fixture
+def few_retrain_images(monkeypatch):
+    """Retrains train on the first RETRAIN_IMAGES of the 60,000."""
+    full_set = data.full_training_set
+    monkeypatch.setattr(
+        data, "full_training_set", lambda raw: tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
+    )
+
+
+def test_a_retrain_can_run_longer_than_the_trial(run_dir, few_retrain_images):
+    out = export.export_run(run_dir, retrain_all=True, epochs=3)
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert (training["epochs"], training["trial_best_epoch"]) == (3, TINY["max_epochs"])
+    model = keras.saving.load_model(out / "model.keras")
+    steps = -(-RETRAIN_IMAGES // TINY["batch_size"])
+    assert int(model.optimizer.iterations) == 3 * steps  # it really trained three epochs
+    assert "3 epochs (the winning trial's best epoch was 1" in (out / "model_card.md").read_text()
+
+
+def test_a_retrain_can_start_from_another_seed(run_dir, few_retrain_images):
+    models = {}
+    for seed in (None, 7):
+        out = export.export_run(run_dir, retrain_all=True, seed=seed)
+        shipped = json.loads((out / "config.json").read_text())
+        models[shipped["training"]["seed"]] = keras.saving.load_model(out / "model.keras")
+    assert set(models) == {records.load_config(run_dir)["seed"], 7}
+    assert "seed 7," in (out / "model_card.md").read_text()
+    first, other = (model.get_weights()[0] for model in models.values())
+    assert not np.allclose(first, other)  # another seed, other initial weights
+
+
+def test_the_shipped_commit_is_the_one_that_trained(run_dir, few_retrain_images, monkeypatch):
+    head = {"commit": "abc123"}
+    retrain = export.retrain
+
+    def commit_during_the_retrain(*args):
+        head["commit"] = "def456"  # someone commits while a long retrain runs
+        return retrain(*args)
+
+    monkeypatch.setattr(export, "retrain", commit_during_the_retrain)
+    monkeypatch.setattr(environment, "git_commit", lambda: head["commit"])
+    out = export.export_run(run_dir, retrain_all=True)
+    assert json.loads((out / "config.json").read_text())["exported_with_commit"] == "abc123"
+
+
+def test_clean_epochs_follow_the_retrain_at_its_final_rate(run_dir, few_retrain_images):
+    out = export.export_run(run_dir, retrain_all=True, epochs=1, clean_epochs=2)
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert (training["epochs"], training["clean_epochs"]) == (1, 2)
+    # The seed space trains at Adam's constant 1e-3: the clean epochs go on at that rate.
+    assert training["clean_learning_rate"] == pytest.approx(1e-3)
+    # The seed space has no augmentation to leave out: the clean epochs train the model
+    # itself, under the fresh optimizer that the shipped model keeps.
+    model = keras.saving.load_model(out / "model.keras")
+    assert int(model.optimizer.iterations) == 2 * -(-RETRAIN_IMAGES // TINY["batch_size"])
+    assert "Then 2 more epochs on the digits as they are" in (out / "model_card.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "kwargs, refusal",
+    [
+        (dict(epochs=2), "--epochs needs --retrain"),
+        (dict(retrain_all=True, epochs=0), "--epochs must be at least 1"),
+        (dict(seed=3), "--seed needs --retrain"),
+        (dict(retrain_all=True, seed=-1), "--seed must be 0 or more"),
+        (dict(clean_epochs=1), "--clean-epochs needs --retrain"),
+        (dict(retrain_all=True, clean_epochs=-1), "--clean-epochs must be 0 or more"),
+    ],
+)
+def test_bad_epochs_or_seeds_are_refused_before_any_work(run_dir, kwargs, refusal, monkeypatch):
+    monkeypatch.setattr(data, "load_for_run", None)  # any work would fail on this
+    with pytest.raises(export.ExportError, match=refusal):
+        export.export_run(run_dir, **kwargs)
+
+
+def test_missing_checkpoint_is_named_and_the_old_export_kept(run_dir):
+    export.export_run(run_dir)
+    before = (run_dir / "best" / "config.json").read_text()
+    (record,) = records.load_records(run_dir)
+    checkpoint = kt_compat.trial_checkpoint(run_dir / "tuner", record["trial_id"])
+    moved = checkpoint.with_suffix(".moved")
+    checkpoint.rename(moved)
+    try:
+        with pytest.raises(export.ExportError, match="checkpoint.weights.h5: missing"):
+            export.export_run(run_dir)
+    finally:
+        moved.rename(checkpoint)
+    assert (run_dir / "best" / "config.json").read_text() == before
+
+
+def test_a_record_that_does_not_match_its_checkpoint_is_refused(run_dir):
+    (record,) = records.load_records(run_dir)
+    tampered = dict(record, test_accuracy=record["test_accuracy"] - 0.05)
+    records.write_record(run_dir, tampered)
+    try:
+        with pytest.raises(export.ExportError, match="record says"):
+            export.export_run(run_dir)
+    finally:
+        records.write_record(run_dir, record)
+
+
+def test_other_data_is_refused(run_dir):
+    (record,) = records.load_records(run_dir)
+    records.write_record(run_dir, {**record, "dataset": {**record["dataset"], "sha256": "f00"}})
+    try:
+        with pytest.raises(export.ExportError, match="data differs"):
+            export.export_run(run_dir)
+    finally:
+        records.write_record(run_dir, record)

@@ -1,0 +1,67 @@
+"""Tests of bench.report.plots: every figure drawn into memory as PNG bytes and closed."""
+
+from __future__ import annotations
+
+import warnings
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from bench.core import metrics, records
+from bench.report import plots, tables
+from tests.factories import fake_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def two_run_frame(tmp_path_factory):
+    results = tmp_path_factory.mktemp("draw")
+    runs = [fake_run(results, run=name, n=5, failed=1) for name in ("r1", "r2")]
+    return tables.trials_frame([(d.name, records.load_records(d)) for d in runs])
+
+
+DRAWINGS = {
+    "top_accuracy": lambda df: plots.plot_top_architectures(tables.top_architectures(df)),
+    "top_loss": lambda df: plots.plot_top_architectures(
+        tables.top_architectures(df, by="test_loss"), "test_loss"
+    ),
+    "pareto": lambda df: plots.plot_pareto(tables.pareto_front(df)),
+    "effects": lambda df: plots.plot_hyperparameter_effects(tables.hyperparameter_effects(df)),
+    "best_so_far": lambda df: plots.plot_best_so_far(tables.best_so_far(df)),
+    "curves": lambda df: plots.plot_learning_curves(tables.learning_curves(df)),
+    "confusion": lambda df: plots.plot_confusion(metrics.confusion([1, 2, 2], [1, 2, 3])),
+}
+
+
+# One run (no hue) is drawn by the whole-report tests in test_report.py; here several runs share
+# the axes.
+@pytest.mark.parametrize("name", DRAWINGS)
+def test_each_figure_renders_to_png_and_is_closed(two_run_frame, name):
+    df = two_run_frame
+    before = len(plt.get_fignums())
+    fig = DRAWINGS[name](df)
+    assert len(plt.get_fignums()) == before + 1
+    png = plots.figure_png(fig)  # saves into an io.BytesIO
+    assert png.startswith(PNG_MAGIC)
+    assert len(plt.get_fignums()) == before
+
+
+def test_long_architecture_names_wrap_and_keep_the_layout():
+    # A cnn_plus name, ~180 characters: unwrapped, the constrained layout collapsed.
+    name = (
+        "2blocks bn drop0.1 dense128 drop0.3 adam lr2e-3 convs_per_block=2 filters=32 "
+        "head=flatten label_smoothing=0 rotation_degrees=10 schedule=cosine shift=0.1 zoom=0.1"
+    )
+    top = pd.DataFrame(
+        {"run": ["r"], "label": [f"r/0: {name}"], "test_accuracy": [0.995], "baseline": [False]}
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = plots.plot_top_architectures(top)
+        ticks = [tick.get_text() for tick in fig.axes[0].get_yticklabels()]
+        plots.figure_png(fig)
+    assert [str(w.message) for w in caught if "constrained_layout" in str(w.message)] == []
+    assert len(ticks) == 1 and ticks[0].count("\n") >= 2
+    assert ticks[0].replace("\n", " ") == f"r/0: {name}"
