@@ -9,12 +9,18 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from bench.core.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, PROMOTIONS, TUNER_NAMES
+from bench.core import environment
+from bench.core.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_EPOCHS,
+    PROMOTIONS,
+    TUNER_NAMES,
+    Recipe,
+)
 from bench.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -214,21 +220,16 @@ def cmd_export(args) -> int:
 
     (run_dir,) = _run_dirs(args)
     command = shlex.join(["bench", *args.argv])
+    recipe = Recipe(args.retrain, args.epochs, args.seed, args.clean_epochs)
     if args.ensemble is not None:
         from bench.release import ensemble
 
-        retrain = {
-            "retrain_all": args.retrain,
-            "epochs": args.epochs,
-            "seed": args.seed,
-            "clean": args.clean_epochs,
-        }
         out = ensemble.export_ensemble(
             run_dir,
             args.ensemble,
             args.ensemble_from or ensemble.DEFAULT_SOURCE,
             data_dir=args.data_dir,
-            retrain=retrain,
+            recipe=recipe,
             confirmed=args.confirmed,
             command=command,
         )
@@ -237,14 +238,7 @@ def cmd_export(args) -> int:
     if args.ensemble_from is not None:
         raise UsageError("--ensemble-from needs --ensemble K")
     out = export.export_run(
-        run_dir,
-        retrain_all=args.retrain,
-        data_dir=args.data_dir,
-        epochs=args.epochs,
-        confirmed=args.confirmed,
-        seed=args.seed,
-        clean_epochs=args.clean_epochs,
-        command=command,
+        run_dir, recipe, data_dir=args.data_dir, confirmed=args.confirmed, command=command
     )
     print(f"exported: {out}")
     return EXIT_OK
@@ -493,17 +487,8 @@ def import_tensorflow_quietly(debug: bool) -> None:
         import tensorflow  # noqa: F401
 
         return
-    sys.stderr.flush()
-    terminal = os.dup(2)
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                import tensorflow  # noqa: F401
-            finally:
-                os.dup2(terminal, 2)
-    finally:
-        os.close(terminal)
+    with environment.native_stderr_silenced():
+        import tensorflow  # noqa: F401
 
 
 def main_exit() -> None:

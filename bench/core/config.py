@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from bench.core import data
-from bench.errors import ConfigError
+from bench.errors import ConfigError, ExportError
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # File names may be 255 bytes long; `--fresh` adds ".old-YYYYmmdd-HHMMSS" (20) to a run's.
@@ -177,3 +177,37 @@ def with_space_defaults(
     known = {f.name for f in fields(SearchConfig)}
     updates = {k: v for k, v in space_defaults.items() if k in known and k not in given}
     return replace(config, **updates)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How `bench export` makes the model it ships from the winning trial, for one model and
+    for each member of an ensemble alike."""
+
+    retrain: bool = False  # train afresh on all training images, not ship the trial's weights
+    epochs: int | None = None  # a retrain's epochs; None: the trial's best epoch count
+    seed: int | None = None  # a retrain's seed (an ensemble's first); None: the run's seed
+    clean_epochs: int = 0  # a retrain's last epochs, on the digits without augmentation
+
+    def validate(self) -> Recipe:
+        """The recipe itself; ExportError naming the flag for settings that do not fit."""
+        needs = {"--epochs": self.epochs is not None, "--seed": self.seed is not None}
+        needs["--clean-epochs"] = bool(self.clean_epochs)
+        why = {
+            "--epochs": "a trial's weights have their own epochs",
+            "--seed": "a trial's weights have the run's seed",
+            "--clean-epochs": "a trial's weights are as it left them",
+        }
+        for flag, given in needs.items():
+            if given and not self.retrain:
+                raise ExportError(f"{flag} needs --retrain: {why[flag]}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ExportError(f"--epochs must be at least 1, not {self.epochs}")
+        if self.seed is not None and self.seed < 0:
+            raise ExportError(f"--seed must be 0 or more, not {self.seed}")
+        if self.clean_epochs < 0:
+            raise ExportError(f"--clean-epochs must be 0 or more, not {self.clean_epochs}")
+        return self
+
+
+AS_TRAINED = Recipe()  # ship the trial's own weights

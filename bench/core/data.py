@@ -18,7 +18,7 @@ from bench.errors import DataError
 
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
-INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
+IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)  # what every model takes, one image
 TRAIN_COUNT = 60_000
 TEST_COUNT = 10_000
 DEFAULT_VAL_SIZE = 10_000
@@ -284,8 +284,15 @@ def load_raw(data_dir: str | os.PathLike | None = None, dataset: str = DEFAULT_D
 
 
 def scale(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1]."""
-    return to_float(with_channel(images))
+    """uint8 (n, 28, 28) or (n, 28, 28, 1) -> float32 (n, 28, 28, 1) in [0, 1]."""
+    return to_float(images.reshape(len(images), *IMAGE_SHAPE))
+
+
+def check_same_data(raw: Raw, sha256: str | None, error: type[Exception]) -> None:
+    """Raise `error` (the command's bad-input type) unless `raw` is the data a run was
+    trained on, by its fingerprint."""
+    if raw.sha256 != sha256:
+        raise error("the data differs from the data the run was trained on (SHA256)")
 
 
 def with_channel(images: np.ndarray) -> np.ndarray:

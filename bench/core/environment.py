@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -117,3 +119,21 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "gpus": gpus(),
     }
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """What native libraries write to file descriptor 2 meanwhile goes to /dev/null.
+
+    Python's own sys.stderr is not enough: TensorFlow's absl and oneDNN notices and LiteRT's
+    delegate line are written by C++ straight to the descriptor, bypassing it.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

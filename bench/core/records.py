@@ -23,6 +23,10 @@ DISK_MARGIN_BYTES = 64 * 2**20
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 TRIALS_DIR = "trials"
 CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"  # a shipped or kept model, in Keras's own format
+# KerasTuner's own values in a trial (hyperband's epochs and bracket, asha's rung), not a model's
+# hyperparameters.
+TUNER_STATE_PREFIX = "tuner/"
 ENVIRONMENT_FILE = "environment.json"  # every distinct environment the run's processes ran in
 TUNER_PROJECT = "tuner"
 CONFIRM_DIR = "confirm"  # bench confirm: <trial_id>-seed<seed>.json and .npz
@@ -305,6 +309,14 @@ def load_environments(run_dir: str | os.PathLike) -> list[dict]:
 def load_config(run_dir: str | os.PathLike) -> dict:
     """The run's config.json as a dict."""
     return json.loads((Path(run_dir) / CONFIG_FILE).read_text())
+
+
+def run_config(run_dir: Path, error: type[Exception]) -> dict:
+    """The config.json of a run that a command acts on; `error` (the command's bad-input
+    type) for a folder that is not a run."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise error(f"{run_dir}: not a run (no {CONFIG_FILE})")
+    return load_config(run_dir)
 
 
 def completed(records: Iterable[dict]) -> list[dict]:

@@ -4,7 +4,7 @@ data, quantitative analyses, caveats; rendered from the export's config.json dic
 
 from __future__ import annotations
 
-from bench.core import data
+from bench.core import data, records
 
 # Northcutt, Athalye and Mueller 2021, "Pervasive Label Errors in Test Sets Destabilize
 # Machine Learning Benchmarks": 15 of MNIST's 10,000 test labels judged wrong by reviewers.
@@ -245,7 +245,11 @@ def _cost(s: dict) -> str:
     cost = s["inference"]
     machine = s["machine"]
     cpu = f"{machine['cpu'] or 'CPU not recorded'} ({', '.join(machine['flags']) or 'no flags'})"
-    keras_row = {"file": "model.keras", **cost, **{k: s[k] for k in ("test_accuracy", "test_loss")}}
+    keras_row = {
+        "file": records.MODEL_FILE,
+        **cost,
+        **{k: s[k] for k in ("test_accuracy", "test_loss")},
+    }
     rows = "\n".join(_format_row(f) for f in [keras_row, *s["formats"].values()])
     return f"""## Inference cost and serving formats
 {cost["flops"]:,} FLOPs per image (from the layer shapes). Latency: median of one image at a

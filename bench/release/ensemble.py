@@ -18,8 +18,9 @@ import keras
 import numpy as np
 
 from bench.core import data, environment, records, stats
+from bench.core.config import AS_TRAINED, Recipe
 from bench.errors import ExportError
-from bench.release import export
+from bench.release import choose, export
 from bench.train import fitting, kt_compat, served
 
 SOURCES = ("seeds", "top", "release")
@@ -46,7 +47,7 @@ def average(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
     """One functional model whose output is the mean of the members' outputs: each member's
     layers copied (weights too) under names prefixed member<i>_, so that the model holds no
     nested model and no two layers share a name."""
-    inputs = keras.Input(served.IMAGE_SHAPE, name=INPUT_NAME)
+    inputs = keras.Input(data.IMAGE_SHAPE, name=INPUT_NAME)
     outputs = [_renamed_copy(m, f"member{i}_", inputs) for i, m in enumerate(members)]
     return keras.Model(inputs, keras.layers.Average(name="average")(outputs), name=name)
 
@@ -83,34 +84,30 @@ def export_ensemble(
     k: int,
     source: str = DEFAULT_SOURCE,
     data_dir: str | None = None,
-    retrain: dict | None = None,
+    recipe: Recipe = AS_TRAINED,
     confirmed: bool = False,
     command: str | None = None,
     stream=None,
 ) -> Path:
     """Write run_dir/ensemble/ (as export.ship does) for K members from `source`. With
-    source release, `retrain` holds epochs, seed and clean_epochs of the recipe (as
-    `bench export --retrain` takes them) and retrain_all must have been asked for."""
+    source release, each member is trained by `recipe` (as `bench export --retrain` takes
+    it), which must retrain."""
     kt_compat.install()
     stream = stream or sys.stdout
-    retrain = {"retrain_all": False, "epochs": None, "seed": None, "clean": 0, **(retrain or {})}
-    check_flags(k, source, retrain["retrain_all"], confirmed)
-    export.check_flags(retrain["retrain_all"], retrain["epochs"], retrain["seed"], retrain["clean"])
-    if not (run_dir / records.CONFIG_FILE).is_file():
-        raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
-    config = records.load_config(run_dir)
+    check_flags(k, source, recipe.retrain, confirmed)
+    recipe.validate()
+    config = records.run_config(run_dir, ExportError)
     if source == "release":
-        winner, selection = export.choose(run_dir, confirmed)
+        winner, selection = choose.winner(run_dir, confirmed)
         kept = []
     else:
         winner, selection, kept = kept_choice(run_dir, k, source)
     raw = data.load_for_run(config, data_dir)
-    if raw.sha256 != winner["dataset"]["sha256"]:
-        raise ExportError("the data differs from the data the run was trained on (SHA256)")
+    data.check_same_data(raw, winner["dataset"]["sha256"], ExportError)
     splits = data.splits_for_run(raw, config)
     commit = environment.git_commit()
     if source == "release":
-        members = release_members(run_dir, winner, config, raw, k, retrain, stream)
+        members = release_members(run_dir, winner, config, raw, k, recipe, stream)
     else:
         members = [_kept_member(run_dir, result) for result in kept]
     model = average([m.model for m in members])
@@ -126,7 +123,7 @@ def export_ensemble(
 def kept_choice(run_dir: Path, k: int, source: str) -> tuple[dict, str, list[dict]]:
     """The winning trial's record, how it was chosen, and the `bench confirm` records of the K
     members (seeds: the winner's first K seeds; top: the best seed of each of the top K)."""
-    winner, selection = export.choose(run_dir, confirmed=True)
+    winner, selection = choose.winner(run_dir, confirmed=True)
     results = records.load_confirmed(run_dir)
     with_model = [r for r in results if _model_path(run_dir, r).is_file()]
     redo = f"`bench confirm {run_dir.name} --top {k} --seeds N` trains more"
@@ -141,7 +138,7 @@ def kept_choice(run_dir: Path, k: int, source: str) -> tuple[dict, str, list[dic
             )
     else:
         chosen = []
-        for trial_id in export.confirmed_ranking(results)[:k]:
+        for trial_id in choose.confirmed_by_val_accuracy(results)[:k]:
             own = [r for r in with_model if r["trial_id"] == trial_id]
             if not own:
                 raise ExportError(f"confirmed trial {trial_id} has no kept model: {redo}")
@@ -171,13 +168,13 @@ def _kept_member(run_dir: Path, result: dict) -> Member:
 
 
 def release_members(
-    run_dir: Path, record: dict, config: dict, raw, k: int, retrain: dict, stream
+    run_dir: Path, record: dict, config: dict, raw, k: int, recipe: Recipe, stream
 ) -> list[Member]:
     """K members retrained with the release recipe from seeds seed, seed+1, ... (the run's
     seed unless one is given); members already trained with this recipe are kept."""
-    base = config["seed"] if retrain["seed"] is None else retrain["seed"]
-    epochs = retrain["epochs"] or record["best_epoch"]
-    clean = retrain["clean"]
+    base = config["seed"] if recipe.seed is None else recipe.seed
+    epochs = recipe.epochs or record["best_epoch"]
+    clean = recipe.clean_epochs
     folder = run_dir / RELEASE_DIR
     seeds = list(range(base, base + k))
     adopted = adopt_release(run_dir, record, seeds, epochs, clean)
@@ -208,7 +205,7 @@ def keep_member(folder: Path, record: dict, model: keras.Model, trained: dict) -
     """A release member as served, with its recipe, under folder/seed<N>/."""
     out = folder / f"seed{trained['seed']}"
     out.mkdir(parents=True, exist_ok=True)
-    served.save_served(served.served_model(record["space"], model), out / export.MODEL_FILE)
+    served.save_served(served.served_model(record["space"], model), out / records.MODEL_FILE)
     member = {
         "trial_id": record["trial_id"],
         "seed": trained["seed"],
@@ -229,7 +226,7 @@ def adopt_release(run_dir: Path, record: dict, seeds: list[int], epochs: int, cl
     else None."""
     best = run_dir / export.BEST_DIR
     path = best / "config.json"
-    if not path.is_file() or not (best / export.MODEL_FILE).is_file():
+    if not path.is_file() or not (best / records.MODEL_FILE).is_file():
         return None
     shipped = records.read_json(path, f"delete {best} or export again")
     train = shipped.get("training") or {}
@@ -243,7 +240,7 @@ def adopt_release(run_dir: Path, record: dict, seeds: list[int], epochs: int, cl
         or (folder / f"seed{seed}" / MEMBER_FILE).is_file()
     ):
         return None
-    model = keras.saving.load_model(best / export.MODEL_FILE, compile=False)
+    model = keras.saving.load_model(best / records.MODEL_FILE, compile=False)
     trained = {
         "seed": seed,
         "epochs": epochs,
@@ -260,7 +257,7 @@ def adopt_release(run_dir: Path, record: dict, seeds: list[int], epochs: int, cl
 def _stored(folder: Path, record: dict, seed: int, epochs: int, clean: int) -> Member | None:
     """The member of seed under folder when it was trained with this recipe, else None."""
     path = folder / f"seed{seed}" / MEMBER_FILE
-    if not path.is_file() or not (path.parent / export.MODEL_FILE).is_file():
+    if not path.is_file() or not (path.parent / records.MODEL_FILE).is_file():
         return None
     member = records.read_json(
         path, f"delete {path.parent} to train it again", ("trial_id", "epochs", "clean_epochs")
@@ -268,7 +265,7 @@ def _stored(folder: Path, record: dict, seed: int, epochs: int, clean: int) -> M
     recipe = (member["trial_id"], member["epochs"], member["clean_epochs"])
     if recipe != (record["trial_id"], epochs, clean):
         return None
-    model = keras.saving.load_model(path.parent / export.MODEL_FILE, compile=False)
+    model = keras.saving.load_model(path.parent / records.MODEL_FILE, compile=False)
     return Member(model, member["trial_id"], seed, member)
 
 

@@ -7,19 +7,20 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from bench.core import data, environment, metrics, records, stats
+from bench.core.config import AS_TRAINED, Recipe
 from bench.errors import ExportError
-from bench.release import card, formats
+from bench.release import card, choose, formats
 from bench.train import checkpoint, fitting, kt_compat, served
 from bench.train.epoch_lines import EpochLines
 
 BEST_DIR = "best"
-MODEL_FILE = "model.keras"
 # A re-evaluated model may differ from its record by this many test images (a near-tie flipped
 # by another summation order, as on a GPU); more means the checkpoint is not the recorded one.
 FLIPPED_IMAGES_ALLOWED = 1
@@ -110,84 +111,43 @@ def _compile_for_shipping(model: keras.Model) -> None:
 
 def export_run(
     run_dir: Path,
-    retrain_all: bool = False,
+    recipe: Recipe = AS_TRAINED,
     data_dir: str | None = None,
-    epochs: int | None = None,
     confirmed: bool = False,
-    seed: int | None = None,
-    clean_epochs: int = 0,
     command: str | None = None,
 ) -> Path:
     """Write run_dir/best/ (see ship) for the best trial; `command` is how it was called, for
     the model card's way to reproduce it.
 
     The winner is chosen by validation accuracy only; the test set is reported, never used
-    to choose. With retrain_all, the winner is retrained on the full 60k training images,
-    for `epochs` when given (a longer schedule than the night's trials could afford). With
+    to choose. With recipe.retrain, the winner is retrained on the full 60k training images,
+    for recipe.epochs when given (a longer schedule than the night's trials could afford). With
     confirmed, the winner is the trial with the best mean validation accuracy over its
-    `bench confirm` seeds rather than the best single trial. A retrain starts from `seed`
-    when given (to see how much a release owes to its seed), else from the run's seed, and
-    ends with `clean_epochs` epochs without augmentation (see clean_fit).
+    `bench confirm` seeds rather than the best single trial. A retrain starts from the
+    recipe's seed when given (to see how much a release owes to its seed), else from the run's
+    seed, and ends with its clean epochs without augmentation (see clean_fit).
     """
     kt_compat.install()
-    check_flags(retrain_all, epochs, seed, clean_epochs)
-    if not (run_dir / records.CONFIG_FILE).is_file():
-        raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
-    config = records.load_config(run_dir)
-    record, selection = choose(run_dir, confirmed)
+    recipe.validate()
+    config = records.run_config(run_dir, ExportError)
+    record, selection = choose.winner(run_dir, confirmed)
     raw = data.load_for_run(config, data_dir)
-    if raw.sha256 != record["dataset"]["sha256"]:
-        raise ExportError("the data differs from the data the run was trained on (SHA256)")
+    data.check_same_data(raw, record["dataset"]["sha256"], ExportError)
     splits = data.splits_for_run(raw, config)
-    seed = config["seed"] if seed is None else seed
+    recipe = replace(recipe, seed=config["seed"] if recipe.seed is None else recipe.seed)
     # The code that trains: HEAD may move during a retrain of an hour or two.
     commit = environment.git_commit()
-    model, trained = _final_model(
-        run_dir, record, config, raw, retrain_all, epochs, seed, clean_epochs
-    )
-    trained.update(seed=seed, commit=commit)
-    if not retrain_all:
+    model, trained = _final_model(run_dir, record, config, raw, recipe)
+    trained.update(seed=recipe.seed, commit=commit)
+    if not recipe.retrain:
         trained["images"] = splits.sizes()["train"]
     shipped = shipped_config(record, config, trained, splits)
     if selection:
         shipped["selection"] = selection
     shipped["reproduce"] = {"command": command or f"bench export {run_dir.name}", "commit": commit}
     plain = served.served_model(record["space"], model)
-    checked = None if retrain_all else record
+    checked = None if recipe.retrain else record
     return ship(run_dir / BEST_DIR, model, plain, shipped, splits, checked)
-
-
-def check_flags(retrain_all: bool, epochs: int | None, seed: int | None, clean: int) -> None:
-    """Refuse, before any work, settings that only a retrain has or that no retrain can use."""
-    if epochs is not None and not retrain_all:
-        raise ExportError("--epochs needs --retrain: a trial's weights have their own epochs")
-    if epochs is not None and epochs < 1:
-        raise ExportError(f"--epochs must be at least 1, not {epochs}")
-    if seed is not None and not retrain_all:
-        raise ExportError("--seed needs --retrain: a trial's weights have the run's seed")
-    if seed is not None and seed < 0:
-        raise ExportError(f"--seed must be 0 or more, not {seed}")
-    if clean and not retrain_all:
-        raise ExportError("--clean-epochs needs --retrain: a trial's weights are as it left them")
-    if clean < 0:
-        raise ExportError(f"--clean-epochs must be 0 or more, not {clean}")
-
-
-def choose(run_dir: Path, confirmed: bool) -> tuple[dict, str | None]:
-    """The trial to ship, and how it was chosen when not by its own validation accuracy."""
-    trials = records.load_records(run_dir)
-    if not confirmed:
-        record = records.best_by_validation(trials)
-        if record is None:
-            raise ExportError(f"{run_dir}: no finished trial to export")
-        return record, None
-    seed_results = records.load_confirmed(run_dir)
-    record = confirmed_choice(run_dir, seed_results, trials)
-    seeds = sum(r["trial_id"] == record["trial_id"] for r in seed_results)
-    return record, (
-        f"highest mean validation accuracy over {seeds} seeds of `bench confirm` "
-        "(ties: lower mean validation loss)"
-    )
 
 
 def ship(
@@ -212,8 +172,8 @@ def ship(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        save_model_atomic(model, staging / MODEL_FILE)
-        images = formats.pixels_to_float(splits.test_images)
+        save_model_atomic(model, staging / records.MODEL_FILE)
+        images = data.scale(splits.test_images)
         shipped["formats"] = formats.write_formats(plain, staging, images, splits.y_test, accuracy)
         shipped["inference"] = served.cost(plain)
         shipped["machine"] = environment.machine()
@@ -262,35 +222,14 @@ def _rows(frame) -> list[dict]:
     return [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in rows]
 
 
-def confirmed_choice(run_dir: Path, results: list[dict], trials: list[dict]) -> dict:
-    """The trial whose `bench confirm` results (of run_dir) have the best mean validation
-    accuracy."""
-    ranked = confirmed_ranking(results)
-    if not ranked:
-        raise ExportError(f"{run_dir}: no confirmed trial; run `bench confirm` first")
-    return next(r for r in records.completed(trials) if r["trial_id"] == ranked[0])
-
-
-def confirmed_ranking(results: list[dict]) -> list[str]:
-    """Confirmed trial ids, best mean validation accuracy first (ties: lower mean validation
-    loss, then the order of the results)."""
-    by_trial: dict[str, list[dict]] = {}
-    for result in results:
-        by_trial.setdefault(result["trial_id"], []).append(result)
-
-    def mean(trial_id: str, key: str) -> float:
-        return sum(r[key] for r in by_trial[trial_id]) / len(by_trial[trial_id])
-
-    return sorted(by_trial, key=lambda t: (-mean(t, "val_accuracy"), mean(t, "val_loss")))
-
-
 def _final_model(
-    run_dir, record, config, raw, retrain_all, epochs, seed, clean_epochs
+    run_dir: Path, record: dict, config: dict, raw: data.Raw, recipe: Recipe
 ) -> tuple[keras.Model, dict]:
-    if retrain_all:
-        model, trained = retrain(record, config, raw, seed, epochs, clean_epochs)
-        epochs = epochs or record["best_epoch"]
-        return model, {**trained, "retrained": True, "epochs": epochs, "clean_epochs": clean_epochs}
+    if recipe.retrain:
+        clean = recipe.clean_epochs
+        model, trained = retrain(record, config, raw, recipe.seed, recipe.epochs, clean)
+        epochs = recipe.epochs or record["best_epoch"]
+        return model, {**trained, "retrained": True, "epochs": epochs, "clean_epochs": clean}
     model = load_trial_model(run_dir, record)
     trained = {"retrained": False, "seconds": record["train_seconds"], "images": None}
     return model, {**trained, "epochs": record["best_epoch"], "clean_epochs": 0, "clean_rate": None}

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from bench.core import metrics
+from bench.core import data, environment, metrics
 from bench.errors import FormatError
 from bench.train import served
 
@@ -26,7 +24,6 @@ TFLITE_FILES = {"tflite_float32": "model_float32.tflite", "tflite_int8": "model_
 MAX_ACCURACY_DROP = 0.001
 ROUNDING = 1e-9  # one image in 1,000 is 0.1 points, not a float's hair more
 EVAL_BATCH = 1000
-PIXEL_MAX = 255.0
 TFLITE_THREADS = 2
 
 
@@ -34,7 +31,7 @@ def write_saved_model(model: keras.Model, folder: Path) -> None:
     """The served model as a SavedModel at folder, with FLOAT_SIGNATURE and UINT8_SIGNATURE."""
     import tensorflow as tf
 
-    shape = [None, *served.IMAGE_SHAPE]
+    shape = [None, *data.IMAGE_SHAPE]
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -44,7 +41,7 @@ def write_saved_model(model: keras.Model, folder: Path) -> None:
     )
     archive.add_endpoint(
         UINT8_SIGNATURE,
-        lambda pixels: {OUTPUT_NAME: model(tf.cast(pixels, tf.float32) / PIXEL_MAX)},
+        lambda pixels: {OUTPUT_NAME: model(tf.cast(pixels, tf.float32) / data.PIXEL_MAX)},
         input_signature=[tf.TensorSpec(shape, tf.uint8, name="pixels")],
     )
     archive.write_out(str(folder), verbose=False)
@@ -71,20 +68,6 @@ def _quiet():
         yield
 
 
-@contextlib.contextmanager
-def _quiet_native():
-    """Native code's own writes to stderr go to /dev/null meanwhile."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def saved_model_predicts(folder: Path):
     """Two predict(float32 images in [0, 1]) -> probabilities, through one tf.saved_model.load:
     by the float signature, and by the uint8 one (given the pixels 0-255)."""
@@ -98,7 +81,7 @@ def saved_model_predicts(folder: Path):
         return floats(images=tf.constant(x))[OUTPUT_NAME].numpy()
 
     def by_pixels(x: np.ndarray) -> np.ndarray:
-        uint8 = np.rint(x * PIXEL_MAX).astype(np.uint8)
+        uint8 = np.rint(x * data.PIXEL_MAX).astype(np.uint8)
         return pixels(pixels=tf.constant(uint8))[OUTPUT_NAME].numpy()
 
     return by_floats, by_pixels
@@ -108,7 +91,8 @@ def tflite_predict(path: Path, threads: int = TFLITE_THREADS):
     """predict(float32 images) -> probabilities through LiteRT's interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 
-    with _quiet_native():  # LiteRT announces its CPU delegate on file descriptor 2
+    # LiteRT announces its CPU delegate on file descriptor 2.
+    with environment.native_stderr_silenced():
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]["index"]
@@ -175,9 +159,3 @@ def check_accuracy(formats: dict, reference: float) -> None:
                 f"{name} loses {100 * drop:.2f} points of test accuracy against model.keras "
                 f"({measured['test_accuracy']:.4f} vs {reference:.4f}); nothing shipped"
             )
-
-
-def pixels_to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) or (n, 28, 28, 1) -> float32 (n, 28, 28, 1) in [0, 1]."""
-    images = images.reshape(len(images), *served.IMAGE_SHAPE)
-    return images.astype(np.float32) / PIXEL_MAX

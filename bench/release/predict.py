@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bench.core import data
+from bench.core import data, records
 from bench.errors import DataError
 
 SIDE = 28
 BOX = 20  # MNIST's digits fit into this box before they are centred by their centre of mass
 INK = 0.2  # a pixel at least this bright (after inversion) counts as ink for the bounding box
 TOP = 3
-MODEL_FILE = "model.keras"
 
 
 def read_grey(path: Path) -> np.ndarray:
@@ -87,8 +86,10 @@ def shipped_dataset(model_dir: Path) -> str:
     """The dataset a `bench export` folder's model was trained on; DataError for a folder
     that is not one."""
     config_path = model_dir / "config.json"
-    if not (model_dir / MODEL_FILE).is_file() or not config_path.is_file():
-        raise DataError(f"{model_dir}: not an exported model (needs {MODEL_FILE} and config.json)")
+    if not (model_dir / records.MODEL_FILE).is_file() or not config_path.is_file():
+        raise DataError(
+            f"{model_dir}: not an exported model (needs {records.MODEL_FILE} and config.json)"
+        )
     try:
         shipped = json.loads(config_path.read_text())
     except (OSError, ValueError) as exc:
@@ -102,14 +103,14 @@ def prepare(model_dir: Path, paths: list[Path]) -> tuple[str, np.ndarray]:
     dataset = shipped_dataset(model_dir)
     fit = PREPARE.get(dataset, as_fashion)
     prepared = np.stack([fit(read_grey(path), path) for path in paths])
-    return dataset, data.with_channel(prepared).astype(np.float32) / data.PIXEL_MAX
+    return dataset, data.scale(prepared)
 
 
 def classify(model_dir: Path, dataset: str, paths: list[Path], images: np.ndarray) -> list[dict]:
     """Each image's class and its top-3 probabilities, in the order given."""
     import keras  # only here: preparing the images needs no TensorFlow
 
-    model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
+    model = keras.saving.load_model(model_dir / records.MODEL_FILE, compile=False)
     probs = np.asarray(model.predict(images, verbose=0), dtype=np.float64)
     names = data.CLASS_NAMES.get(dataset) or tuple(str(n) for n in range(probs.shape[1]))
     results = []

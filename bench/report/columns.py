@@ -13,7 +13,6 @@ SEED_SPACE = "seed"
 SEED_LABEL = "seed baseline"
 DEFAULT_LABEL = "default"  # a configuration with no hyperparameters of its own
 HP_PREFIX = "hp_"
-TUNER_HP_PREFIX = "tuner/"  # KerasTuner bookkeeping (hyperband epochs, bracket), not a model choice
 SECONDS_PER_HOUR = 3600.0
 SIGNIFICANT_DIGITS = 3
 SCIENTIFIC_BELOW = 0.01  # small floats read better as 1e-3 than as 0.001
@@ -100,7 +99,7 @@ def architecture(record: dict) -> str:
     tokens = [
         f"{name}={format_value(hp[name], scientific=name in SCIENTIFIC_HPS)}"
         for name in sorted(hp)
-        if not name.startswith(TUNER_HP_PREFIX)
+        if not name.startswith(records.TUNER_STATE_PREFIX)
     ]
     return " ".join(tokens) or DEFAULT_LABEL
 

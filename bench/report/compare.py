@@ -109,7 +109,7 @@ CONFIRMED_COLUMNS = (
 )
 
 
-def confirmed_ranking(confirmed: Sequence[dict]) -> pd.DataFrame:
+def confirmed_by_test_accuracy(confirmed: Sequence[dict]) -> pd.DataFrame:
     """One row per confirmed configuration (bench confirm records): mean test accuracy and
     loss over its seeds with standard deviation and 95% interval (low, high), and its mean
     validation accuracy; ranked by mean test accuracy (ties: lower mean test loss)."""

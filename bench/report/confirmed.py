@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core import records
-from bench.report.compare import confirmed_ranking
+from bench.report.compare import confirmed_by_test_accuracy
 from bench.report.loading import UNREADABLE, Run, confirmed_correct
 from bench.report.render import Block, Heading, Paragraph, Table, cells
 
@@ -31,7 +31,7 @@ def section(runs: list[Run]) -> list[Block]:
         return []
     from bench.core import stats  # scipy and statsmodels load only for confirmed runs
 
-    ranking = confirmed_ranking(confirmed)
+    ranking = confirmed_by_test_accuracy(confirmed)
     blocks: list[Block] = [
         Heading("Confirmed with repeated seeds", 2),
         Paragraph(_CONFIRMED_NOTE),

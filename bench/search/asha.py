@@ -23,6 +23,7 @@ import math
 
 import keras_tuner as kt
 
+from bench.core import records
 from bench.core.config import PROMOTIONS
 from bench.train import fitting, kt_compat
 
@@ -132,7 +133,7 @@ class ASHAOracle(kt_compat.TunerStateHashing, kt.Oracle):
     def promotion_values(self, parent) -> dict:
         """The parent's configuration at the next rung's budget, trained afresh or from the
         parent's weights."""
-        prefix = kt_compat.TUNER_STATE_PREFIX
+        prefix = records.TUNER_STATE_PREFIX
         values = {k: v for k, v in _values(parent).items() if not k.startswith(prefix)}
         rung = rung_of(parent) + 1
         values[EPOCHS], values[INITIAL_EPOCH], values[RUNG] = self.rungs[rung], 0, rung

@@ -45,15 +45,12 @@ def confirm_run(
     stream = stream or sys.stdout
     if top < 1 or seeds < 1:
         raise ConfirmError(f"--top and --seeds must be at least 1, not {top} and {seeds}")
-    if not (run_dir / records.CONFIG_FILE).is_file():
-        raise ConfirmError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
-    config = records.load_config(run_dir)
+    config = records.run_config(run_dir, ConfirmError)
     chosen = records.ranked_by_validation(records.load_records(run_dir))[:top]
     if not chosen:
         raise ConfirmError(f"{run_dir}: no finished trial to confirm")
     raw = data.load_for_run(config, data_dir)
-    if raw.sha256 != config.get("dataset_sha256"):
-        raise ConfirmError("the data differs from the data the run was trained on (SHA256)")
+    data.check_same_data(raw, config.get("dataset_sha256"), ConfirmError)
     splits = data.splits_for_run(raw, config)
     fitting.apply_runtime(config.get("threads"), config.get("mixed_precision", False))
     with lock.run_lock(run_dir):

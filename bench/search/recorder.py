@@ -22,7 +22,7 @@ from bench.train.epoch_lines import EpochLines
 from search_spaces import describe
 
 OBJECTIVE = "val_accuracy"
-TUNER_PREFIX = kt_compat.TUNER_STATE_PREFIX
+TUNER_PREFIX = records.TUNER_STATE_PREFIX
 
 
 class StopSearch(Exception):

@@ -35,7 +35,6 @@ RPC_TIMEOUT_S = 120
 # Where KerasTuner keeps a trial's best-epoch weights (Tuner._get_checkpoint_fname).
 CHECKPOINT_FILE = "checkpoint.weights.h5"
 TRIAL_DIR_PREFIX = "trial_"
-TUNER_STATE_PREFIX = "tuner/"  # KerasTuner's own values in a trial: epochs, bracket, round
 _tracebacks = False
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _installed = False
@@ -182,7 +181,9 @@ def space_values(hyperparameters, wanted: dict) -> dict:
     chosen = choose_values(hyperparameters, choose)
     known = {hp.name for hp in hyperparameters.space}
     unmet = {
-        k: v for k, v in wanted.items() if k not in known and not k.startswith(TUNER_STATE_PREFIX)
+        k: v
+        for k, v in wanted.items()
+        if k not in known and not k.startswith(records.TUNER_STATE_PREFIX)
     }
     return {**chosen.values, **unmet}
 
@@ -227,7 +228,7 @@ class TunerStateHashing:
     repeats one (as KerasTuner's Hyperband oracle does for its own keys)."""
 
     def _compute_values_hash(self, values):
-        plain = {k: v for k, v in values.items() if not k.startswith(TUNER_STATE_PREFIX)}
+        plain = {k: v for k, v in values.items() if not k.startswith(records.TUNER_STATE_PREFIX)}
         return super()._compute_values_hash(plain)
 
 

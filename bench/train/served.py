@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bench.core import records
+from bench.core import data, records
 from search_spaces import hypermodel
 
 # Latency at batch 1: the median of LATENCY_CALLS calls after WARMUP_CALLS (the first call
@@ -22,7 +22,6 @@ WARMUP_CALLS = 3
 LATENCY_CALLS = 30
 THROUGHPUT_BATCH = 256
 THROUGHPUT_CALLS = 3
-IMAGE_SHAPE = (28, 28, 1)
 BYTES_PER_WEIGHT = 4  # float32
 
 
@@ -40,7 +39,7 @@ def uncompiled(model: keras.Model) -> keras.Model:
 def saved_bytes(model: keras.Model) -> int:
     """Bytes of the model saved as .keras without optimizer state."""
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.keras"
+        path = Path(folder) / records.MODEL_FILE
         uncompiled(model).save(path)
         return path.stat().st_size
 
@@ -123,8 +122,8 @@ def latency(model: keras.Model) -> dict:
 def timed(predict, threads: int) -> dict:
     """latency() for any predict(float32 images) -> probabilities running on `threads`."""
     rng = np.random.default_rng(0)
-    one = rng.random((1, *IMAGE_SHAPE), dtype=np.float32)
-    batch = rng.random((THROUGHPUT_BATCH, *IMAGE_SHAPE), dtype=np.float32)
+    one = rng.random((1, *data.IMAGE_SHAPE), dtype=np.float32)
+    batch = rng.random((THROUGHPUT_BATCH, *data.IMAGE_SHAPE), dtype=np.float32)
     for _ in range(WARMUP_CALLS):
         predict(one)
     predict(batch)

@@ -260,3 +260,18 @@ def test_to_json_round_trips(config):
     assert loaded == config.to_json()
     assert set(loaded) == {f.name for f in fields(SearchConfig)}
     assert SearchConfig(**loaded) == config
+
+
+def test_a_release_recipe_names_the_flag_that_does_not_fit():
+    from bench.core.config import AS_TRAINED, Recipe
+    from bench.errors import ExportError
+
+    assert AS_TRAINED.validate() == Recipe()
+    assert Recipe(retrain=True, epochs=25, seed=3, clean_epochs=1).validate().epochs == 25
+    for recipe, said in [
+        (Recipe(seed=1), "--seed needs --retrain"),
+        (Recipe(retrain=True, epochs=0), "--epochs must be at least 1"),
+        (Recipe(retrain=True, clean_epochs=-2), "--clean-epochs must be 0 or more, not -2"),
+    ]:
+        with pytest.raises(ExportError, match=said):
+            recipe.validate()

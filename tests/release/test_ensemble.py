@@ -12,9 +12,9 @@ import pytest
 
 from bench import cli
 from bench.core import data, records
-from bench.core.config import SearchConfig
+from bench.core.config import Recipe, SearchConfig
 from bench.errors import ExportError
-from bench.release import ensemble, export
+from bench.release import choose, ensemble, export
 from bench.search import confirm, tuning
 
 TINY = dict(train_limit=300, val_size=200, test_limit=200, max_epochs=1, batch_size=64)
@@ -73,13 +73,13 @@ def test_seeds_average_the_winners_kept_models(run_dir, test_digits, tmp_path):
     assert out == run_dir / ensemble.ENSEMBLE_DIR
     shipped = json.loads((out / "config.json").read_text())
     results = records.load_confirmed(run_dir)
-    winner = export.confirmed_choice(run_dir, results, records.load_records(run_dir))
+    winner = choose.confirmed_winner(run_dir, results, records.load_records(run_dir))
     mine = [r for r in results if r["trial_id"] == winner["trial_id"]]
     mine.sort(key=lambda r: r["seed"])
     assert [m["seed"] for m in shipped["ensemble"]["members"]] == [r["seed"] for r in mine]
     members = [kept_probs(run_dir, r, images) for r in mine]
     mean = np.mean(members, axis=0)
-    probs = load_without_the_package(out / export.MODEL_FILE, images, tmp_path)
+    probs = load_without_the_package(out / records.MODEL_FILE, images, tmp_path)
     np.testing.assert_allclose(probs, mean, atol=1e-6)
     assert shipped["test_accuracy"] == pytest.approx(np.mean(mean.argmax(1) == labels))
     rights = [m.argmax(1) == labels for m in members]
@@ -88,7 +88,7 @@ def test_seeds_average_the_winners_kept_models(run_dir, test_digits, tmp_path):
     test = shipped["ensemble"]["mcnemar"]
     assert test["a_only"] == int((ensemble_right & ~rights[best]).sum())
     assert test["b_only"] == int((~ensemble_right & rights[best]).sum())
-    names = [layer.name for layer in keras.saving.load_model(out / export.MODEL_FILE).layers]
+    names = [layer.name for layer in keras.saving.load_model(out / records.MODEL_FILE).layers]
     assert len(names) == len(set(names))
     card = (out / "model_card.md").read_text()
     assert "McNemar's test" in card and f"seeds {mine[0]['seed']}, {mine[1]['seed']}" in card
@@ -98,7 +98,7 @@ def test_top_takes_the_best_seed_of_each_top_configuration(run_dir):
     out = ensemble.export_ensemble(run_dir, 2, "top", stream=io.StringIO())
     members = json.loads((out / "config.json").read_text())["ensemble"]["members"]
     results = records.load_confirmed(run_dir)
-    assert [m["trial_id"] for m in members] == export.confirmed_ranking(results)[:2]
+    assert [m["trial_id"] for m in members] == choose.confirmed_by_val_accuracy(results)[:2]
     for member in members:
         own = [r for r in results if r["trial_id"] == member["trial_id"]]
         assert member["seed"] == max(own, key=lambda r: r["val_accuracy"])["seed"]
@@ -115,10 +115,10 @@ def few_retrain_images(monkeypatch):
 def test_release_members_are_kept_and_a_larger_ensemble_trains_only_the_new(
     run_dir, few_retrain_images, monkeypatch
 ):
-    recipe = {"retrain_all": True, "epochs": 1}
-    export.export_run(run_dir, retrain_all=True, epochs=1)  # a release from the run's seed
+    recipe = Recipe(retrain=True, epochs=1)
+    export.export_run(run_dir, Recipe(retrain=True, epochs=1))  # a release from the run's seed
     stream = io.StringIO()
-    ensemble.export_ensemble(run_dir, 2, "release", retrain=recipe, stream=stream)
+    ensemble.export_ensemble(run_dir, 2, "release", recipe=recipe, stream=stream)
     assert "member of seed 5: the run's release in best/" in stream.getvalue()
     assert "retraining 1 of 2 members with the release recipe (seeds 6)" in stream.getvalue()
     folder = run_dir / ensemble.RELEASE_DIR
@@ -131,7 +131,7 @@ def test_release_members_are_kept_and_a_larger_ensemble_trains_only_the_new(
         return retrain(record, config, raw, seed, *args)
 
     monkeypatch.setattr(export, "retrain", counted)
-    out = ensemble.export_ensemble(run_dir, 3, "release", retrain=recipe, stream=io.StringIO())
+    out = ensemble.export_ensemble(run_dir, 3, "release", recipe=recipe, stream=io.StringIO())
     assert seeds == [SEED + 2]
     shipped = json.loads((out / "config.json").read_text())
     assert [m["seed"] for m in shipped["ensemble"]["members"]] == [5, 6, 7]
@@ -149,7 +149,7 @@ def test_release_members_are_kept_and_a_larger_ensemble_trains_only_the_new(
         (21, "seeds", {}, "--ensemble must be 2 to 20"),
         (2, "all", {}, "--ensemble-from must be one of seeds, top, release"),
         (2, "release", {}, "needs --retrain"),
-        (2, "seeds", {"retrain_all": True}, "--retrain goes with --ensemble-from release"),
+        (2, "seeds", {"retrain": True}, "--retrain goes with --ensemble-from release"),
         (2, "top", {"epochs": 3}, "--epochs needs --retrain"),
         (3, "seeds", {}, "has 2 confirmed seed\\(s\\) with a kept model, --ensemble 3 needs 3"),
         (3, "top", {}, "2 configuration\\(s\\) were confirmed"),
@@ -158,7 +158,7 @@ def test_release_members_are_kept_and_a_larger_ensemble_trains_only_the_new(
 def test_bad_ensembles_are_refused_before_anything_is_written(run_dir, k, source, recipe, refusal):
     before = sorted(p.name for p in run_dir.iterdir())
     with pytest.raises(ExportError, match=refusal):
-        ensemble.export_ensemble(run_dir, k, source, retrain=recipe, stream=io.StringIO())
+        ensemble.export_ensemble(run_dir, k, source, recipe=Recipe(**recipe), stream=io.StringIO())
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 

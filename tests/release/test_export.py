@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.core import data, environment, records
-from bench.core.config import SearchConfig
+from bench.core.config import Recipe, SearchConfig
 from bench.errors import FormatError
 from bench.release import export, formats
 from bench.search import tuning
@@ -43,7 +43,7 @@ def test_export_then_retrain_on_the_full_training_set(run_dir, monkeypatch):
         return images[:RETRAIN_IMAGES], labels[:RETRAIN_IMAGES]
 
     monkeypatch.setattr(data, "full_training_set", small_full_set)
-    out = export.export_run(run_dir, retrain_all=True)
+    out = export.export_run(run_dir, Recipe(retrain=True))
     shipped = json.loads((out / "config.json").read_text())
     assert calls == [data.TRAIN_COUNT]
     assert shipped["training"]["retrained_on_all_training_images"] is True
@@ -116,7 +116,7 @@ def few_retrain_images(monkeypatch):
 
 
 def test_a_retrain_can_run_longer_than_the_trial(run_dir, few_retrain_images):
-    out = export.export_run(run_dir, retrain_all=True, epochs=3)
+    out = export.export_run(run_dir, Recipe(retrain=True, epochs=3))
     training = json.loads((out / "config.json").read_text())["training"]
     assert (training["epochs"], training["trial_best_epoch"]) == (3, TINY["max_epochs"])
     model = keras.saving.load_model(out / "model.keras")
@@ -128,7 +128,7 @@ def test_a_retrain_can_run_longer_than_the_trial(run_dir, few_retrain_images):
 def test_a_retrain_can_start_from_another_seed(run_dir, few_retrain_images):
     models = {}
     for seed in (None, 7):
-        out = export.export_run(run_dir, retrain_all=True, seed=seed)
+        out = export.export_run(run_dir, Recipe(retrain=True, seed=seed))
         shipped = json.loads((out / "config.json").read_text())
         models[shipped["training"]["seed"]] = keras.saving.load_model(out / "model.keras")
     assert set(models) == {records.load_config(run_dir)["seed"], 7}
@@ -147,12 +147,12 @@ def test_the_shipped_commit_is_the_one_that_trained(run_dir, few_retrain_images,
 
     monkeypatch.setattr(export, "retrain", commit_during_the_retrain)
     monkeypatch.setattr(environment, "git_commit", lambda: head["commit"])
-    out = export.export_run(run_dir, retrain_all=True)
+    out = export.export_run(run_dir, Recipe(retrain=True))
     assert json.loads((out / "config.json").read_text())["exported_with_commit"] == "abc123"
 
 
 def test_clean_epochs_follow_the_retrain_at_its_final_rate(run_dir, few_retrain_images):
-    out = export.export_run(run_dir, retrain_all=True, epochs=1, clean_epochs=2)
+    out = export.export_run(run_dir, Recipe(retrain=True, epochs=1, clean_epochs=2))
     training = json.loads((out / "config.json").read_text())["training"]
     assert (training["epochs"], training["clean_epochs"]) == (1, 2)
     # The seed space trains at Adam's constant 1e-3: the clean epochs go on at that rate.
@@ -168,17 +168,17 @@ def test_clean_epochs_follow_the_retrain_at_its_final_rate(run_dir, few_retrain_
     "kwargs, refusal",
     [
         (dict(epochs=2), "--epochs needs --retrain"),
-        (dict(retrain_all=True, epochs=0), "--epochs must be at least 1"),
+        (dict(retrain=True, epochs=0), "--epochs must be at least 1"),
         (dict(seed=3), "--seed needs --retrain"),
-        (dict(retrain_all=True, seed=-1), "--seed must be 0 or more"),
+        (dict(retrain=True, seed=-1), "--seed must be 0 or more"),
         (dict(clean_epochs=1), "--clean-epochs needs --retrain"),
-        (dict(retrain_all=True, clean_epochs=-1), "--clean-epochs must be 0 or more"),
+        (dict(retrain=True, clean_epochs=-1), "--clean-epochs must be 0 or more"),
     ],
 )
 def test_bad_epochs_or_seeds_are_refused_before_any_work(run_dir, kwargs, refusal, monkeypatch):
     monkeypatch.setattr(data, "load_for_run", None)  # any work would fail on this
     with pytest.raises(export.ExportError, match=refusal):
-        export.export_run(run_dir, **kwargs)
+        export.export_run(run_dir, Recipe(**kwargs))
 
 
 def test_missing_checkpoint_is_named_and_the_old_export_kept(run_dir):

@@ -1,7 +1,6 @@
 """Serving formats and inference cost: each format read back by its own runtime on a small
 cnn_plus model with augmentation, and an export that refuses a format losing accuracy."""
 
-
 import keras
 import numpy as np
 import pytest

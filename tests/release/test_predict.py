@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from bench import cli
-from bench.core import data
+from bench.core import data, records
 from bench.errors import DataError
 from bench.release import predict
 
@@ -79,7 +79,7 @@ def shipped(tmp_path_factory, digits):
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, raw.y_train[:10000], epochs=3, batch_size=64, verbose=0)
     folder = tmp_path_factory.mktemp("best")
-    model.save(folder / predict.MODEL_FILE)
+    model.save(folder / records.MODEL_FILE)
     (folder / "config.json").write_text(json.dumps({"dataset": {"name": "mnist"}}))
     return folder, model
 

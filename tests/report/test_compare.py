@@ -69,7 +69,7 @@ def test_confirmed_ranking_ranks_configurations_by_mean_test_accuracy():
         _confirmed("01", 12, 0.992, 0.05),
         _confirmed("02", 11, 0.995, 0.02),
     ]
-    ranking = compare.confirmed_ranking(confirmed)
+    ranking = compare.confirmed_by_test_accuracy(confirmed)
     assert list(ranking.columns) == list(compare.CONFIRMED_COLUMNS)
     assert ranking["trial_id"].tolist() == ["02", "01"]
     assert ranking["rank"].tolist() == [1, 2]
