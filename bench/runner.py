@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench.core import lock, records
@@ -25,7 +26,7 @@ from bench.errors import (
     UsageError,
 )
 from bench.search import distributed, tuning
-from bench.search.progress import Progress
+from bench.search.progress import STARTED_ENV, Progress
 
 # Settings a resume command repeats when they differ from the defaults, besides the run's
 # identity.
@@ -199,6 +200,7 @@ def _run_child(argv: list[str]) -> int:
 def supervise(config: SearchConfig, argv: list[str]) -> int:
     """Run the search in a series of child processes of --trials-per-process trials each."""
     budget = Budget(config.budget, margin=0.0)
+    os.environ.setdefault(STARTED_ENV, str(time.time()))  # the children's elapsed is the run's
     while True:
         child_argv = list(argv)
         if (left := budget.left()) is not None:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 
 from bench.core import records
 from bench.core.budget import Budget, hms
+
+# The wall-clock time a `bench search` began, passed to the processes it runs one after another
+# (--trials-per-process), so that their lines count the run's elapsed time, not their own.
+STARTED_ENV = "BENCH_SEARCH_STARTED"
+
+
+def search_started() -> float:
+    """When this search began (time.time()): the supervising process's start, else now."""
+    try:
+        return float(os.environ[STARTED_ENV])
+    except (KeyError, ValueError):
+        return time.time()
 
 
 @dataclass
@@ -17,7 +30,8 @@ class Progress:
     total: int | None
     stream: object = field(default_factory=lambda: sys.stdout)
     budget: Budget = field(default_factory=lambda: Budget(None))
-    start: float = field(default_factory=time.monotonic)
+    start: float = field(default_factory=time.monotonic)  # this process's: its trials' pace
+    began: float = field(default_factory=search_started)  # the search's, for the elapsed time
     finished: dict = field(default_factory=dict)  # trial_id -> status; a rerun counts once
     earlier: int = 0  # trials finished by an earlier process of a resumed run
     ran: int = 0  # trials this process finished itself
@@ -52,13 +66,21 @@ class Progress:
             if self.best is None or record["val_accuracy"] > self.best[0]:
                 self.best = (record["val_accuracy"], record["trial_id"])
 
-    def line(self, record: dict) -> str:
-        elapsed = time.monotonic() - self.start
-        of = f"/{self.total}" if self.total else ""
-        eta = "?"
+    def eta(self) -> float | None:
+        """Seconds until the search ends: when its planned trials are done at this process's
+        pace, or when its budget runs out, whichever comes first; None while unknown."""
+        ends = [self.budget.left()]
         if self.total and self.done > self.earlier:
-            per_trial = elapsed / (self.done - self.earlier)  # all processes together
-            eta = hms(per_trial * max(self.total - self.done, 0))
+            per_trial = (time.monotonic() - self.start) / (self.done - self.earlier)
+            ends.append(per_trial * max(self.total - self.done, 0))
+        known = [seconds for seconds in ends if seconds is not None]
+        return min(known) if known else None
+
+    def line(self, record: dict) -> str:
+        elapsed = time.time() - self.began
+        of = f"/{self.total}" if self.total else ""
+        eta = self.eta()
+        eta = "?" if eta is None else hms(eta)
         left = self.budget.left()
         budget = "" if left is None else f" | left {hms(left)}"
         if record["status"] == records.STATUS_COMPLETED:

@@ -8,7 +8,7 @@ import pytest
 
 from bench.core.budget import Budget, BudgetSpent
 from bench.core.config import ConfigError, parse_duration
-from bench.search.progress import Progress
+from bench.search.progress import STARTED_ENV, Progress
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,40 @@ def test_the_search_leaves_its_reserve_for_what_follows():
     budget.reserve = 130.0  # the confirmation's
     assert not budget.fits_another_trial()  # 170 - 130 < 50
     assert budget.fits(160.0)  # the confirmation itself may use it
+
+
+def completed(trial_id: str) -> dict:
+    return {"trial_id": trial_id, "status": "completed", "val_accuracy": 0.9, "test_accuracy": 0.8}
+
+
+def test_the_eta_is_the_budgets_end_when_that_comes_before_the_trials_end(monkeypatch):
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(time, "monotonic", lambda: clock["now"])
+    # 10 trials planned, one done in 600 s: 5,400 s more by the count, 3,000 s by the budget.
+    budget = Budget(3600.0, start=clock["now"])
+    progress = Progress(total=10, stream=io.StringIO(), budget=budget, start=clock["now"])
+    clock["now"] += 600.0
+    progress.update(completed("0"))
+    assert progress.eta() == pytest.approx(3000.0)
+    assert "eta 0:50:00 | left 0:50:00" in progress.stream.getvalue()
+    roomy = Progress(
+        total=2,
+        stream=io.StringIO(),
+        budget=Budget(36000.0, start=clock["now"]),
+        start=clock["now"],
+    )
+    clock["now"] += 600.0
+    roomy.update(completed("0"))
+    assert roomy.eta() == pytest.approx(600.0)  # the count's end comes first
+    assert Progress(total=None, budget=Budget(None)).eta() is None
+
+
+def test_a_later_process_of_the_same_search_counts_the_searchs_elapsed_time(monkeypatch):
+    monkeypatch.setenv(STARTED_ENV, str(time.time() - 7200.0))  # began two hours ago
+    progress = Progress(total=None, stream=io.StringIO())
+    progress.update(completed("5"))
+    assert re.search(r"\| elapsed 2:00:0\d \|", progress.stream.getvalue())
+    monkeypatch.delenv(STARTED_ENV)
+    fresh = Progress(total=None, stream=io.StringIO())
+    fresh.update(completed("6"))
+    assert "| elapsed 0:00:00 |" in fresh.stream.getvalue()
