@@ -6,18 +6,18 @@ import io
 import textwrap
 import warnings
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-# Reports are made in batch jobs and tests: never depend on a display or on MPLBACKEND.
-matplotlib.use("Agg")
+# Figures are made with matplotlib's object-oriented API, never pyplot: a report then needs no
+# display and no backend, and importing this module leaves the process's backend (a notebook's
+# inline one) as it was. Each Figure belongs to its caller and goes with it.
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
-
-from bench.report.columns import SEED_LABEL  # noqa: E402
+from bench.report.columns import SEED_LABEL
 
 LOG_SCALE_HPS = ("learning_rate",)
 DPI = 110
@@ -42,13 +42,10 @@ ZOOM_MIN_SPAN = 0.005  # accuracies of near-identical trials still get a visible
 MIN_ERROR = 1e-4  # a validation error of 0 still has a place on a log scale
 
 
-def figure_png(fig: plt.Figure) -> bytes:
-    """Render a figure to PNG bytes and close it, so long reports don't leak figures."""
+def figure_png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes (with Agg, whatever the process's backend)."""
     buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=DPI)
-    finally:
-        plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
 
 
@@ -56,9 +53,12 @@ def _hue(frame: pd.DataFrame) -> str | None:
     return "run" if frame["run"].nunique() > 1 else None
 
 
-def _subplots(*args, layout: str | None = "constrained", **kwargs) -> tuple[plt.Figure, object]:
+def _subplots(
+    *args, layout: str | None = "constrained", figsize=None, **kwargs
+) -> tuple[Figure, object]:
     # One constrained layout pass at save time: tight_layout plus a tight bbox cost 3x as much.
-    return plt.subplots(*args, layout=layout, **kwargs)
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _legend(show: bool) -> str | bool:
@@ -66,7 +66,7 @@ def _legend(show: bool) -> str | bool:
     return "auto" if show else False
 
 
-def _zoom(ax: plt.Axes, values: pd.Series, axis: str = "x") -> None:
+def _zoom(ax: Axes, values: pd.Series, axis: str = "x") -> None:
     # Accuracies of good CNNs differ in the third decimal: bars from 0 would all look equal.
     low, high = float(values.min()), float(values.max())
     pad = max(high - low, ZOOM_MIN_SPAN) * ZOOM_PAD
@@ -74,7 +74,7 @@ def _zoom(ax: plt.Axes, values: pd.Series, axis: str = "x") -> None:
     (ax.set_xlim if axis == "x" else ax.set_ylim)(*limits)
 
 
-def plot_top_architectures(top: pd.DataFrame, metric: str = "test_accuracy") -> plt.Figure:
+def plot_top_architectures(top: pd.DataFrame, metric: str = "test_accuracy") -> Figure:
     """Horizontal bars of top_architectures(); seed baseline bars are hatched."""
     data = top.sort_values(metric, ascending=metric == "test_loss")
     data = data.assign(label=data["label"].map(_wrapped))
@@ -106,7 +106,7 @@ def _wrapped(label: str) -> str:
     return textwrap.fill(label, BAR_LABEL_CHARS, break_long_words=False)
 
 
-def _mark_baseline(ax: plt.Axes, labels: list[str], baseline: set[str]) -> None:
+def _mark_baseline(ax: Axes, labels: list[str], baseline: set[str]) -> None:
     for patch in ax.patches:
         index = int(round(patch.get_y() + patch.get_height() / 2))
         if 0 <= index < len(labels) and labels[index] in baseline:
@@ -124,7 +124,7 @@ PARETO_AXES = {
 }
 
 
-def plot_pareto(front: pd.DataFrame, cost: str = "params") -> plt.Figure:
+def plot_pareto(front: pd.DataFrame, cost: str = "params") -> Figure:
     """Test accuracy against a cost (tables.pareto_front's: params or latency_ms, log x), with
     the Pareto front as a step line."""
     fig, ax = _subplots(figsize=(FIG_WIDTH, FIG_WIDTH * 0.5))
@@ -150,7 +150,7 @@ def plot_pareto(front: pd.DataFrame, cost: str = "params") -> plt.Figure:
     return fig
 
 
-def _panels(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
+def _panels(count: int, title: str) -> tuple[Figure, list[Axes]]:
     rows = max(1, -(-count // PANEL_COLUMNS))
     width, height = PANEL_SIZE
     # Panels have short labels: fixed spacing is enough, and a layout engine would take
@@ -166,7 +166,7 @@ def _panels(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
     return fig, flat[:count]
 
 
-def plot_hyperparameter_effects(effects: pd.DataFrame) -> plt.Figure:
+def plot_hyperparameter_effects(effects: pd.DataFrame) -> Figure:
     """One panel per hyperparameter: validation accuracy by value (box+strip or scatter)."""
     names = list(dict.fromkeys(effects["hyperparameter"]))
     fig, axes = _panels(len(names), "Validation accuracy by hyperparameter value")
@@ -179,7 +179,7 @@ def plot_hyperparameter_effects(effects: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def _draw_numeric(ax: plt.Axes, part: pd.DataFrame, hue: str | None, legend: bool) -> None:
+def _draw_numeric(ax: Axes, part: pd.DataFrame, hue: str | None, legend: bool) -> None:
     data = part.assign(value=part["value"].astype(float))
     sns.scatterplot(
         data=data, x="value", y="val_accuracy", hue=hue, alpha=0.7, ax=ax, legend=_legend(legend)
@@ -188,7 +188,7 @@ def _draw_numeric(ax: plt.Axes, part: pd.DataFrame, hue: str | None, legend: boo
         ax.set_xscale("log")
 
 
-def _draw_categorical(ax: plt.Axes, part: pd.DataFrame, hue: str | None, legend: bool) -> None:
+def _draw_categorical(ax: Axes, part: pd.DataFrame, hue: str | None, legend: bool) -> None:
     order = [str(v) for v in sorted(pd.unique(part["value"]), key=lambda v: (str(type(v)), v))]
     data = part.assign(value=part["value"].astype(str))
     with warnings.catch_warnings():
@@ -215,7 +215,7 @@ def _draw_categorical(ax: plt.Axes, part: pd.DataFrame, hue: str | None, legend:
     )
 
 
-def plot_best_so_far(progress: pd.DataFrame) -> plt.Figure:
+def plot_best_so_far(progress: pd.DataFrame) -> Figure:
     """Best accuracy so far against trial number and against wall-clock hours."""
     long = progress.melt(
         id_vars=["run", "trial_number", "elapsed_hours"],
@@ -251,7 +251,7 @@ def plot_best_so_far(progress: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_learning_curves(curves: pd.DataFrame) -> plt.Figure:
+def plot_learning_curves(curves: pd.DataFrame) -> Figure:
     """Train and validation accuracy/loss per epoch of the top trials."""
     fig, axes = _subplots(1, 2, figsize=(FIG_WIDTH, FIG_WIDTH * 0.4))
     for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
@@ -276,7 +276,7 @@ def plot_learning_curves(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_rung_curves(curves: pd.DataFrame) -> plt.Figure:
+def plot_rung_curves(curves: pd.DataFrame) -> Figure:
     """Every trial's validation error per epoch on a log scale, coloured by the highest rung
     its configuration reached (pace.rung_curves); one panel per run. On a log scale the
     0.3-1% of the good configurations stand apart, and screens that failed stay in view."""
@@ -304,7 +304,7 @@ def plot_rung_curves(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_search_benchmark(curves: pd.DataFrame) -> plt.Figure:
+def plot_search_benchmark(curves: pd.DataFrame) -> Figure:
     """The pick's validation and test accuracy against minutes, per policy and seed."""
     fig, axes = _subplots(1, 2, figsize=(FIG_WIDTH, FIG_WIDTH * 0.4), sharey=True)
     for ax, metric in zip(axes, ("validation", "test"), strict=True):
@@ -326,7 +326,7 @@ def plot_search_benchmark(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_confusion(matrix: pd.DataFrame, title: str = "Confusion matrix") -> plt.Figure:
+def plot_confusion(matrix: pd.DataFrame, title: str = "Confusion matrix") -> Figure:
     """Heatmap of a confusion() frame with the counts written in the cells."""
     fig, ax = _subplots(figsize=CONFUSION_SIZE)
     sns.heatmap(
@@ -343,12 +343,12 @@ def plot_confusion(matrix: pd.DataFrame, title: str = "Confusion matrix") -> plt
     return fig
 
 
-def plot_misclassified(images: np.ndarray, examples: pd.DataFrame, title: str) -> plt.Figure:
+def plot_misclassified(images: np.ndarray, examples: pd.DataFrame, title: str) -> Figure:
     """A grid of test digits (misclassified() rows), each captioned true -> predicted and
     the model's confidence in its wrong answer."""
     rows = max(1, -(-len(examples) // DIGIT_COLUMNS))
     size = (DIGIT_COLUMNS * DIGIT_CELL_INCHES, rows * DIGIT_CELL_INCHES + DIGIT_TITLE_INCHES)
-    fig, axes = plt.subplots(rows, DIGIT_COLUMNS, figsize=size, squeeze=False)
+    fig, axes = _subplots(rows, DIGIT_COLUMNS, figsize=size, squeeze=False, layout=None)
     for ax in axes.flat:
         ax.axis("off")
     for ax, row in zip(axes.flat, examples.itertuples(index=False), strict=False):

@@ -15,7 +15,7 @@ from bench.report.render import Block, Figure, Heading, to_html, to_markdown
 from bench.report.sections import ENVIRONMENT_FIELDS
 
 if TYPE_CHECKING:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure as MplFigure
 
 # Names the CLI and tests reach through this module.
 __all__ = [
@@ -38,46 +38,46 @@ INDEX_HTML = "index.html"
 # Each figure builder returns a matplotlib figure, or a one-line reason why it was skipped.
 
 
-def _fig_top_accuracy(ctx: Context) -> plt.Figure | str:
+def _fig_top_accuracy(ctx: Context) -> MplFigure | str:
     return plots.plot_top_architectures(tables.top_architectures(ctx.df), "test_accuracy")
 
 
-def _fig_top_loss(ctx: Context) -> plt.Figure | str:
+def _fig_top_loss(ctx: Context) -> MplFigure | str:
     return plots.plot_top_architectures(
         tables.top_architectures(ctx.df, by="test_loss"), "test_loss"
     )
 
 
-def _fig_pareto(ctx: Context) -> plt.Figure | str:
+def _fig_pareto(ctx: Context) -> MplFigure | str:
     return plots.plot_pareto(tables.pareto_front(ctx.df))
 
 
-def _fig_latency(ctx: Context) -> plt.Figure | str:
+def _fig_latency(ctx: Context) -> MplFigure | str:
     front = tables.pareto_front(ctx.df, "latency_ms")
     if front.empty:
         return "Accuracy vs latency skipped: no finished trial has a measured latency."
     return plots.plot_pareto(front, "latency_ms")
 
 
-def _fig_effects(ctx: Context) -> plt.Figure | str:
+def _fig_effects(ctx: Context) -> MplFigure | str:
     effects = tables.hyperparameter_effects(ctx.df)
     if effects.empty:
         return "Hyperparameter effects skipped: the finished trials have no hyperparameters."
     return plots.plot_hyperparameter_effects(effects)
 
 
-def _fig_progress(ctx: Context) -> plt.Figure | str:
+def _fig_progress(ctx: Context) -> MplFigure | str:
     return plots.plot_best_so_far(tables.best_so_far(ctx.df))
 
 
-def _fig_curves(ctx: Context) -> plt.Figure | str:
+def _fig_curves(ctx: Context) -> MplFigure | str:
     curves = tables.learning_curves(ctx.df)
     if curves.empty:
         return "Learning curves skipped: the top trials recorded no history."
     return plots.plot_learning_curves(curves)
 
 
-def _fig_confusion(ctx: Context) -> plt.Figure | str:
+def _fig_confusion(ctx: Context) -> MplFigure | str:
     if isinstance(ctx.predictions, str):
         return f"Confusion matrix skipped: {ctx.predictions}."
     run, record = ctx.choice
@@ -88,7 +88,7 @@ def _fig_confusion(ctx: Context) -> plt.Figure | str:
     )
 
 
-def _fig_misclassified(ctx: Context) -> plt.Figure | str:
+def _fig_misclassified(ctx: Context) -> MplFigure | str:
     if isinstance(ctx.predictions, str):
         return f"Misclassified digits skipped: {ctx.predictions}."
     run, record = ctx.choice
@@ -106,7 +106,7 @@ def _fig_misclassified(ctx: Context) -> plt.Figure | str:
     return plots.plot_misclassified(images, examples, title)
 
 
-FIGURES: tuple[tuple[str, str, Callable[[Context], plt.Figure | str]], ...] = (
+FIGURES: tuple[tuple[str, str, Callable[[Context], Figure | str]], ...] = (
     ("top_test_accuracy.png", "Top architectures by test accuracy", _fig_top_accuracy),
     ("top_test_loss.png", "Top architectures by test loss", _fig_top_loss),
     ("accuracy_vs_params.png", "Test accuracy vs parameter count", _fig_pareto),
@@ -121,13 +121,13 @@ FIGURES: tuple[tuple[str, str, Callable[[Context], plt.Figure | str]], ...] = (
 ERROR_FIGURES = ("confusion_matrix.png", "misclassified.png")
 
 
-def _fig_rung_curves(ctx: Context) -> plt.Figure | None:
+def _fig_rung_curves(ctx: Context) -> Figure | None:
     curves = time_spent.rung_curves(ctx.df)
     return None if curves.empty else plots.plot_rung_curves(curves)
 
 
 # Drawn only where they apply (runs of the asha tuner), in the section on the search.
-SEARCH_FIGURES: tuple[tuple[str, str, Callable[[Context], plt.Figure | None]], ...] = (
+SEARCH_FIGURES: tuple[tuple[str, str, Callable[[Context], Figure | None]], ...] = (
     ("rung_curves.png", "Learning curves by the rung each configuration reached", _fig_rung_curves),
 )
 

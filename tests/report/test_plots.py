@@ -1,18 +1,23 @@
-"""Tests of bench.report.plots: every figure drawn into memory as PNG bytes and closed."""
+"""bench.report.plots: every figure drawn into memory as PNG bytes, never through pyplot."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from bench.core import metrics, records
 from bench.report import plots, tables
 from tests.factories import fake_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +43,43 @@ DRAWINGS = {
 # One run (no hue) is drawn by the whole-report tests in test_report.py; here several runs share
 # the axes.
 @pytest.mark.parametrize("name", DRAWINGS)
-def test_each_figure_renders_to_png_and_is_closed(two_run_frame, name):
+def test_each_figure_renders_to_png_outside_pyplot(two_run_frame, name):
     df = two_run_frame
-    before = len(plt.get_fignums())
+    before = plt.get_fignums()
     fig = DRAWINGS[name](df)
-    assert len(plt.get_fignums()) == before + 1
+    assert isinstance(fig, Figure)
     png = plots.figure_png(fig)  # saves into an io.BytesIO
     assert png.startswith(PNG_MAGIC)
-    assert len(plt.get_fignums()) == before
+    assert plt.get_fignums() == before  # nothing for pyplot to show or leak
+
+
+BACKEND = """
+import sys
+import matplotlib
+matplotlib.use("svg")  # as a notebook's inline backend would be
+for name in sys.argv[2:]:
+    __import__(name)
+from bench.report import writer
+from tests.factories import fake_run
+from pathlib import Path
+results = Path(sys.argv[1])
+writer.write_report([fake_run(results, run="r", n=3, failed=0)], results / "out")
+print(matplotlib.get_backend())
+"""
+
+
+def test_importing_bench_and_writing_a_report_leave_matplotlibs_backend_alone(tmp_path):
+    modules = [f"bench.report.{p.stem}" for p in (REPO_ROOT / "bench" / "report").glob("*.py")]
+    done = subprocess.run(
+        [sys.executable, "-c", BACKEND, str(tmp_path), "bench", *modules],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["svg"]
+    assert (tmp_path / "out" / "index.html").is_file()
 
 
 def test_long_architecture_names_wrap_and_keep_the_layout():
