@@ -107,23 +107,10 @@ def check_run_names(args) -> None:
         check_run_name(name)
 
 
-def search_config(args):
-    """The run's SearchConfig from the parsed flags, with the space's own fit defaults."""
-    from bench.core.config import SearchConfig, with_space_defaults
-
-    given = given_settings(args)
-    config = SearchConfig(**given)
-    try:
-        space = _import_spaces().get(config.space)
-    except KeyError as exc:
-        raise UsageError(exc.args[0]) from None
-    return with_space_defaults(config, space.FIT_DEFAULTS, set(given)).validate()
-
-
 def cmd_search(args) -> int:
     from bench import runner
 
-    config = search_config(args)
+    config = runner.search_config(given_settings(args), _import_spaces())
     if args.role == "chief":
         return runner.serve_chief(config)
     if args.role is None and config.workers:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.core import lock, records
 from bench.core.budget import STOP, Budget, Terminated
-from bench.core.config import IDENTITY_FIELDS, SearchConfig
+from bench.core.config import IDENTITY_FIELDS, SearchConfig, with_space_defaults
 from bench.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -44,6 +44,22 @@ RESUME_SWITCHES = ("tensorboard",)
 SUPERVISOR_ONLY = {"--fresh": 0, "--force": 0, "--workers": 1, "--listen": 1}
 REPORTED_CODES = (EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED)
 SIGNAL_NAMES = {EXIT_INTERRUPTED: "SIGINT", EXIT_TERMINATED: "SIGTERM"}
+
+
+def search_config(given: dict, spaces) -> SearchConfig:
+    """The run's SearchConfig from the settings a person gave (the CLI's flags, the API's
+    arguments), the rest from the space's own fit defaults, then SearchConfig's.
+
+    Args:
+        given: SearchConfig fields set explicitly; a space default never overrides one.
+        spaces: the search_spaces package, imported by the caller (its errors are the caller's).
+    """
+    config = SearchConfig(**given)
+    try:
+        space = spaces.get(config.space)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    return with_space_defaults(config, space.FIT_DEFAULTS, set(given)).validate()
 
 
 def resume_command(config: SearchConfig) -> str:

@@ -1,0 +1,173 @@
+"""The Python API: search, report, confirm and export a run, and read its trials as a DataFrame.
+
+Each function takes the settings of the `bench` command of the same name, with the same
+defaults, and raises the CLI's exception types (bench.errors) where the command would exit:
+a BadInput subclass for what the caller can fix. Nothing heavy loads before a function needs
+it, and write_report(), trials() and recommend() never import TensorFlow. (The names
+run_search and write_report keep clear of the subpackages bench.search and bench.report.)
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from bench.errors import EXIT_OK, UsageError
+
+DEFAULT_RESULTS = "results"
+DEFAULT_TOP, DEFAULT_SEEDS = 3, 3  # bench confirm's
+REPORT_DIR = "report"
+# Settings that need several processes, which the CLI supervises.
+PROCESS_SETTINGS = ("workers", "trials_per_process")
+
+
+def run_search(run: str, *, results: str | Path = DEFAULT_RESULTS, fresh: bool = False, **settings):
+    """Run a search in this process, as `bench search --run RUN ...` does, then its report.
+
+    Args:
+        run: the run's name: its folder under `results`. An existing run resumes.
+        results: the results folder.
+        fresh: move an existing run of that name aside and start over (`--fresh`).
+        **settings: SearchConfig's fields by name, as the flags take them (space, tuner,
+            max_trials, max_epochs, seed, train_limit, confirm_seeds, ...; budget in seconds
+            or as "7h45m"). The space's fit defaults fill in what is not given.
+
+    Returns:
+        The run folder (its report is in report/index.html).
+
+    Raises:
+        BadInput for bad settings; SearchError when trials keep failing; KeyboardInterrupt
+        when stopped by a signal (finished trials are kept: call again to resume).
+    """
+    import search_spaces
+    from bench import runner
+    from bench.core.config import parse_duration
+
+    if isinstance(settings.get("budget"), str):
+        settings["budget"] = parse_duration(settings["budget"])
+    several = [name for name in PROCESS_SETTINGS if settings.get(name)]
+    if several:
+        raise UsageError(f"{', '.join(several)} run several processes: use `bench search`")
+    given = {"run": run, "results": str(results), **settings}
+    config = runner.search_config(given, search_spaces)
+    code = runner.search_here(config, None, fresh=fresh)
+    if code != EXIT_OK:
+        raise KeyboardInterrupt(f"search {run} stopped (exit {code}); finished trials are kept")
+    return config.run_dir
+
+
+def write_report(*runs: str, results: str | Path = DEFAULT_RESULTS, out: str | Path | None = None):
+    """Write the report of one or more runs, as `bench report RUN...` does.
+
+    Returns:
+        The report's index.html, in `out` (default: the first run's report/ folder).
+    """
+    from bench.report import writer
+
+    run_dirs = _run_dirs(runs, results)
+    return writer.write_report(run_dirs, Path(out) if out else run_dirs[0] / REPORT_DIR)
+
+
+def confirm(
+    run: str,
+    *,
+    top: int = DEFAULT_TOP,
+    seeds: int = DEFAULT_SEEDS,
+    results: str | Path = DEFAULT_RESULTS,
+    data_dir: str | None = None,
+) -> list[dict]:
+    """Retrain the run's `top` trials with `seeds` fresh seeds each, as `bench confirm` does,
+    then rewrite its report.
+
+    Returns:
+        Every confirmation record of the run, earlier ones included.
+    """
+    from bench.search import confirm as confirming
+
+    (run_dir,) = _run_dirs([run], results)
+    confirmed = confirming.confirm_run(run_dir, top, seeds, data_dir=data_dir)
+    write_report(run, results=results)
+    return confirmed
+
+
+def export(
+    run: str,
+    *,
+    retrain: bool = False,
+    epochs: int | None = None,
+    seed: int | None = None,
+    clean_epochs: int = 0,
+    confirmed: bool = False,
+    ensemble: int | None = None,
+    ensemble_from: str | None = None,
+    results: str | Path = DEFAULT_RESULTS,
+    data_dir: str | None = None,
+) -> Path:
+    """Ship the run's winner (or an ensemble of `ensemble` members), as `bench export` does.
+
+    Returns:
+        The export folder: results/<run>/best/, or results/<run>/ensemble/.
+    """
+    from bench.core.config import Recipe
+
+    (run_dir,) = _run_dirs([run], results)
+    recipe = Recipe(retrain, epochs, seed, clean_epochs)
+    command = export_command(run, recipe, confirmed, ensemble, ensemble_from)
+    if ensemble is None:
+        if ensemble_from is not None:
+            raise UsageError("ensemble_from needs ensemble=K")
+        from bench.release import export as exporting
+
+        return exporting.export_run(run_dir, recipe, data_dir, confirmed, command)
+    from bench.release import ensemble as ensembles
+
+    source = ensemble_from or ensembles.DEFAULT_SOURCE
+    return ensembles.export_ensemble(
+        run_dir, ensemble, source, data_dir, recipe, confirmed, command
+    )
+
+
+def export_command(run: str, recipe, confirmed: bool, ensemble, ensemble_from) -> str:
+    """The `bench export` command line that does what these arguments do, for the card."""
+    flags = {
+        "--retrain": recipe.retrain,
+        "--epochs": recipe.epochs,
+        "--seed": recipe.seed,
+        "--clean-epochs": recipe.clean_epochs or None,
+        "--confirmed": confirmed,
+        "--ensemble": ensemble,
+        "--ensemble-from": ensemble_from,
+    }
+    parts = ["bench", "export", run]
+    for flag, value in flags.items():
+        if value is True:
+            parts.append(flag)
+        elif value not in (None, False):
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def trials(*runs: str, results: str | Path = DEFAULT_RESULTS):
+    """The runs' trials as the report's pandas DataFrame: one row per trial, its settings
+    as hp_<name> columns, its validation and test figures, timings and costs."""
+    from bench.report import columns, loading
+
+    loaded = loading.load_runs(_run_dirs(runs, results))
+    return columns.trials_frame([(run.name, run.records) for run in loaded])
+
+
+def recommend(*runs: str, results: str | Path = DEFAULT_RESULTS) -> dict | None:
+    """The trial the report recommends (best validation accuracy on the first run's dataset),
+    as its record with `run` added; None while no trial has finished."""
+    from bench.report import loading
+
+    choice = loading.recommend(loading.load_runs(_run_dirs(runs, results)))
+    return None if choice is None else {"run": choice[0].name, **choice[1]}
+
+
+def _run_dirs(runs, results: str | Path) -> list[Path]:
+    from bench.core.config import check_run_name
+
+    if not runs:
+        raise UsageError("name at least one run")
+    return [Path(results) / check_run_name(name) for name in runs]
