@@ -18,7 +18,7 @@ from bench.core import data, environment, lock, records
 from bench.core.budget import Budget, BudgetSpent
 from bench.core.config import DEFAULT_ASHA_TRIALS, DEFAULT_MAX_TRIALS, SearchConfig
 from bench.core.records import utc_now
-from bench.errors import ConfigError, SearchError
+from bench.errors import ConfigError, SearchError, one_line
 from bench.search import asha, confirm, distributed, rung_plan
 from bench.search.progress import Progress
 from bench.search.recorder import (
@@ -28,7 +28,6 @@ from bench.search.recorder import (
     RecordingTuner,
     StopSearch,
     TrialRecorder,
-    one_line,
 )
 from bench.train import checkpoint, fitting, kt_compat, pipeline
 from search_spaces import get as get_space
