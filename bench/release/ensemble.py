@@ -20,7 +20,7 @@ import numpy as np
 from bench.core import data, environment, records, stats
 from bench.errors import ExportError
 from bench.release import export
-from bench.train import fitting, kt_compat, served
+from bench.train import fitting, kt_compat, served, spaces
 
 SOURCES = ("seeds", "top", "release")
 DEFAULT_SOURCE = "seeds"
@@ -99,6 +99,7 @@ def export_ensemble(
     if not (run_dir / records.CONFIG_FILE).is_file():
         raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
     config = records.load_config(run_dir)
+    spaces.of_run(config)  # its file as the run searched it
     if source == "release":
         winner, selection = export.choose(run_dir, confirmed)
         kept = []

@@ -12,10 +12,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bench.core import data, environment, metrics, records, stats
+from bench.core import data, environment, metrics, records, space_source, stats
 from bench.errors import ExportError
 from bench.release import card, formats
-from bench.train import checkpoint, fitting, kt_compat, served
+from bench.train import checkpoint, fitting, kt_compat, served, spaces
 from bench.train.epoch_lines import EpochLines
 
 BEST_DIR = "best"
@@ -134,6 +134,7 @@ def export_run(
     if not (run_dir / records.CONFIG_FILE).is_file():
         raise ExportError(f"{run_dir}: not a run (no {records.CONFIG_FILE})")
     config = records.load_config(run_dir)
+    spaces.of_run(config)  # its file as the run searched it
     record, selection = choose(run_dir, confirmed)
     raw = data.load_for_run(config, data_dir)
     if raw.sha256 != record["dataset"]["sha256"]:
@@ -312,6 +313,7 @@ def shipped_config(record, config, trained: dict, splits: data.Splits) -> dict:
         "run": record["run"],
         "trial_id": record["trial_id"],
         "space": record["space"],
+        space_source.SOURCE_KEY: space_source.recorded(config),
         "tuner": record["tuner"],
         "hyperparameters": record["hyperparameters"],
         "architecture": record.get("architecture"),
