@@ -39,7 +39,6 @@ def run_search(run: str, *, results: str | Path = DEFAULT_RESULTS, fresh: bool =
         BadInput for bad settings; SearchError when trials keep failing; KeyboardInterrupt
         when stopped by a signal (finished trials are kept: call again to resume).
     """
-    import search_spaces
     from bench import runner
     from bench.core.config import parse_duration
 
@@ -49,7 +48,7 @@ def run_search(run: str, *, results: str | Path = DEFAULT_RESULTS, fresh: bool =
     if several:
         raise UsageError(f"{', '.join(several)} run several processes: use `bench search`")
     given = {"run": run, "results": str(results), **settings}
-    config = runner.search_config(given, search_spaces)
+    config = runner.search_config(given)
     code = runner.search_here(config, None, fresh=fresh)
     if code != EXIT_OK:
         raise KeyboardInterrupt(f"search {run} stopped (exit {code}); finished trials are kept")

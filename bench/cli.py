@@ -13,7 +13,7 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from bench.core import environment
+from bench.core import environment, records, space_source
 from bench.core.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_EPOCHS,
@@ -45,11 +45,9 @@ def cmd_spaces(args) -> int:
 
 
 def _import_spaces():
-    try:
-        import search_spaces
-    except Exception as exc:  # a space module that does not import is the user's to fix
-        raise UsageError(f"the search spaces do not import: {type(exc).__name__}: {exc}") from exc
-    return search_spaces
+    from bench.train import spaces
+
+    return spaces.registry()
 
 
 def parse_budget(text: str | None) -> float | None:
@@ -59,26 +57,30 @@ def parse_budget(text: str | None) -> float | None:
 
 
 def given_settings(args) -> dict:
-    """The SearchConfig fields the command line set."""
+    """The SearchConfig fields the command line set; the space as the run records it (a
+    file's path made absolute), checked to be there."""
     from bench.core.config import SearchConfig
 
     known = {f.name for f in fields(SearchConfig)}
     given = {k: v for k, v in vars(args).items() if k in known and v is not None}
     if "budget" in given:
         given["budget"] = parse_budget(given["budget"])
+    if "space" in given:
+        given["space"], _ = space_source.resolve(given["space"], space_names())
     return given
 
 
 def check_search(args) -> None:
-    """What `bench search` can check without its space, before TensorFlow loads: names,
-    numbers, durations, and the number of workers."""
+    """What `bench search` can check without importing its space, before TensorFlow loads:
+    names, numbers, durations, the space's file (unchanged since the run it resumes began),
+    and the number of workers."""
     from bench.core.config import SearchConfig
     from bench.search import distributed
 
     config = SearchConfig(**given_settings(args)).validate()
-    known = space_names()
-    if config.space not in known:
-        raise UsageError(f"unknown search space {config.space!r}; known: {', '.join(known)}")
+    saved = saved_config(config.run_dir)
+    if saved and not args.fresh and saved.get("space") == config.space:
+        space_source.check_unchanged(saved)
     if args.role is None and config.workers and not args.force:
         distributed.check_worker_count(config.workers)
 
@@ -100,17 +102,28 @@ def space_names() -> tuple[str, ...]:
     return tuple(_import_spaces().SPACES)
 
 
-def check_run_names(args) -> None:
+def check_runs(args) -> None:
+    """The run names, and each run's space file unchanged since the run began."""
     from bench.core.config import check_run_name
 
     for name in getattr(args, "runs", None) or [args.run]:
-        check_run_name(name)
+        if saved := saved_config(Path(args.results) / check_run_name(name)):
+            space_source.check_unchanged(saved)
+
+
+def saved_config(run_dir: Path) -> dict | None:
+    """The run's config.json; None where there is none or it does not read (the command
+    itself says so, with what to do)."""
+    try:
+        return records.load_config(run_dir)
+    except (OSError, ValueError):
+        return None
 
 
 def cmd_search(args) -> int:
     from bench import runner
 
-    config = runner.search_config(given_settings(args), _import_spaces())
+    config = runner.search_config(given_settings(args))
     if args.role == "chief":
         return runner.serve_chief(config)
     if args.role is None and config.workers:
@@ -232,7 +245,11 @@ def cmd_export(args) -> int:
 
 
 def _add_search_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", help="search space (see `bench spaces`); default cnn")
+    p.add_argument(
+        "--space",
+        help="search space: a name from `bench spaces`, a path to a .py file with build(hp), "
+        "or a dotted module name; default cnn",
+    )
     p.add_argument("--tuner", choices=TUNER_NAMES, help="default hyperband")
     p.add_argument("--run", required=True, help="run name: letters, digits, - _ . only")
     p.add_argument(
@@ -368,9 +385,9 @@ COMMANDS = {
 # What each command checks of its command line before TensorFlow loads.
 EARLY_CHECKS = {
     "search": check_search,
-    "worker": check_run_names,
-    "confirm": check_run_names,
-    "export": check_run_names,
+    "worker": check_runs,
+    "confirm": check_runs,
+    "export": check_runs,
 }
 
 

@@ -22,6 +22,11 @@ class ConfigError(BadInput, ValueError):
     """A setting that cannot make a run; the message says which and why."""
 
 
+class SpaceError(ConfigError):
+    """A search space that cannot make a run: the message names its file (or name) and what
+    is wrong with it."""
+
+
 class DataError(BadInput):
     """Bad or missing data: the message names the file and what is wrong."""
 
@@ -64,3 +69,9 @@ class SearchError(RuntimeError):
 
 class UnsupportedKerasTuner(RuntimeError):
     """The installed KerasTuner is not a version whose internals bench.train.kt_compat knows."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -46,20 +46,14 @@ REPORTED_CODES = (EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED)
 SIGNAL_NAMES = {EXIT_INTERRUPTED: "SIGINT", EXIT_TERMINATED: "SIGTERM"}
 
 
-def search_config(given: dict, spaces) -> SearchConfig:
+def search_config(given: dict) -> SearchConfig:
     """The run's SearchConfig from the settings a person gave (the CLI's flags, the API's
-    arguments), the rest from the space's own fit defaults, then SearchConfig's.
+    arguments; a space's default never overrides one), the rest from the space's own fit
+    defaults, then SearchConfig's. SpaceError for a space that cannot be read."""
+    from bench.train import spaces
 
-    Args:
-        given: SearchConfig fields set explicitly; a space default never overrides one.
-        spaces: the search_spaces package, imported by the caller (its errors are the caller's).
-    """
     config = SearchConfig(**given)
-    try:
-        space = spaces.get(config.space)
-    except KeyError as exc:
-        raise UsageError(exc.args[0]) from None
-    return with_space_defaults(config, space.FIT_DEFAULTS, set(given)).validate()
+    return with_space_defaults(config, spaces.fit_defaults(config.space), set(given)).validate()
 
 
 def resume_command(config: SearchConfig) -> str:

@@ -1,4 +1,11 @@
-"""The registry of search spaces: an explicit {name: module} table, nothing scanned."""
+"""The registry of search spaces: an explicit {name: module} table, nothing scanned; and the
+spaces people keep in their own files or modules, imported by name."""
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
 
 import keras_tuner as kt
 
@@ -12,12 +19,52 @@ SPACES = {
 }
 
 
+FILE_SUFFIX = ".py"
+FILE_MODULE_PREFIX = "_bench_space_"  # a space file's private name in sys.modules
+PATH_DIGITS = 16  # of the file path's SHA256, in that name
+# A space file's path -> ((mtime, size) when it was imported, its module): once per process,
+# again once the file changed.
+_FILES: dict = {}
+
+
 def get(name: str):
-    """The module of a registered space; KeyError names the known ones."""
-    try:
+    """The module of a space: a registered name, a path to a .py file, or a dotted module
+    name (imported as Python imports it); KeyError names the registered ones."""
+    if name in SPACES:
         return SPACES[name]
-    except KeyError:
-        raise KeyError(f"unknown search space {name!r}; known: {', '.join(SPACES)}") from None
+    if name.endswith(FILE_SUFFIX):
+        return from_file(Path(name))
+    if "." in name:
+        return importlib.import_module(name)
+    raise KeyError(f"unknown search space {name!r}; known: {', '.join(SPACES)}")
+
+
+def from_file(path: Path):
+    """The module a space file holds, imported under a private name of its path."""
+    path = path.resolve()
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    if _FILES.get(path, (None,))[0] != stamp:
+        _FILES[path] = (stamp, _import_file(path))
+    return _FILES[path][1]
+
+
+def _import_file(path: Path):
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:PATH_DIGITS]
+    spec = importlib.util.spec_from_file_location(FILE_MODULE_PREFIX + digest, path)
+    module = importlib.util.module_from_spec(spec)
+    # Registered as an import would be: dataclasses and Keras' serialization look it up.
+    sys.modules[spec.name] = module
+    try:
+        # Compiled from the source, not through the loader: no __pycache__ is written into
+        # the user's folder, and no bytecode of an earlier version within the same second
+        # is taken for this one.
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
+    return module
 
 
 class SpaceModel(kt.HyperModel):
@@ -55,5 +102,5 @@ def describe(name: str, hp: dict) -> str | None:
 
 
 def hypermodel(name: str) -> SpaceModel:
-    """The registered space `name` as a HyperModel for KerasTuner's tuners."""
+    """The space `name` (see get) as a HyperModel for KerasTuner's tuners."""
     return SpaceModel(name, get(name))

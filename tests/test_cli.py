@@ -267,6 +267,8 @@ def test_python_dash_m_bench_lists_spaces():
         (["search", "--run=-x"], "may not start with '-'"),
         (["confirm", "a/b"], "run name 'a/b'"),
         (["search", "--run", "r", "--space", "nope"], "unknown search space 'nope'"),
+        (["search", "--run", "r", "--space", "/no/such/space.py"], "/no/such/space.py does not"),
+        (["search", "--run", "r", "--space", "no_such_pkg.space"], "is not found on Python's"),
     ],
 )
 def test_the_command_line_is_checked_before_tensorflow_loads(tmp_path, argv, said):

@@ -158,6 +158,7 @@ def test_the_tensorflow_free_layers_import_no_tensorflow_at_their_top():
 BAD_INPUT = (
     errors.UsageError,
     errors.ConfigError,
+    errors.SpaceError,
     errors.DataError,
     errors.ReportError,
     errors.ExportError,

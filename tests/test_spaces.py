@@ -1,10 +1,15 @@
-"""Every registered space builds a compiled model that maps MNIST images to 10 classes."""
+"""Every registered space builds a compiled model that maps MNIST images to 10 classes; a
+space of one's own is imported from its file or module."""
+
+import sys
 
 import keras_tuner as kt
 import numpy as np
 import pytest
 
 import search_spaces
+from bench.errors import SpaceError
+from bench.train import spaces
 from search_spaces import cnn, cnn_plus
 
 IMAGES = 4
@@ -140,3 +145,32 @@ def test_every_label_copes_with_partial_values(name):
     # A trial that failed while building has only the values drawn so far.
     label = search_spaces.describe(name, {})
     assert label and "\n" not in label
+
+
+def test_a_space_file_is_imported_once_then_again_once_it_changed(tmp_path):
+    path = tmp_path / "counted.py"
+    path.write_text("VERSION = 1\ndef build(hp):\n    return None\n")
+    first = search_spaces.get(str(path))
+    assert search_spaces.get(str(path)) is first and first.VERSION == 1
+    assert first.__name__.startswith(search_spaces.FILE_MODULE_PREFIX)
+    assert sys.modules[first.__name__] is first and first.__file__ == str(path)
+    path.write_text("VERSION = 22\ndef build(hp):\n    return None\n")
+    assert search_spaces.get(str(path)).VERSION == 22
+    assert not (tmp_path / "__pycache__").exists()  # nothing written into the user's folder
+
+
+def test_a_dotted_module_is_imported_as_python_imports_it(tmp_path, monkeypatch):
+    (tmp_path / "userpkg_dotted").mkdir()
+    (tmp_path / "userpkg_dotted" / "__init__.py").write_text("")
+    (tmp_path / "userpkg_dotted" / "space.py").write_text("def build(hp):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = search_spaces.get("userpkg_dotted.space")
+    assert module is sys.modules["userpkg_dotted.space"]
+    assert spaces.load("userpkg_dotted.space") is module
+
+
+def test_fit_defaults_that_name_no_setting_are_refused(tmp_path):
+    path = tmp_path / "typo.py"
+    path.write_text("FIT_DEFAULTS = {'epochs': 3}\ndef build(hp):\n    return None\n")
+    with pytest.raises(SpaceError, match=f"space file {path}: FIT_DEFAULTS must be a dict"):
+        spaces.fit_defaults(str(path))

@@ -50,7 +50,7 @@ class SearchConfig:
     """Everything that decides what a search run does."""
 
     run: str  # run name: the folder under results/
-    space: str = "cnn"  # search-space name from search_spaces.SPACES
+    space: str = "cnn"  # a name in search_spaces.SPACES, a .py file's absolute path, or a module
     tuner: str = "hyperband"  # one of TUNER_NAMES
     max_trials: int | None = None  # None: DEFAULT_MAX_TRIALS, DEFAULT_ASHA_TRIALS or hyperband's
     max_epochs: int = DEFAULT_MAX_EPOCHS  # epochs per trial (hyperband, asha: the longest ones)

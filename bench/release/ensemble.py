@@ -21,7 +21,7 @@ from bench.core import data, environment, records, stats
 from bench.core.config import AS_TRAINED, Recipe
 from bench.errors import ExportError
 from bench.release import choose, export
-from bench.train import fitting, kt_compat, served
+from bench.train import fitting, kt_compat, served, spaces
 
 SOURCES = ("seeds", "top", "release")
 DEFAULT_SOURCE = "seeds"
@@ -97,6 +97,7 @@ def export_ensemble(
     check_flags(k, source, recipe.retrain, confirmed)
     recipe.validate()
     config = records.run_config(run_dir, ExportError)
+    spaces.of_run(config)  # its file as the run searched it
     if source == "release":
         winner, selection = choose.winner(run_dir, confirmed)
         kept = []

@@ -13,11 +13,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bench.core import data, environment, metrics, records, stats
+from bench.core import data, environment, metrics, records, space_source, stats
 from bench.core.config import AS_TRAINED, Recipe
 from bench.errors import ExportError
 from bench.release import card, choose, formats
-from bench.train import checkpoint, fitting, kt_compat, served
+from bench.train import checkpoint, fitting, kt_compat, served, spaces
 from bench.train.epoch_lines import EpochLines
 
 BEST_DIR = "best"
@@ -130,6 +130,7 @@ def export_run(
     kt_compat.install()
     recipe.validate()
     config = records.run_config(run_dir, ExportError)
+    spaces.of_run(config)  # its file as the run searched it
     record, selection = choose.winner(run_dir, confirmed)
     raw = data.load_for_run(config, data_dir)
     data.check_same_data(raw, record["dataset"]["sha256"], ExportError)
@@ -251,6 +252,7 @@ def shipped_config(record, config, trained: dict, splits: data.Splits) -> dict:
         "run": record["run"],
         "trial_id": record["trial_id"],
         "space": record["space"],
+        space_source.SOURCE_KEY: space_source.recorded(config),
         "tuner": record["tuner"],
         "hyperparameters": record["hyperparameters"],
         "architecture": record.get("architecture"),

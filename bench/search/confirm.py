@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.core import data, environment, lock, records
 from bench.core.records import utc_now
 from bench.errors import ConfirmError
-from bench.train import fitting, kt_compat, served
+from bench.train import fitting, kt_compat, served, spaces
 from bench.train.epoch_lines import EpochLines
 
 # Confirmation seeds are the run's seed + SEED_OFFSET + 1, 2, ...: never the seed the search
@@ -46,6 +46,7 @@ def confirm_run(
     if top < 1 or seeds < 1:
         raise ConfirmError(f"--top and --seeds must be at least 1, not {top} and {seeds}")
     config = records.run_config(run_dir, ConfirmError)
+    spaces.of_run(config)  # its file as the run searched it
     chosen = records.ranked_by_validation(records.load_records(run_dir))[:top]
     if not chosen:
         raise ConfirmError(f"{run_dir}: no finished trial to confirm")

@@ -15,6 +15,7 @@ from bench.core import data, environment, records
 from bench.core.budget import STOP, Budget, BudgetSpent
 from bench.core.config import SearchConfig
 from bench.core.records import utc_now
+from bench.errors import one_line
 from bench.search import asha, confirm, distributed
 from bench.search.progress import Progress
 from bench.train import checkpoint, fitting, grad_registry, kt_compat, served
@@ -54,12 +55,6 @@ class BudgetCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         STOP.check()  # a signal whose exception garbage collection swallowed
         self.budget.check()
-
-
-def one_line(exc: BaseException) -> str:
-    """The exception's type and the first line of its message."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def best_epoch_index(history: dict) -> int:

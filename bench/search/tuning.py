@@ -14,11 +14,11 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from bench.core import data, environment, lock, records
+from bench.core import data, environment, lock, records, space_source
 from bench.core.budget import Budget, BudgetSpent
 from bench.core.config import DEFAULT_ASHA_TRIALS, DEFAULT_MAX_TRIALS, SearchConfig
 from bench.core.records import utc_now
-from bench.errors import ConfigError, SearchError
+from bench.errors import ConfigError, SearchError, one_line
 from bench.search import asha, confirm, distributed, rung_plan
 from bench.search.progress import Progress
 from bench.search.recorder import (
@@ -28,10 +28,8 @@ from bench.search.recorder import (
     RecordingTuner,
     StopSearch,
     TrialRecorder,
-    one_line,
 )
-from bench.train import checkpoint, fitting, kt_compat, pipeline
-from search_spaces import get as get_space
+from bench.train import checkpoint, fitting, kt_compat, pipeline, spaces
 from search_spaces import hypermodel
 
 WARM_START_KEY = "warm_start_configs"  # in config.json: what the run tries after the defaults
@@ -108,13 +106,17 @@ TUNER_REMEDY = (
 
 
 def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
-    """Write config.json for a new run, or check that an existing run has the same config;
-    note the process's environment either way.
+    """Write config.json for a new run, or check that an existing run has the same config
+    (its space file unchanged too); note the process's environment either way.
 
     Returns True when an existing run is being resumed.
     """
     path = config.run_dir / records.CONFIG_FILE
-    wanted = {**config.to_json(), "dataset_sha256": splits.sha256}
+    wanted = {
+        **config.to_json(),
+        "dataset_sha256": splits.sha256,
+        space_source.SOURCE_KEY: spaces.source_of(config.space),
+    }
     resumed = path.exists()
     if not resumed and (work := work_done(config.run_dir)):
         raise ConfigError(
@@ -141,6 +143,7 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
                 f"run {config.run!r} exists with a different {', '.join(changed)}; "
                 "use another --run name"
             )
+        space_source.check_unchanged(old)
         check_tuner_state(config.run_dir)
     else:
         warm = warm_start_configs(config) if config.warm_start else []
@@ -167,10 +170,12 @@ def work_done(run_dir: Path) -> list[str]:
 
 
 def warm_start_configs(config: SearchConfig) -> list[dict]:
-    """The best configurations by validation accuracy of earlier runs of the same space and
-    dataset under config.results: distinct, at most WARM_START_CONFIGS, each with its run,
-    trial and validation accuracy. Runs moved aside by --fresh and unreadable ones are left
-    out; the test set plays no part."""
+    """The best configurations by validation accuracy of earlier runs of the same space (a
+    space file as it is now) and dataset under config.results: distinct, at most
+    WARM_START_CONFIGS, each with its run, trial and validation accuracy. Runs moved aside by
+    --fresh and unreadable ones are left out; the test set plays no part."""
+    sha256 = spaces.source_of(config.space).get("sha256")  # None for a registered space
+    wanted = (config.space, config.dataset, config.custom_data, sha256)
     found = []
     for run_dir in sorted(Path(config.results).iterdir()):
         if run_dir == config.run_dir or ".old-" in run_dir.name:
@@ -181,8 +186,9 @@ def warm_start_configs(config: SearchConfig) -> list[dict]:
                 other.get("space"),
                 other.get("dataset", data.DEFAULT_DATASET),
                 bool(other.get("custom_data")),
+                space_source.recorded(other).get("sha256"),
             )
-            if same == (config.space, config.dataset, config.custom_data):
+            if same == wanted:
                 found += records.completed(records.load_records(run_dir))
         except (OSError, ValueError, KeyError):
             continue  # not a run, or one the report would name as damaged
@@ -222,15 +228,6 @@ def check_writable(results: Path) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"results directory {results} is not writable ({exc.strerror})") from None
-
-
-def check_space_builds(space: str) -> None:
-    """Raise ConfigError when the space's default model does not build."""
-    try:
-        get_space(space).build(kt.HyperParameters())
-    except Exception as exc:
-        reason = one_line(exc)
-        raise ConfigError(f"space {space!r} cannot build its default model: {reason}") from exc
 
 
 def move_aside(run_dir: Path) -> Path | None:
@@ -297,7 +294,7 @@ def open_run(config: SearchConfig, fresh: bool, stream) -> data.Splits:
     """Check everything a run needs before it starts; move the old run aside when fresh."""
     apply_runtime(config)
     splits = load_splits(config)
-    check_space_builds(config.space)
+    spaces.check_builds(config.space)  # before the run folder is made
     check_writable(Path(config.results))
     if fresh and (aside := move_aside(config.run_dir)):
         print(f"moved the old run to {aside}", file=stream, flush=True)
