@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.core import lock, records
+from bench.core import lock, records, space_source
 from bench.core.budget import STOP, Budget, Terminated
 from bench.core.config import IDENTITY_FIELDS, SearchConfig, with_space_defaults
 from bench.errors import (
@@ -52,6 +52,11 @@ def search_config(given: dict) -> SearchConfig:
     defaults, then SearchConfig's. SpaceError for a space that cannot be read."""
     from bench.train import spaces
 
+    if "space" in given:  # as the run records it: a file's path made absolute
+        given = {
+            **given,
+            "space": space_source.resolve(given["space"], spaces.registry().SPACES)[0],
+        }
     config = SearchConfig(**given)
     return with_space_defaults(config, spaces.fit_defaults(config.space), set(given)).validate()
 

@@ -106,3 +106,27 @@ def test_the_api_doc_describes_every_function_with_each_of_its_parameters():
         (row,) = [line for line in rows if line.startswith(f"| `{name}(")]
         for parameter in inspect.signature(getattr(api, name)).parameters:
             assert parameter in row, (name, parameter)
+
+
+SPACE_FILE = """
+import keras
+
+FIT_DEFAULTS = {"batch_size": 32}
+
+
+def build(hp):
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+"""
+
+
+def test_a_search_of_a_space_file_records_its_path_made_absolute(tmp_path, monkeypatch):
+    (tmp_path / "mine.py").write_text(SPACE_FILE)
+    monkeypatch.chdir(tmp_path)
+    seen = captured_config(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_search("f", space="mine.py", results=tmp_path / "results")
+    (config,) = seen
+    assert config.space == str(tmp_path / "mine.py") and config.batch_size == 32

@@ -184,7 +184,7 @@ def test_a_space_file_is_searched_reported_confirmed_and_exported(tmp_path, caps
     assert code == 0, err
     shipped = json.loads((run_dir / export.BEST_DIR / "config.json").read_text())
     assert shipped["space"] == str(path) and shipped[space_source.SOURCE_KEY]["sha256"] == sha256
-    model = keras.saving.load_model(run_dir / export.BEST_DIR / export.MODEL_FILE)
+    model = keras.saving.load_model(run_dir / export.BEST_DIR / records.MODEL_FILE)
     assert model.output_shape == (None, 10)
 
     path.write_text(path.read_text() + "# tried something\n")

@@ -63,7 +63,7 @@ def _confirmed(trial_id: str, seed: int, test_accuracy: float, test_loss: float)
     }
 
 
-def test_confirmed_ranking_ranks_configurations_by_mean_test_accuracy():
+def test_confirmed_configurations_rank_by_mean_test_accuracy_in_the_report():
     confirmed = [
         _confirmed("01", 11, 0.990, 0.03),
         _confirmed("01", 12, 0.992, 0.05),
