@@ -99,7 +99,7 @@ class PruneByOptuna(keras.callbacks.Callback):
 
 def run_study(run_dir, seed: int, budget_s: float, max_epochs: int, data_limits: dict) -> list:
     """Optuna's TPE sampler and Hyperband pruner over `space` on the benchmark's data, for
-    budget_s seconds; every trial (pruned ones too) an event as perf_search reads them,
+    budget_s seconds; every trial (pruned ones too) an event as bench.perf.policies reads them,
     written to run_dir/events.json as it goes."""
     import json
     from pathlib import Path
