@@ -59,9 +59,8 @@ def retrain(
         flush=True,
     )
     lines = EpochLines("  release", sys.stdout)
-    fitted = fitting.fit_afresh(
-        record, images, labels, config["batch_size"], seed, epochs, callbacks=[lines]
-    )
+    training = fitting.Training(images, labels, config["batch_size"], seed, epochs)
+    fitted = fitting.fit_afresh(record, training, callbacks=[lines])
     seconds = fitted.seconds
     rate = None
     if clean_epochs:

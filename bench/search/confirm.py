@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core import data, environment, lock, records
@@ -55,25 +57,26 @@ def confirm_run(
     splits = data.splits_for_run(raw, config)
     fitting.apply_runtime(config.get("threads"), config.get("mixed_precision", False))
     with lock.run_lock(run_dir):
-        confirm_trials(run_dir, config, chosen, seeds, splits, stream)
+        confirm_trials(run_dir, config, Plan(chosen, seeds), splits, stream)
     return records.load_confirmed(run_dir)
 
 
-def confirm_trials(
-    run_dir: Path,
-    config: dict,
-    chosen: list[dict],
-    seeds: int,
-    splits: data.Splits,
-    stream,
-    fits=None,
-    epochs: float | None = None,
-) -> int:
-    """Retrain each of chosen with `seeds` confirmation seeds, skipping pairs already done;
-    the caller holds the run's lock. Each trains for its trial's best epoch count, or for
-    `epochs` when given (a night's full fidelity, whatever rung a trial reached). With
-    fits(seconds) -> bool, a retraining starts only when one as long fits. Returns how many
-    were trained."""
+@dataclass(frozen=True)
+class Plan:
+    """What a confirmation retrains: the chosen trials, how many seeds each, for how long."""
+
+    chosen: list[dict]
+    seeds: int
+    epochs: float | None = None  # None: each trial's best epoch count; else a night's full one
+    # fits(seconds) -> bool: whether a retraining that long still fits (the night's budget)
+    fits: Callable[[float], bool] | None = None
+
+
+def confirm_trials(run_dir: Path, config: dict, plan: Plan, splits: data.Splits, stream) -> int:
+    """Retrain each of the plan's trials with its confirmation seeds, skipping pairs already
+    done; the caller holds the run's lock. With plan.fits, a retraining starts only when one
+    as long fits. Returns how many were trained."""
+    chosen, seeds, epochs, fits = plan.chosen, plan.seeds, plan.epochs, plan.fits
     todo = missing(run_dir, chosen, confirm_seeds(config["seed"], seeds))
     print(
         f"confirming run {config['run']}: {len(chosen)} trial(s) x {seeds} seed(s), "
@@ -175,13 +178,12 @@ def train_once(
     to it."""
     epochs = int(epochs or trial["best_epoch"])
     started_at = utc_now()
+    training = fitting.Training(
+        splits.train_images, splits.y_train, config["batch_size"], seed, epochs
+    )
     fitted = fitting.fit_afresh(
         trial,
-        splits.train_images,
-        splits.y_train,
-        config["batch_size"],
-        seed,
-        epochs,
+        training,
         validation=fitting.evaluation_set(splits.val_images, splits.y_val),
         callbacks=[EpochLines(f"  trial {trial['trial_id']} seed {seed}", stream)]
         if stream

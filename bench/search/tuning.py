@@ -273,16 +273,8 @@ def confirm_night(config: SearchConfig, splits: data.Splits, budget: Budget, str
     if chosen:
         saved = records.load_config(config.run_dir)
         epochs = confirm.retrain_epochs(config.tuner, full)
-        confirm.confirm_trials(
-            config.run_dir,
-            saved,
-            chosen,
-            config.confirm_seeds,
-            splits,
-            stream,
-            budget.fits,
-            epochs,
-        )
+        plan = confirm.Plan(chosen, config.confirm_seeds, epochs, budget.fits)
+        confirm.confirm_trials(config.run_dir, saved, plan, splits, stream)
 
 
 def apply_runtime(config: SearchConfig) -> None:

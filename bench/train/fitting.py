@@ -77,6 +77,18 @@ def load_checkpoint(model: keras.Model, path) -> keras.Model:
     return model
 
 
+@dataclass(frozen=True)
+class Training:
+    """What a fit afresh trains on, and how: the images and their labels, batch size, the
+    seed of the weights and of the shuffle, and the epochs."""
+
+    images: np.ndarray  # uint8 (n, 28, 28, 1), as data.Splits holds them
+    labels: np.ndarray
+    batch_size: int
+    seed: int
+    epochs: int
+
+
 @dataclass
 class Fitted:
     """A model trained afresh, with what trained it."""
@@ -89,29 +101,25 @@ class Fitted:
 
 
 def fit_afresh(
-    record: dict,
-    images: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    seed: int,
-    epochs: int,
-    validation=None,
-    callbacks: list | None = None,
+    record: dict, training: Training, validation=None, callbacks: list | None = None
 ) -> Fitted:
-    """Build a record's configuration from `seed` and train it for `epochs` through its
-    space's own fit (so its learning-rate schedule spans those epochs), with `callbacks`."""
-    keras.utils.set_random_seed(seed)
+    """Build a record's configuration from the training's seed and train it for its epochs
+    through its space's own fit (so its learning-rate schedule spans those epochs), with
+    `callbacks`."""
+    keras.utils.set_random_seed(training.seed)
     space = hypermodel(record["space"])
     hp = trial_hyperparameters(record["hyperparameters"])
     model = space.build(hp)
-    train = pipeline.training_set(images, labels, batch_size, seed)
+    train = pipeline.training_set(
+        training.images, training.labels, training.batch_size, training.seed
+    )
     began = time.monotonic()
     history = space.fit(
         hp,
         model,
         train,
         validation_data=validation,
-        epochs=epochs,
+        epochs=training.epochs,
         shuffle=False,
         verbose=0,
         callbacks=list(callbacks or []),
