@@ -63,8 +63,8 @@ def write_report(*runs: str, results: str | Path = DEFAULT_RESULTS, out: str | P
     """
     from bench.report import writer
 
-    run_dirs = _run_dirs(runs, results)
-    return writer.write_report(run_dirs, Path(out) if out else run_dirs[0] / REPORT_DIR)
+    folders = run_dirs(runs, results)
+    return writer.write_report(folders, Path(out) if out else folders[0] / REPORT_DIR)
 
 
 def confirm(
@@ -83,7 +83,7 @@ def confirm(
     """
     from bench.search import confirm as confirming
 
-    (run_dir,) = _run_dirs([run], results)
+    (run_dir,) = run_dirs([run], results)
     confirmed = confirming.confirm_run(run_dir, top, seeds, data_dir=data_dir)
     write_report(run, results=results)
     return confirmed
@@ -109,12 +109,26 @@ def export(
     """
     from bench.core.config import Recipe
 
-    (run_dir,) = _run_dirs([run], results)
+    (run_dir,) = run_dirs([run], results)
+    if ensemble is None and ensemble_from is not None:
+        raise UsageError("ensemble_from needs ensemble=K")
     recipe = Recipe(retrain, epochs, seed, clean_epochs)
     command = export_command(run, recipe, confirmed, ensemble, ensemble_from)
+    return ship(run_dir, recipe, confirmed, ensemble, ensemble_from, data_dir, command)
+
+
+def ship(
+    run_dir: Path,
+    recipe,
+    confirmed: bool,
+    ensemble: int | None,
+    ensemble_from: str | None,
+    data_dir: str | None,
+    command: str,
+) -> Path:
+    """One model (ensemble None) or an ensemble of `ensemble` members, exported from run_dir;
+    `command` is what the card says reproduces it. Shared by export() and `bench export`."""
     if ensemble is None:
-        if ensemble_from is not None:
-            raise UsageError("ensemble_from needs ensemble=K")
         from bench.release import export as exporting
 
         return exporting.export_run(run_dir, recipe, data_dir, confirmed, command)
@@ -151,7 +165,7 @@ def trials(*runs: str, results: str | Path = DEFAULT_RESULTS):
     as hp_<name> columns, its validation and test figures, timings and costs."""
     from bench.report import columns, loading
 
-    loaded = loading.load_runs(_run_dirs(runs, results))
+    loaded = loading.load_runs(run_dirs(runs, results))
     return columns.trials_frame([(run.name, run.records) for run in loaded])
 
 
@@ -160,11 +174,12 @@ def recommend(*runs: str, results: str | Path = DEFAULT_RESULTS) -> dict | None:
     as its record with `run` added; None while no trial has finished."""
     from bench.report import loading
 
-    choice = loading.recommend(loading.load_runs(_run_dirs(runs, results)))
+    choice = loading.recommend(loading.load_runs(run_dirs(runs, results)))
     return None if choice is None else {"run": choice[0].name, **choice[1]}
 
 
-def _run_dirs(runs, results: str | Path) -> list[Path]:
+def run_dirs(runs, results: str | Path) -> list[Path]:
+    """The folders of the named runs under `results`; a bad run name is a ConfigError."""
     from bench.core.config import check_run_name
 
     if not runs:

@@ -149,9 +149,9 @@ def cmd_worker(args) -> int:
 
 
 def _run_dirs(args) -> list[Path]:
-    from bench.core.config import check_run_name
+    from bench import api
 
-    return [Path(args.results) / check_run_name(name) for name in args.runs]
+    return api.run_dirs(args.runs, args.results)
 
 
 def cmd_report(args) -> int:
@@ -216,29 +216,15 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from bench.release import export
+    from bench import api
 
     (run_dir,) = _run_dirs(args)
-    command = shlex.join(["bench", *args.argv])
-    recipe = Recipe(args.retrain, args.epochs, args.seed, args.clean_epochs)
-    if args.ensemble is not None:
-        from bench.release import ensemble
-
-        out = ensemble.export_ensemble(
-            run_dir,
-            args.ensemble,
-            args.ensemble_from or ensemble.DEFAULT_SOURCE,
-            data_dir=args.data_dir,
-            recipe=recipe,
-            confirmed=args.confirmed,
-            command=command,
-        )
-        print(f"exported: {out}")
-        return EXIT_OK
-    if args.ensemble_from is not None:
+    if args.ensemble is None and args.ensemble_from is not None:
         raise UsageError("--ensemble-from needs --ensemble K")
-    out = export.export_run(
-        run_dir, recipe, data_dir=args.data_dir, confirmed=args.confirmed, command=command
+    recipe = Recipe(args.retrain, args.epochs, args.seed, args.clean_epochs)
+    command = shlex.join(["bench", *args.argv])
+    out = api.ship(
+        run_dir, recipe, args.confirmed, args.ensemble, args.ensemble_from, args.data_dir, command
     )
     print(f"exported: {out}")
     return EXIT_OK

@@ -57,8 +57,8 @@ def run_suite(args, out_dir: Path) -> int:
 
 def run_workers(args, out_dir: Path) -> int:
     """`make bench-workers`: workers.json and a table."""
-    result = {**workers.workers_benchmark(out_dir, args.trials, args.workers)}
-    result.update(provenance("workers"))
+    measured = workers.workers_benchmark(out_dir, args.trials, args.workers)
+    result = {**measured, **provenance("workers")}
     write_result(out_dir, "workers.json", result, workers.table(result))
     return 0
 
