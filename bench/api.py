@@ -96,7 +96,7 @@ def export(
     epochs: int | None = None,
     seed: int | None = None,
     clean_epochs: int = 0,
-    confirmed: bool = False,
+    pick: str = "auto",
     ensemble: int | None = None,
     ensemble_from: str | None = None,
     results: str | Path = DEFAULT_RESULTS,
@@ -113,14 +113,14 @@ def export(
     if ensemble is None and ensemble_from is not None:
         raise UsageError("ensemble_from needs ensemble=K")
     recipe = Recipe(retrain, epochs, seed, clean_epochs)
-    command = export_command(run, recipe, confirmed, ensemble, ensemble_from)
-    return ship(run_dir, recipe, confirmed, ensemble, ensemble_from, data_dir, command)
+    command = export_command(run, recipe, pick, ensemble, ensemble_from)
+    return ship(run_dir, recipe, pick, ensemble, ensemble_from, data_dir, command)
 
 
 def ship(
     run_dir: Path,
     recipe,
-    confirmed: bool,
+    pick: str,
     ensemble: int | None,
     ensemble_from: str | None,
     data_dir: str | None,
@@ -131,23 +131,25 @@ def ship(
     if ensemble is None:
         from bench.release import export as exporting
 
-        return exporting.export_run(run_dir, recipe, data_dir, confirmed, command)
+        return exporting.export_run(run_dir, recipe, data_dir, pick, command)
     from bench.release import ensemble as ensembles
 
     source = ensemble_from or ensembles.DEFAULT_SOURCE
     return ensembles.export_ensemble(
-        run_dir, ensemble, source, data_dir, recipe, confirmed, command
+        run_dir, ensemble, source, data_dir, recipe, pick, command
     )
 
 
-def export_command(run: str, recipe, confirmed: bool, ensemble, ensemble_from) -> str:
+def export_command(run: str, recipe, pick: str, ensemble, ensemble_from) -> str:
     """The `bench export` command line that does what these arguments do, for the card."""
+    from bench.release import choose  # records only, no TensorFlow
+
     flags = {
         "--retrain": recipe.retrain,
         "--epochs": recipe.epochs,
         "--seed": recipe.seed,
         "--clean-epochs": recipe.clean_epochs or None,
-        "--confirmed": confirmed,
+        **{flag: pick == name for name, flag in choose.FLAGS.items()},
         "--ensemble": ensemble,
         "--ensemble-from": ensemble_from,
     }

@@ -224,7 +224,7 @@ def cmd_export(args) -> int:
     recipe = Recipe(args.retrain, args.epochs, args.seed, args.clean_epochs)
     command = shlex.join(["bench", *args.argv])
     out = api.ship(
-        run_dir, recipe, args.confirmed, args.ensemble, args.ensemble_from, args.data_dir, command
+        run_dir, recipe, args.pick, args.ensemble, args.ensemble_from, args.data_dir, command
     )
     print(f"exported: {out}")
     return EXIT_OK
@@ -428,10 +428,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="seeds (default): the winner's confirmed seeds; top: the best confirmed seed of "
         "each of the top K; release: K retrains with the release recipe (needs --retrain)",
     )
-    runs["export"].add_argument(
+    picks = runs["export"].add_mutually_exclusive_group()
+    picks.add_argument(
         "--confirmed",
-        action="store_true",
-        help="pick by mean validation accuracy over `bench confirm` seeds",
+        dest="pick",
+        action="store_const",
+        const="confirmed",
+        default="auto",
+        help="pick by mean validation accuracy over the confirmation seeds (the default when "
+        "the run has them; refused when it has none)",
+    )
+    picks.add_argument(
+        "--single-trial",
+        dest="pick",
+        action="store_const",
+        const="single",
+        help="pick the single trial with the best validation accuracy, ignoring confirmations",
     )
     return parser
 

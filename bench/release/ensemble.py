@@ -63,7 +63,7 @@ def _renamed_copy(model: keras.Model, prefix: str, inputs):
     return copy.outputs[0]
 
 
-def check_flags(k: int, source: str, retrain_all: bool, confirmed: bool) -> None:
+def check_flags(k: int, source: str, retrain_all: bool, pick: str) -> None:
     """Refuse, before any work, an ensemble size or source that cannot be."""
     if not MIN_MEMBERS <= k <= MAX_MEMBERS:
         raise ExportError(f"--ensemble must be {MIN_MEMBERS} to {MAX_MEMBERS} members, not {k}")
@@ -71,8 +71,8 @@ def check_flags(k: int, source: str, retrain_all: bool, confirmed: bool) -> None
         raise ExportError(f"--ensemble-from must be one of {', '.join(SOURCES)}, not {source!r}")
     if source == "release" and not retrain_all:
         raise ExportError("--ensemble-from release needs --retrain: its members are retrained")
-    if source != "release" and (retrain_all or confirmed):
-        flag = "--retrain" if retrain_all else "--confirmed"
+    if source != "release" and (retrain_all or pick != choose.AUTO):
+        flag = "--retrain" if retrain_all else choose.FLAGS[pick]
         raise ExportError(
             f"{flag} goes with --ensemble-from release; {source} members are `bench confirm`'s "
             "models, chosen by their confirmed validation accuracy"
@@ -85,7 +85,7 @@ def export_ensemble(
     source: str = DEFAULT_SOURCE,
     data_dir: str | None = None,
     recipe: Recipe = AS_TRAINED,
-    confirmed: bool = False,
+    pick: str = choose.AUTO,
     command: str | None = None,
     stream=None,
 ) -> Path:
@@ -94,12 +94,12 @@ def export_ensemble(
     it), which must retrain."""
     kt_compat.install()
     stream = stream or sys.stdout
-    check_flags(k, source, recipe.retrain, confirmed)
+    check_flags(k, source, recipe.retrain, pick)
     recipe.validate()
     config = records.run_config(run_dir, ExportError)
     spaces.of_run(config)  # its file as the run searched it
     if source == "release":
-        winner, selection = choose.winner(run_dir, confirmed)
+        winner, selection = choose.winner(run_dir, pick)
         kept = []
     else:
         winner, selection, kept = kept_choice(run_dir, k, source)
@@ -114,7 +114,7 @@ def export_ensemble(
     model = average([m.model for m in members])
     trained = _training(members, splits, commit)
     shipped = export.shipped_config(winner, config, trained, splits)
-    shipped["selection"] = selection or shipped["selection"]
+    shipped["selection"] = selection
     shipped["params"] = model.count_params()
     shipped["ensemble"] = describe(members, source, splits)
     shipped["reproduce"] = {"command": command or f"bench export {run_dir.name}", "commit": commit}
@@ -124,7 +124,7 @@ def export_ensemble(
 def kept_choice(run_dir: Path, k: int, source: str) -> tuple[dict, str, list[dict]]:
     """The winning trial's record, how it was chosen, and the `bench confirm` records of the K
     members (seeds: the winner's first K seeds; top: the best seed of each of the top K)."""
-    winner, selection = choose.winner(run_dir, confirmed=True)
+    winner, selection = choose.winner(run_dir, choose.CONFIRMED)
     results = records.load_confirmed(run_dir)
     with_model = [r for r in results if _model_path(run_dir, r).is_file()]
     redo = f"`bench confirm {run_dir.name} --top {k} --seeds N` trains more"

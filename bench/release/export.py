@@ -112,25 +112,25 @@ def export_run(
     run_dir: Path,
     recipe: Recipe = AS_TRAINED,
     data_dir: str | None = None,
-    confirmed: bool = False,
+    pick: str = choose.AUTO,
     command: str | None = None,
 ) -> Path:
     """Write run_dir/best/ (see ship) for the best trial; `command` is how it was called, for
     the model card's way to reproduce it.
 
     The winner is chosen by validation accuracy only; the test set is reported, never used
-    to choose. With recipe.retrain, the winner is retrained on the full 60k training images,
-    for recipe.epochs when given (a longer schedule than the night's trials could afford). With
-    confirmed, the winner is the trial with the best mean validation accuracy over its
-    `bench confirm` seeds rather than the best single trial. A retrain starts from the
-    recipe's seed when given (to see how much a release owes to its seed), else from the run's
-    seed, and ends with its clean epochs without augmentation (see clean_fit).
+    to choose. `pick` is choose.winner's: by default the trial with the best mean validation
+    accuracy over its confirmation seeds where the run has them, else the best single trial.
+    With recipe.retrain, the winner is retrained on the full 60k training images, for
+    recipe.epochs when given (a longer schedule than the night's trials could afford). A
+    retrain starts from the recipe's seed when given (to see how much a release owes to its
+    seed), else from the run's seed, and ends with its clean epochs without augmentation (see clean_fit).
     """
     kt_compat.install()
     recipe.validate()
     config = records.run_config(run_dir, ExportError)
     spaces.of_run(config)  # its file as the run searched it
-    record, selection = choose.winner(run_dir, confirmed)
+    record, selection = choose.winner(run_dir, pick)
     raw = data.load_for_run(config, data_dir)
     data.check_same_data(raw, record["dataset"]["sha256"], ExportError)
     splits = data.splits_for_run(raw, config)
@@ -142,8 +142,7 @@ def export_run(
     if not recipe.retrain:
         trained["images"] = splits.sizes()["train"]
     shipped = shipped_config(record, config, trained, splits)
-    if selection:
-        shipped["selection"] = selection
+    shipped["selection"] = selection
     shipped["reproduce"] = {"command": command or f"bench export {run_dir.name}", "commit": commit}
     plain = served.served_model(record["space"], model)
     checked = None if recipe.retrain else record

@@ -72,7 +72,7 @@ def test_export_can_pick_by_confirmed_mean_validation_accuracy(run_dir):
         result = json.loads(path.read_text())
         if result["trial_id"] != best_single:
             records.atomic_write_json(path, {**result, "val_accuracy": 1.0})
-    out = export.export_run(run_dir, confirmed=True)
+    out = export.export_run(run_dir, pick="confirmed")
     shipped = json.loads((out / "config.json").read_text())
     assert shipped["trial_id"] != best_single
     seeds = [r for r in records.load_confirmed(run_dir) if r["trial_id"] == shipped["trial_id"]]
@@ -90,7 +90,7 @@ def test_a_run_without_confirmations_cannot_export_confirmed(tmp_path):
 
     run_dir = fake_run(tmp_path, n=2, failed=0)
     with pytest.raises(export.ExportError, match="run `bench confirm` first"):
-        export.export_run(run_dir, confirmed=True)
+        export.export_run(run_dir, pick="confirmed")
 
 
 def _rung(trial_id: str, val: float, epochs: int, hp: dict) -> dict:
