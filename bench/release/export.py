@@ -124,7 +124,8 @@ def export_run(
     With recipe.retrain, the winner is retrained on the full 60k training images, for
     recipe.epochs when given (a longer schedule than the night's trials could afford). A
     retrain starts from the recipe's seed when given (to see how much a release owes to its
-    seed), else from the run's seed, and ends with its clean epochs without augmentation (see clean_fit).
+    seed), else from the run's seed, and ends with its clean epochs without augmentation (see
+    clean_fit).
     """
     kt_compat.install()
     recipe.validate()
