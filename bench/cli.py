@@ -310,6 +310,23 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         "--confirm-top", type=int, help="how many top trials --confirm-seeds retrains (3)"
     )
     p.add_argument(
+        "--release",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the confirmation, ship the winner into results/<run>/best/ as `bench "
+        "export --retrain` does, within the budget (default: no)",
+    )
+    p.add_argument(
+        "--release-epochs",
+        type=int,
+        help="with --release: epochs on all training images (default: the winner's best)",
+    )
+    p.add_argument(
+        "--release-clean-epochs",
+        type=int,
+        help="with --release: epochs to add without augmentation (default 0)",
+    )
+    p.add_argument(
         "--promotion",
         choices=PROMOTIONS,
         help="asha: a promoted configuration continues from its best weights for the epochs "

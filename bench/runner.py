@@ -38,8 +38,10 @@ RESUME_FIELDS = (
     "workers",
     "confirm_top",
     "confirm_seeds",
+    "release_epochs",
+    "release_clean_epochs",
 )
-RESUME_SWITCHES = ("tensorboard",)
+RESUME_SWITCHES = ("tensorboard", "release")
 # Flags a supervisor does not pass on to its children (name -> how many values follow it).
 SUPERVISOR_ONLY = {"--fresh": 0, "--force": 0, "--workers": 1, "--listen": 1}
 REPORTED_CODES = (EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED)

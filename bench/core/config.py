@@ -90,6 +90,14 @@ class SearchConfig:
     # epochs the next rung adds (a warm restart), or "retrain" afresh for all of them. Frozen
     # in the oracle's state when the run is created, as its rungs are: a resume keeps it.
     promotion: str = "continue"
+    # After the confirmation, ship the winner (confirmed ranking first) as `bench export
+    # --retrain` does into <run>/best/: release_epochs on all training images (None: the
+    # winner's best epoch count), then release_clean_epochs without augmentation; within the
+    # budget, which keeps room for it from the run's creation. False: the night ends with its
+    # report.
+    release: bool = False
+    release_epochs: int | None = None
+    release_clean_epochs: int = 0
 
     @property
     def run_dir(self) -> Path:
@@ -107,6 +115,7 @@ class SearchConfig:
             "train_limit",
             "test_limit",
             "confirm_top",
+            "release_epochs",
         )
         per_process = ("trials_per_process", "workers", "threads")
         for name in (*positive, "max_params", "max_failures", *per_process):
@@ -116,7 +125,7 @@ class SearchConfig:
         if self.dataset not in data.DATASETS:
             known = ", ".join(data.DATASETS)
             raise ConfigError(f"unknown --dataset {self.dataset!r}; known: {known}")
-        for name in ("seed", "confirm_seeds"):
+        for name in ("seed", "confirm_seeds", "release_clean_epochs"):
             if getattr(self, name) < 0:
                 flag = f"--{name.replace('_', '-')}"
                 raise ConfigError(f"{flag} must be 0 or more, not {getattr(self, name)}")
