@@ -135,9 +135,7 @@ def ship(
     from bench.release import ensemble as ensembles
 
     source = ensemble_from or ensembles.DEFAULT_SOURCE
-    return ensembles.export_ensemble(
-        run_dir, ensemble, source, data_dir, recipe, pick, command
-    )
+    return ensembles.export_ensemble(run_dir, ensemble, source, data_dir, recipe, pick, command)
 
 
 def export_command(run: str, recipe, pick: str, ensemble, ensemble_from) -> str:
@@ -172,8 +170,10 @@ def trials(*runs: str, results: str | Path = DEFAULT_RESULTS):
 
 
 def recommend(*runs: str, results: str | Path = DEFAULT_RESULTS) -> dict | None:
-    """The trial the report recommends (best validation accuracy on the first run's dataset),
-    as its record with `run` added; None while no trial has finished."""
+    """The trial the report recommends (on the first run's dataset: the best mean validation
+    accuracy over the confirmation retrainings where there are some, else the best single
+    trial by validation accuracy), as its record with `run` added; None while no trial has
+    finished."""
     from bench.report import loading
 
     choice = loading.recommend(loading.load_runs(run_dirs(runs, results)))

@@ -58,13 +58,19 @@ def confirmed_winner(run_dir: Path, results: list[dict], trials: list[dict]) -> 
 
 
 def confirmed_by_val_accuracy(results: list[dict]) -> list[str]:
-    """Confirmed trial ids, best mean validation accuracy first (ties: lower mean validation
-    loss, then the order of the results)."""
-    by_trial: dict[str, list[dict]] = {}
+    """Confirmed trial ids of one run, best mean validation accuracy first (see
+    confirmed_ranking)."""
+    return [trial_id for _, trial_id in confirmed_ranking(results)]
+
+
+def confirmed_ranking(results: list[dict]) -> list[tuple[str, str]]:
+    """(run, trial id) of confirmation records, best mean validation accuracy over their seeds
+    first (ties: lower mean validation loss, then the order of the results)."""
+    by_trial: dict[tuple[str, str], list[dict]] = {}
     for result in results:
-        by_trial.setdefault(result["trial_id"], []).append(result)
+        by_trial.setdefault((result.get("run"), result["trial_id"]), []).append(result)
 
-    def mean(trial_id: str, key: str) -> float:
-        return sum(r[key] for r in by_trial[trial_id]) / len(by_trial[trial_id])
+    def mean(key: tuple[str, str], name: str) -> float:
+        return sum(r[name] for r in by_trial[key]) / len(by_trial[key])
 
-    return sorted(by_trial, key=lambda t: (-mean(t, "val_accuracy"), mean(t, "val_loss")))
+    return sorted(by_trial, key=lambda k: (-mean(k, "val_accuracy"), mean(k, "val_loss")))

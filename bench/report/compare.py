@@ -97,6 +97,8 @@ CONFIRMED_COLUMNS = (
     "trial_id",
     "architecture",
     "seeds",
+    "val_accuracy",
+    "val_loss",
     "test_accuracy",
     "test_accuracy_sd",
     "test_accuracy_low",
@@ -105,20 +107,22 @@ CONFIRMED_COLUMNS = (
     "test_loss_sd",
     "test_loss_low",
     "test_loss_high",
-    "val_accuracy",
 )
 
 
-def confirmed_by_test_accuracy(confirmed: Sequence[dict]) -> pd.DataFrame:
-    """One row per confirmed configuration (bench confirm records): mean test accuracy and
-    loss over its seeds with standard deviation and 95% interval (low, high), and its mean
-    validation accuracy; ranked by mean test accuracy (ties: lower mean test loss)."""
+def confirmed_table(confirmed: Sequence[dict]) -> pd.DataFrame:
+    """One row per confirmed configuration (bench confirm records): mean validation accuracy
+    and loss over its seeds, mean test accuracy and loss with standard deviation and 95%
+    interval (low, high); ranked as the release picks (bench.release.choose.confirmed_ranking:
+    mean validation accuracy, ties lower mean validation loss). The test set never ranks."""
+    from bench.release import choose  # reads records only
+
     groups: dict[tuple, list[dict]] = {}
     for record in confirmed:
         groups.setdefault((record["run"], record["trial_id"]), []).append(record)
-    rows = [_confirmed_row(seeds) for seeds in groups.values()]
+    order = choose.confirmed_ranking(list(confirmed))
+    rows = [_confirmed_row(groups[key]) for key in order]
     frame = pd.DataFrame(rows, columns=[c for c in CONFIRMED_COLUMNS if c != "rank"])
-    frame = frame.sort_values(["test_accuracy", "test_loss"], ascending=[False, True])
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame.reset_index(drop=True)
 
@@ -133,6 +137,7 @@ def _confirmed_row(seeds: list[dict]) -> dict:
         "architecture": architecture(first),
         "seeds": len(seeds),
         "val_accuracy": float(np.mean([r["val_accuracy"] for r in seeds])),
+        "val_loss": float(np.mean([r["val_loss"] for r in seeds])),
     }
     for metric in ("test_accuracy", "test_loss"):
         summary = stats.mean_interval([r[metric] for r in seeds])

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core import records
-from bench.report.compare import confirmed_by_test_accuracy
+from bench.report.compare import confirmed_table
 from bench.report.loading import UNREADABLE, Run, confirmed_correct
 from bench.report.render import Block, Heading, Paragraph, Table, cells
 
@@ -14,9 +14,10 @@ SIGNIFICANCE_PAIRS = 3  # rank 1 vs 2, 2 vs 3, 3 vs 4 of the confirmed ranking
 _CONFIRMED_NOTE = (
     "`bench confirm`, or the night itself with --confirm-seeds, retrained each of a run's top "
     "trials (by validation accuracy) with fresh seeds on the same splits; the search's own "
-    "trial is not counted, since it was picked for being lucky too. Ranked by mean test "
-    "accuracy over the seeds, with the standard deviation and the 95% t interval of the mean "
-    "(ci95; none for one seed); likewise test loss."
+    "trial is not counted, since it was picked for being lucky too. Ranked by mean VALIDATION "
+    "accuracy over the seeds (ties: lower mean validation loss), as the release picks; test "
+    "accuracy beside it with the standard deviation and the 95% t interval of the mean (ci95; "
+    "none for one seed); likewise test loss."
 )
 _PAIRS_VERDICT = (
     "better_only and worse_only count the digits only one of the two got right; p_value is the "
@@ -31,7 +32,7 @@ def section(runs: list[Run]) -> list[Block]:
         return []
     from bench.core import stats  # scipy and statsmodels load only for confirmed runs
 
-    ranking = confirmed_by_test_accuracy(confirmed)
+    ranking = confirmed_table(confirmed)
     blocks: list[Block] = [
         Heading("Confirmed with repeated seeds", 2),
         Paragraph(_CONFIRMED_NOTE),

@@ -36,8 +36,11 @@ class Context:
 
     runs: list[Run]
     df: pd.DataFrame  # trials_frame() of every run's records
-    choice: tuple[Run, dict] | None  # the trial recommended by validation accuracy
+    choice: tuple[Run, dict] | None  # the recommended trial (recommend)
     predictions: dict | str  # the recommended trial's test predictions, or why there are none
+    single: tuple[Run, dict] | None = None  # the best single trial by validation accuracy
+    # The recommended trial's confirmation records when the confirmed ranking chose it.
+    confirmed_seeds: list = field(default_factory=list)
 
 
 def load_context(run_dirs: Sequence[Path]) -> Context:
@@ -47,8 +50,14 @@ def load_context(run_dirs: Sequence[Path]) -> Context:
     """
     runs = load_runs(run_dirs)
     df = trials_frame([(run.name, run.records) for run in runs])
-    choice = recommend(runs)
-    return Context(runs, df, choice, load_predictions(choice))
+    dataset = dataset_of(runs[0])
+    confirmed, single = confirmed_best(runs, dataset), best_of(runs, dataset)
+    choice = confirmed or single  # as recommend() picks
+    seeds = []
+    if confirmed is not None:
+        run, record = confirmed
+        seeds = [r for r in run.confirmed if r["trial_id"] == record["trial_id"]]
+    return Context(runs, df, choice, load_predictions(choice), single, seeds)
 
 
 def load_run(run_dir: Path) -> Run:
@@ -89,9 +98,30 @@ def dataset_of(run: Run) -> str:
 
 
 def recommend(runs: list[Run]) -> tuple[Run, dict] | None:
-    """The finished trial with the best validation accuracy over the runs on the first run's
-    dataset, with its run: a score on another dataset says nothing about this one."""
-    return best_of(runs, dataset_of(runs[0])) if runs else None
+    """The trial to release, with its run, from the runs on the first run's dataset (a score
+    on another dataset says nothing about this one): where they have confirmation
+    retrainings, the configuration with the best mean validation accuracy over them
+    (bench.release.choose.confirmed_ranking); else the finished trial with the best
+    validation accuracy."""
+    if not runs:
+        return None
+    dataset = dataset_of(runs[0])
+    return confirmed_best(runs, dataset) or best_of(runs, dataset)
+
+
+def confirmed_best(runs: list[Run], dataset: str) -> tuple[Run, dict] | None:
+    """The confirmed configuration with the best mean validation accuracy over the runs on
+    `dataset`, as its search trial with its run; None when none was confirmed."""
+    from bench.release import choose  # reads records only
+
+    on_dataset = {run.name: run for run in runs if dataset_of(run) == dataset}
+    results = [{**r, "run": run.name} for run in on_dataset.values() for r in run.confirmed]
+    for name, trial_id in choose.confirmed_ranking(results):
+        run = on_dataset[name]
+        trial = next((t for t in records.completed(run.records) if t["trial_id"] == trial_id), None)
+        if trial is not None:
+            return run, trial
+    return None
 
 
 def best_of(runs: list[Run], dataset: str) -> tuple[Run, dict] | None:

@@ -21,12 +21,10 @@ def section(ctx: Context) -> list[Block]:
         text = f"{NO_TRIAL}: {why}. There is no configuration to recommend."
         return [*blocks, Paragraph(text)]
     run, record = ctx.choice
-    choice = (
-        f"Recommended configuration to release: trial {record['trial_id']} of run {run.name} "
-        f"({architecture(record)}). It is chosen by VALIDATION accuracy, the best of all "
-        "finished trials; the test set is reported, never used to choose (details below)."
-    )
-    sentences = [choice, _test_sentence(ctx, record)]
+    sentences = [_choice_sentence(ctx)]
+    if ctx.confirmed_seeds and ctx.single is not None and ctx.single[1] is not record:
+        sentences.append(_single_sentence(*ctx.single))
+    sentences.append(_test_sentence(ctx, record))
     seeds = [r for r in run.confirmed if r["trial_id"] == record["trial_id"]]
     if seeds:
         sentences.append(_confirmed_sentence(seeds))
@@ -38,6 +36,38 @@ def section(ctx: Context) -> list[Block]:
         sentences.append(_previous_run_sentence(ctx.runs))
     sentences += _other_datasets_sentences(ctx.runs)
     return blocks + [Paragraph(text) for text in sentences]
+
+
+def _choice_sentence(ctx: Context) -> str:
+    """Which configuration to release, and the rule that chose it."""
+    run, record = ctx.choice
+    what = (
+        f"Recommended configuration to release: trial {record['trial_id']} of run {run.name} "
+        f"({architecture(record)})."
+    )
+    seeds = ctx.confirmed_seeds
+    if not seeds:
+        return (
+            f"{what} It is chosen by VALIDATION accuracy, the best of all finished trials; the "
+            "test set is reported, never used to choose (details below)."
+        )
+    mean = sum(r["val_accuracy"] for r in seeds) / len(seeds)
+    return (
+        f"{what} It is chosen by the confirmation: the best mean VALIDATION accuracy "
+        f"({mean:.4f}) over {len(seeds)} retraining(s) with fresh seeds, the search's own trial "
+        "left out since it was picked for being lucky; the test set is reported, never used "
+        "to choose (details below)."
+    )
+
+
+def _single_sentence(run: Run, record: dict) -> str:
+    """The single-trial pick, where the confirmed one differs from it."""
+    return (
+        f"The single trial with the best validation accuracy is another: trial "
+        f"{record['trial_id']} of run {run.name} ({architecture(record)}; validation "
+        f"{record['val_accuracy']:.4f}, test {record['test_accuracy']:.4f}), which one lucky "
+        f"draw may flatter; `bench export {run.name} --single-trial` ships it instead."
+    )
 
 
 def _other_datasets_sentences(runs: list[Run]) -> list[str]:

@@ -49,33 +49,37 @@ def test_changes_per_space_and_common_architectures_flag_regressions():
     assert flags[columns.architecture(after[1])] == ""
 
 
-def _confirmed(trial_id: str, seed: int, test_accuracy: float, test_loss: float) -> dict:
+def _confirmed(
+    trial_id: str, seed: int, test_accuracy: float, test_loss: float, val_accuracy: float = 0.99
+) -> dict:
     return {
-        "run": "r1",
+        "run": "r",
         "trial_id": trial_id,
         "seed": seed,
         "space": "cnn",
         "hyperparameters": {"units": 64},
         "architecture": f"label of {trial_id}",
-        "val_accuracy": 0.99,
+        "val_accuracy": val_accuracy,
+        "val_loss": 1.0 - val_accuracy,
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
     }
 
 
-def test_confirmed_configurations_rank_by_mean_test_accuracy_in_the_report():
+def test_confirmed_configurations_rank_by_mean_validation_accuracy_never_by_test():
     confirmed = [
-        _confirmed("01", 11, 0.990, 0.03),
-        _confirmed("01", 12, 0.992, 0.05),
-        _confirmed("02", 11, 0.995, 0.02),
+        _confirmed("01", 11, 0.990, 0.03, val_accuracy=0.995),
+        _confirmed("01", 12, 0.992, 0.05, val_accuracy=0.993),
+        _confirmed("02", 11, 0.995, 0.02, val_accuracy=0.992),  # the better test, ranked second
     ]
-    ranking = compare.confirmed_by_test_accuracy(confirmed)
+    ranking = compare.confirmed_table(confirmed)
     assert list(ranking.columns) == list(compare.CONFIRMED_COLUMNS)
-    assert ranking["trial_id"].tolist() == ["02", "01"]
+    assert ranking["trial_id"].tolist() == ["01", "02"]
     assert ranking["rank"].tolist() == [1, 2]
-    assert ranking["architecture"].tolist() == ["label of 02", "label of 01"]
+    assert ranking["architecture"].tolist() == ["label of 01", "label of 02"]
     two = ranking.set_index("trial_id").loc["01"]
     assert (two["seeds"], two["test_accuracy"], two["test_loss"]) == pytest.approx((2, 0.991, 0.04))
+    assert two["val_accuracy"] == pytest.approx(0.994)
     assert two["test_accuracy_low"] < 0.991 < two["test_accuracy_high"]
     assert math.isnan(ranking.set_index("trial_id").loc["02", "test_accuracy_sd"])  # one seed
 

@@ -8,7 +8,7 @@ import pytest
 
 from bench.core import records
 from bench.core.config import SearchConfig
-from bench.release import export
+from bench.release import choose, export
 from bench.report import writer
 from bench.search import confirm, tuning
 from tests import factories
@@ -64,7 +64,7 @@ def test_the_report_ranks_confirmed_configurations_and_tests_them(run_dir):
     assert "| #2 " in pair and ("significant" in pair)
 
 
-def test_export_can_pick_by_confirmed_mean_validation_accuracy(run_dir):
+def test_a_confirmed_run_ships_and_recommends_its_confirmed_winner(run_dir):
     confirm.confirm_run(run_dir, top=2, seeds=2, stream=io.StringIO())
     best_single = records.best_by_validation(records.load_records(run_dir))["trial_id"]
     # Make the runner-up the better one over its seeds.
@@ -72,11 +72,22 @@ def test_export_can_pick_by_confirmed_mean_validation_accuracy(run_dir):
         result = json.loads(path.read_text())
         if result["trial_id"] != best_single:
             records.atomic_write_json(path, {**result, "val_accuracy": 1.0})
-    out = export.export_run(run_dir, pick="confirmed")
+    out = export.export_run(run_dir)  # no flag: the confirmation decides
     shipped = json.loads((out / "config.json").read_text())
-    assert shipped["trial_id"] != best_single
-    seeds = [r for r in records.load_confirmed(run_dir) if r["trial_id"] == shipped["trial_id"]]
-    assert f"over {len(seeds)} seeds of `bench confirm`" in shipped["selection"]
+    winner = shipped["trial_id"]
+    assert winner != best_single
+    seeds = [r for r in records.load_confirmed(run_dir) if r["trial_id"] == winner]
+    assert f"over {len(seeds)} confirmation retraining(s)" in shipped["selection"]
+    assert shipped["selection"] in (out / "model_card.md").read_text()
+    assert choose.winner(run_dir, choose.SINGLE)[0]["trial_id"] == best_single
+    # The report recommends the same trial, and names the single-trial pick beside it.
+    report = run_dir / "report"
+    writer.write_report([run_dir], report)
+    summary = (report / writer.REPORT_MD).read_text().split("## Recommended")[0]
+    assert f"Recommended configuration to release: trial {winner} of run" in summary
+    assert "chosen by the confirmation" in summary
+    assert f"best validation accuracy is another: trial {best_single}" in summary
+    assert "--single-trial" in summary
 
 
 @pytest.mark.parametrize(("top", "seeds", "message"), [(0, 1, "at least 1"), (1, 0, "at least 1")])
