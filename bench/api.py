@@ -99,6 +99,7 @@ def export(
     pick: str = "auto",
     ensemble: int | None = None,
     ensemble_from: str | None = None,
+    reference: str = "find",
     results: str | Path = DEFAULT_RESULTS,
     data_dir: str | None = None,
 ) -> Path:
@@ -114,7 +115,7 @@ def export(
         raise UsageError("ensemble_from needs ensemble=K")
     recipe = Recipe(retrain, epochs, seed, clean_epochs)
     command = export_command(run, recipe, pick, ensemble, ensemble_from)
-    return ship(run_dir, recipe, pick, ensemble, ensemble_from, data_dir, command)
+    return ship(run_dir, recipe, pick, ensemble, ensemble_from, data_dir, command, reference)
 
 
 def ship(
@@ -125,13 +126,22 @@ def ship(
     ensemble_from: str | None,
     data_dir: str | None,
     command: str,
+    reference: str = "find",
 ) -> Path:
     """One model (ensemble None) or an ensemble of `ensemble` members, exported from run_dir;
-    `command` is what the card says reproduces it. Shared by export() and `bench export`."""
+    `command` is what the card says reproduces it. A retrained single model is then compared
+    with the space's defaults released the same way (bench.release.reference: `reference`
+    "find" looks under the results folder, "train" trains what is missing, "none" skips).
+    Shared by export() and `bench export`."""
     if ensemble is None:
         from bench.release import export as exporting
+        from bench.release import reference as references
 
-        return exporting.export_run(run_dir, recipe, data_dir, pick, command)
+        if reference not in references.MODES:
+            raise UsageError(f"reference must be one of {', '.join(references.MODES)}")
+        out = exporting.export_run(run_dir, recipe, data_dir, pick, command)
+        references.against_defaults(run_dir, out, reference, data_dir)
+        return out
     from bench.release import ensemble as ensembles
 
     source = ensemble_from or ensembles.DEFAULT_SOURCE

@@ -224,7 +224,14 @@ def cmd_export(args) -> int:
     recipe = Recipe(args.retrain, args.epochs, args.seed, args.clean_epochs)
     command = shlex.join(["bench", *args.argv])
     out = api.ship(
-        run_dir, recipe, args.pick, args.ensemble, args.ensemble_from, args.data_dir, command
+        run_dir,
+        recipe,
+        args.pick,
+        args.ensemble,
+        args.ensemble_from,
+        args.data_dir,
+        command,
+        args.reference,
     )
     print(f"exported: {out}")
     return EXIT_OK
@@ -444,6 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE",
         help="seeds (default): the winner's confirmed seeds; top: the best confirmed seed of "
         "each of the top K; release: K retrains with the release recipe (needs --retrain)",
+    )
+    runs["export"].add_argument(
+        "--reference",
+        choices=("find", "train", "none"),
+        default="find",
+        help="with --retrain: compare the release with the space's defaults released the same "
+        "way from the same seed, found under --results (find, default); train trains it once "
+        "where none is found (as long as the release) and keeps it for later nights",
     )
     picks = runs["export"].add_mutually_exclusive_group()
     picks.add_argument(

@@ -44,6 +44,7 @@ def model_card(s: dict) -> str:
         _metrics(s),
         _data(s, name, dataset, custom),
         _analyses(s),
+        against_defaults(s.get("against_defaults")),
         _cost(s),
         _caveats(s, dataset, custom),
         _reproduce(s),
@@ -235,6 +236,53 @@ Most confused pairs (true class taken for another):
 | true | predicted | test images |
 | --- | --- | --- |
 {pairs}"""
+
+
+def against_defaults(result: dict | None) -> str:
+    """The release beside the space's defaults released with the same recipe and seeds
+    (bench.release.reference), or how to get that comparison; empty when it was not asked."""
+    if result is None:
+        return ""
+    head = "## Against the space's defaults at release fidelity\n"
+    if not result.get("rows"):
+        why = result.get("verdict") or (
+            "No release of the space's defaults with this recipe and seed was found under the "
+            "results folder: `bench export RUN --retrain ... --reference train` trains one "
+            "(as long as this release) and keeps it for later nights."
+        )
+        return head + why
+    rows = "\n".join(
+        f"| {r['seed']} | {r['release_accuracy']:.4f} | {r['release_loss']:.4f} | "
+        f"{r['defaults_accuracy']:.4f} | {r['defaults_loss']:.4f} |"
+        for r in result["rows"]
+    )
+    means = ""
+    if len(result["rows"]) > 1:
+        means = (
+            "\nMean test accuracy over the seeds: this release "
+            f"{_interval(result['release_accuracy'])}, the defaults "
+            f"{_interval(result['defaults_accuracy'])} (95% t intervals).\n"
+        )
+    missing = result.get("missing_seeds")
+    left = (
+        f"\nSeeds without a reference, left out: {', '.join(map(str, missing))}.\n"
+        if missing
+        else ""
+    )
+    return f"""{head}The same recipe, seeds and test digits; the defaults are the run's first
+configuration.
+
+| seed | test accuracy | test loss | defaults' test accuracy | defaults' test loss |
+| --- | --- | --- | --- | --- |
+{rows}
+{means}{left}
+{result["verdict"]}"""
+
+
+def _interval(summary: dict) -> str:
+    if summary.get("low") is None:
+        return f"{summary['mean']:.4f}"
+    return f"{summary['mean']:.4f} ({summary['low']:.4f} to {summary['high']:.4f})"
 
 
 def _name(row: dict) -> str:
