@@ -70,6 +70,15 @@ class Paragraph:
     text: str
 
 
+@dataclass(frozen=True)
+class Link:
+    """A paragraph that links to a file beside the report: text, then the link."""
+
+    text: str
+    label: str
+    href: str  # relative to the report's folder
+
+
 @dataclass(frozen=True, eq=False)  # frames do not compare to one truth value
 class Table:
     cells: pd.DataFrame  # display strings, as cells() makes them
@@ -87,7 +96,7 @@ class Image:
     figure: Figure
 
 
-Block = Heading | Paragraph | Table | Image
+Block = Heading | Paragraph | Link | Table | Image
 
 
 def cells(frame: pd.DataFrame) -> pd.DataFrame:
@@ -117,6 +126,8 @@ def _markdown(block: Block) -> str:
             return "#" * level + " " + text.translate(_MD_ESCAPES)
         case Paragraph(text):
             return text.translate(_MD_ESCAPES)
+        case Link(text, label, href):
+            return f"{text.translate(_MD_ESCAPES)} [{label.translate(_MD_ESCAPES)}](<{href}>)"
         case Table(frame):
             header = [str(c).translate(_MD_ESCAPES) for c in frame.columns]
             lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -148,6 +159,8 @@ def _html(block: Block) -> str:
             return f"<h{level}>{esc(text)}</h{level}>"
         case Paragraph(text):
             return f"<p>{esc(text)}</p>"
+        case Link(text, label, href):
+            return f'<p>{esc(text)} <a href="{esc(href)}">{esc(label)}</a></p>'
         case Table(frame):
             head = "".join(f"<th>{esc(str(c))}</th>" for c in frame.columns)
             body = "".join(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from bench.core import metrics, records
 from bench.errors import ReportError
-from bench.report import confirmed, plots, sections, summary, tables, time_spent
+from bench.report import confirmed, plots, released, sections, summary, tables, time_spent
 from bench.report.columns import CSV_COLUMNS, hp_columns
 from bench.report.loading import NO_TRIAL, Context, load_context, load_test_images
 from bench.report.render import Block, Figure, Heading, to_html, to_markdown
@@ -142,7 +142,7 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     figures, notes = _draw_figures(ctx)
     searched = _draw_search_figures(ctx)
-    blocks = report_blocks(ctx, figures, notes, searched)
+    blocks = report_blocks(ctx, figures, notes, searched, out_dir)
     csv = ctx.df[[*CSV_COLUMNS, *hp_columns(ctx.df)]].to_csv(index=False)
     records.atomic_write_text(out_dir / TRIALS_CSV, csv)
     for figure in [*figures, *searched]:
@@ -178,14 +178,20 @@ def _draw_search_figures(ctx: Context) -> list[Figure]:
 
 
 def report_blocks(
-    ctx: Context, figures: list[Figure], notes: list[str], searched: list[Figure] = ()
+    ctx: Context,
+    figures: list[Figure],
+    notes: list[str],
+    searched: list[Figure] = (),
+    out_dir: Path | None = None,
 ) -> list[Block]:
-    """The whole report in reading order; the figures of mistakes go to their own section."""
+    """The whole report in reading order; the figures of mistakes go to their own section.
+    Links to the shipped model are relative to out_dir, the report's folder."""
     mistakes = [f for f in figures if f.filename in ERROR_FIGURES]
     others = [f for f in figures if f.filename not in ERROR_FIGURES]
     return [
         Heading(sections.title(ctx.runs), 1),
         *summary.section(ctx),
+        *released.section(ctx, out_dir),
         *sections.damaged(ctx),
         *sections.recommended(ctx),
         *sections.runs_table(ctx.runs),

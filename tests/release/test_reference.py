@@ -10,6 +10,7 @@ from bench import api
 from bench.core import data, records
 from bench.core.config import Recipe, SearchConfig
 from bench.release import export, reference
+from bench.report import writer
 from bench.search import tuning
 
 TINY = dict(train_limit=256, val_size=128, test_limit=128, max_epochs=1, batch_size=64)
@@ -66,6 +67,12 @@ def test_a_release_is_compared_with_the_defaults_released_the_same_way(run_dir, 
     card = (out / "model_card.md").read_text()
     assert "## Against the space's defaults at release fidelity" in card
     assert result["verdict"] in card
+    # The report says what shipped, links its card and gives the comparison.
+    writer.write_report([run_dir], run_dir / "report")
+    text = (run_dir / "report" / writer.REPORT_MD).read_text()
+    shown = text.split("## Released")[1].split("\n## ")[0]
+    assert f"Shipped: trial {winner} of run x" in shown and "(<../best/model_card.md>)" in shown
+    assert result["verdict"] in shown
     # A later release finds the kept reference and trains no defaults again.
     trained.clear()
     again = reference.against_defaults(run_dir, out, "find")
