@@ -10,6 +10,8 @@ one invocation (never timed tests).
 - `search` (`make bench-search`): search policies side by side (bench.perf.policies).
 - `soak` (`make soak`): a search killed at random moments and resumed, then checked
   (bench.perf.soak).
+- `releases`: configurations released with the release recipe, seed by seed, beside the
+  space's defaults released the same way (bench.perf.releases).
 - `table` prints the measured tables as docs/benchmarks.md has them; `publish` copies the JSON
   to docs/benchmarks/ and rewrites those tables.
 
@@ -85,6 +87,17 @@ def run_search(args, out_dir: Path) -> int:
     return 0
 
 
+def run_releases(args, out_dir: Path) -> int:
+    """Configurations released seed by seed beside the defaults: release.json and a table."""
+    from bench.perf import releases
+
+    published = doc_tables.published("releases")
+    measured = releases.release_benchmark(out_dir, args.variants, args.seeds, published)
+    result = {**provenance("releases"), **measured}
+    write_result(out_dir, releases.RESULT_FILE, result, doc_tables.table("releases", result))
+    return 0
+
+
 def print_tables(args, out_dir: Path) -> int:
     """Print the doc's table of every benchmark measured into out_dir."""
     found = 0
@@ -144,6 +157,15 @@ def search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-epochs", type=int, default=policies.MAX_EPOCHS)
 
 
+def releases_flags(p: argparse.ArgumentParser) -> None:
+    from bench.perf import releases  # numpy only
+
+    p.add_argument(
+        "--variants", nargs="+", choices=tuple(releases.VARIANTS), default=tuple(releases.VARIANTS)
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=releases.SEEDS)
+
+
 def optuna_child_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True)
     for flag in ("--seed", "--budget", "--max-epochs"):
@@ -160,6 +182,11 @@ COMMANDS = {
     "workers": (run_workers, "1 worker x all threads vs N workers x 1 thread", workers_flags),
     "search": (run_search, "random, hyperband, asha and Optuna side by side", search_flags),
     "soak": (run_soak, "a search killed 20 times, then its chief and workers", no_flags),
+    "releases": (
+        run_releases,
+        "configurations released with the release recipe beside the defaults, per seed",
+        releases_flags,
+    ),
     "table": (print_tables, "print the measured tables as docs/benchmarks.md has them", no_flags),
     "publish": (publish, "copy the measured figures into docs/benchmarks.md", no_flags),
     "memory-child": (memory_child, None, no_flags),

@@ -15,6 +15,7 @@ BENCHMARKS = {
     "workers": ("workers.json", "make bench-workers"),
     "search": ("search.json", "make bench-search"),
     "soak": ("soak.json", "make soak"),
+    "releases": ("release.json", "python -m bench.perf releases"),
 }
 SUITE_COLUMNS = (
     "date", "command", "machine", "plain fit images/s", "suite images/s", "ratio",
@@ -136,6 +137,59 @@ def soak_rows(result: dict) -> list[str]:
     return rows
 
 
+RELEASE_COLUMNS = (
+    "date", "command", "machine", "variant", "seed", "recipe", "test accuracy", "test loss",
+    "errors", "minutes",
+)  # fmt: skip
+AGAINST_COLUMNS = (
+    "variant", "seeds", "mean test accuracy", "95% interval", "against the defaults (seeds)",
+    "only it right", "only the defaults right", "McNemar p",
+)  # fmt: skip
+
+
+def release_rows(result: dict) -> list[str]:
+    """One row per (variant, seed) release, its own machine and date (they accumulate)."""
+    rows = []
+    for r in result["rows"]:
+        recipe = f"{r['epochs']} + {r['clean_epochs']} clean epochs, batch {r['batch_size']}"
+        cells = [
+            str(r["measured_at"])[:10],
+            f"`{result.get('command', BENCHMARKS['releases'][1])}`",
+            machine_text(r.get("machine")),
+            r["variant"],
+            str(r["seed"]),
+            recipe,
+            f"{r['test_accuracy']:.4f}",
+            f"{r['test_loss']:.4f}",
+            str(len(r["wrong"])),
+            f"{r['minutes']:.0f}",
+        ]
+        rows.append(_line(cells))
+    return rows
+
+
+def against_table(result: dict) -> str:
+    """Each variant's mean over its seeds and McNemar's test against the defaults."""
+    from bench.perf import releases
+
+    lines = [_line(AGAINST_COLUMNS), "|" + "---|" * len(AGAINST_COLUMNS)]
+    for line in releases.against_reference(result["rows"]):
+        accuracy, test = line["accuracy"], line["mcnemar"]
+        interval = "" if accuracy["n"] < 2 else f"{accuracy['low']:.4f} - {accuracy['high']:.4f}"
+        cells = [
+            line["variant"],
+            ", ".join(map(str, line["seeds"])),
+            f"{accuracy['mean']:.4f}",
+            interval,
+            ", ".join(map(str, line.get("matched", []))),
+            "" if test is None else str(test["a_only"]),
+            "" if test is None else str(test["b_only"]),
+            "" if test is None else f"{test['p_value']:.2g}",
+        ]
+        lines.append(_line(cells))
+    return "\n".join(lines)
+
+
 def _accuracy(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
@@ -146,13 +200,16 @@ TABLES = {
     "workers": (WORKERS_COLUMNS, lambda result: [workers_row(result)]),
     "search": (SEARCH_COLUMNS, search_rows),
     "soak": (SOAK_COLUMNS, soak_rows),
+    "releases": (RELEASE_COLUMNS, release_rows),
 }
 
 
 def table(name: str, result: dict) -> str:
-    """The doc's table of one benchmark (header and the rows of this result)."""
+    """The doc's table of one benchmark (header and the rows of this result); the releases'
+    with its comparison against the defaults below it."""
     columns, rows = TABLES[name]
-    return "\n".join([_line(columns), "|" + "---|" * len(columns), *rows(result)])
+    rendered = "\n".join([_line(columns), "|" + "---|" * len(columns), *rows(result)])
+    return f"{rendered}\n\n{against_table(result)}" if name == "releases" else rendered
 
 
 def with_table(doc: str, name: str, rendered: str) -> str:
