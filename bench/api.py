@@ -129,23 +129,26 @@ def ship(
     reference: str = "find",
 ) -> Path:
     """One model (ensemble None) or an ensemble of `ensemble` members, exported from run_dir;
-    `command` is what the card says reproduces it. A retrained single model is then compared
-    with the space's defaults released the same way (bench.release.reference: `reference`
+    `command` is what the card says reproduces it. A release (a retrained model, or an
+    ensemble's release members seed by seed) is then compared with the space's defaults
+    released the same way (bench.release.reference: `reference`
     "find" looks under the results folder, "train" trains what is missing, "none" skips).
     Shared by export() and `bench export`."""
+    from bench.release import reference as references
+
+    if reference not in references.MODES:
+        raise UsageError(f"reference must be one of {', '.join(references.MODES)}")
     if ensemble is None:
         from bench.release import export as exporting
-        from bench.release import reference as references
 
-        if reference not in references.MODES:
-            raise UsageError(f"reference must be one of {', '.join(references.MODES)}")
         out = exporting.export_run(run_dir, recipe, data_dir, pick, command)
-        references.against_defaults(run_dir, out, reference, data_dir)
-        return out
-    from bench.release import ensemble as ensembles
+    else:
+        from bench.release import ensemble as ensembles
 
-    source = ensemble_from or ensembles.DEFAULT_SOURCE
-    return ensembles.export_ensemble(run_dir, ensemble, source, data_dir, recipe, pick, command)
+        source = ensemble_from or ensembles.DEFAULT_SOURCE
+        out = ensembles.export_ensemble(run_dir, ensemble, source, data_dir, recipe, pick, command)
+    references.against_defaults(run_dir, out, reference, data_dir)
+    return out
 
 
 def export_command(run: str, recipe, pick: str, ensemble, ensemble_from) -> str:

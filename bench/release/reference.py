@@ -233,8 +233,11 @@ def against_defaults(run_dir: Path, out: Path, mode: str = "find", data_dir=None
         return None
     shipped = records.read_json(out / "config.json", "export again")
     train = shipped.get("training") or {}
-    if not train.get("retrained_on_all_training_images") or shipped.get("ensemble"):
-        return None  # a trial's own weights, or an ensemble: no recipe to match
+    ensemble = shipped.get("ensemble")
+    if not train.get("retrained_on_all_training_images"):
+        return None  # a trial's own weights: no recipe to match
+    if ensemble and ensemble.get("source") != "release":
+        return None  # averaged confirmation models: search fidelity, not a release
     config = records.run_config(run_dir, ExportError)
     record = next(t for t in records.load_records(run_dir) if t["trial_id"] == shipped["trial_id"])
     if is_defaults(run_dir, record["trial_id"]):
@@ -257,9 +260,11 @@ def against_defaults(run_dir: Path, out: Path, mode: str = "find", data_dir=None
 
 
 def _release_sides(run_dir: Path, out: Path, record: dict, train: dict, splits) -> list[Side]:
-    """The shipped release and the run's release members of the same trial and recipe at
-    other seeds, evaluated on the test digits."""
-    sides = {int(train["seed"]): evaluate(out / records.MODEL_FILE, splits, int(train["seed"]))}
+    """The shipped release (for an ensemble, none: its members are) and the run's release
+    members of the same trial and recipe at other seeds, evaluated on the test digits."""
+    sides = {}
+    if isinstance(train["seed"], int):
+        sides[train["seed"]] = evaluate(out / records.MODEL_FILE, splits, train["seed"])
     for path in sorted((run_dir / "release-members").glob(f"seed*/{MEMBER_FILE}")):
         member = _read(path)
         if (
