@@ -56,11 +56,13 @@ _CHANGES_NOTE = (
     f"{compare.REGRESSION_LOSS_RATIO - 1:.0%}, or a space with no finished trial any more."
 )
 _TIME_TO_NOTE = (
-    "Minutes from each run's first trial start until the trial the run would have picked at "
-    "that moment (the best by validation accuracy so far) had a test accuracy at or above the "
-    "target (wall clock, pauses of a resumed run included); trials is how many trials had "
-    "finished by then. A trial that scored well on the test set alone does not count: that "
-    "would be choosing on the test set."
+    "Minutes from each run's first trial start until what the run would have recommended at "
+    "that moment had a test accuracy at or above the target (wall clock, pauses of a resumed "
+    "run included): the best trial by validation accuracy so far; once confirmation "
+    "retrainings had finished, the configuration with the best mean validation accuracy over "
+    "them, at their mean test accuracy; once its release had finished, the release. by says "
+    "which; trials is how many search trials had finished by then. A model that scored well "
+    "on the test set alone does not count: that would be choosing on the test set."
 )
 _PAIRS_NOTE = (
     "True digit, the digit the model said instead, how often, and that pair's share of all "
@@ -208,7 +210,7 @@ def _moved(run: Run) -> str:
 
 def time_to_accuracy(ctx: Context) -> list[Block]:
     """Minutes until each run first reached each target test accuracy."""
-    reached = tables.time_to_accuracy(ctx.df)
+    reached = time_spent.time_to_accuracy(ctx.df, ctx.runs)
     if not len(reached):
         return []
     table = cells(reached)

@@ -52,7 +52,6 @@ NO_REASON = "(no reason recorded)"
 WORKER_COLUMNS = ("run", "worker", "trials", "failed", "busy_hours", "busy_share", "oracle_wait_s")
 # The test accuracies the report times a run to: the baseline's level, then the goals beyond.
 TIME_TO_TARGETS = (0.990, 0.993, 0.995, 0.996)
-TIME_TO_COLUMNS = ("run", "target", "minutes", "trials", "trial_id", "test_accuracy")
 
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
@@ -231,56 +230,3 @@ def workers(df: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=WORKER_COLUMNS)
-
-
-def time_to_accuracy(df: pd.DataFrame, targets: Sequence[float] = TIME_TO_TARGETS) -> pd.DataFrame:
-    """Per run and target: how long until the trial the run would pick first had a test
-    accuracy at or above the target.
-
-    The pick at each moment is the finished trial with the best validation accuracy so far
-    (ties: lower validation loss), as the report chooses; taking the first trial whose own test
-    accuracy crossed the target would select on the test set, and with many trials would report
-    the luckiest of many noisy test scores. minutes run from the run's first trial start (wall
-    clock, so a run that was stopped and resumed counts its pause) to the end of the trial that
-    made the pick, in the order trials finished (workers finish out of start order); trials
-    counts the trials finished by then, failed ones included. A target never reached has no
-    minutes.
-    """
-    rows = []
-    for run, part in df.groupby("run", sort=False):
-        start = utc(part["started_at"]).min()
-        ends = utc(part["finished_at"])
-        picks = picks_over_time(completed(part).assign(_end=ends))
-        for target in targets:
-            hit = picks[picks["test_accuracy"] >= target - TARGET_TOLERANCE]
-            row = {"run": run, "target": target, "minutes": np.nan, "trials": pd.NA}
-            if len(hit):
-                first = hit.iloc[0]
-                row.update(
-                    minutes=(first["_end"] - start).total_seconds() / SECONDS_PER_MINUTE,
-                    trials=int((ends <= first["_end"]).sum()),
-                    trial_id=first["trial_id"],
-                    test_accuracy=first["test_accuracy"],
-                )
-            rows.append(row)
-    return pd.DataFrame(rows, columns=TIME_TO_COLUMNS)
-
-
-def picks_over_time(done: pd.DataFrame) -> pd.DataFrame:
-    """For each finish (column _end) of a run's completed trials, in finishing order: the trial
-    best by validation so far (ties: lower validation loss) and its test accuracy then."""
-    ordered = done.sort_values("_end", kind="stable")
-    rows, best = [], None
-    for trial in ordered.to_dict("records"):
-        key = (trial["val_accuracy"], -(trial["val_loss"] if pd.notna(trial["val_loss"]) else 0))
-        if best is None or key > best[0]:
-            best = (key, trial)
-        pick = best[1]
-        rows.append(
-            {
-                "_end": trial["_end"],
-                "trial_id": pick["trial_id"],
-                "test_accuracy": pick["test_accuracy"],
-            }
-        )
-    return pd.DataFrame(rows, columns=["_end", "trial_id", "test_accuracy"])

@@ -16,7 +16,7 @@ from bench.core.budget import STOP, Budget, BudgetSpent
 from bench.core.config import SearchConfig
 from bench.core.records import utc_now
 from bench.errors import one_line
-from bench.search import asha, confirm, distributed
+from bench.search import asha, confirm, distributed, rung_plan
 from bench.search.progress import Progress
 from bench.train import checkpoint, fitting, grad_registry, kt_compat, served
 from bench.train.epoch_lines import EpochLines
@@ -126,6 +126,10 @@ class TrialRecorder:
             "versions": environment.versions(),
             "git_commit": environment.git_commit(),
         }
+        budget = progress.budget
+        if budget.prior is None:  # asha's calibration, until this process's trials tell
+            budget.prior = rung_plan.plan_of(config).calibration()
+        self.keep_reserve()  # a resumed run's choice so far, before its first trial here
 
     def base_record(self, trial, started_at: str) -> dict:
         record = dict.fromkeys(records.RECORD_KEYS)
@@ -143,21 +147,22 @@ class TrialRecorder:
         )
         return record
 
-    def confirmation_reserve(self) -> float:
-        """Seconds to leave at the end for --confirm-seeds: the retrainings that the night's
-        choice so far (its top trials and the defaults) still needs, each as long as its
-        trial took, scaled to the epochs it retrains."""
+    def night_reserve(self) -> confirm.Reserve:
+        """What to leave at the end for the stages after the search: the retrainings of
+        --confirm-seeds that the night's choice so far (its top trials and the defaults) still
+        needs and the release (--release), each as long as the run's own trials and
+        confirmation retrainings say (confirm.night_reserve)."""
         config = self.config
-        if not config.confirm_seeds:
-            return 0.0
-        return confirm.night_seconds(
-            self.run_dir,
-            records.load_records(self.run_dir),
-            config.confirm_top,
-            config.confirm_seeds,
-            config.to_json(),
-            self.full_epochs,
-        )
+        if not (config.confirm_seeds or config.release):
+            return confirm.Reserve()
+        saved = {**config.to_json(), rung_plan.PLAN_KEY: rung_plan.plan_of(config).to_json()}
+        trials = records.load_records(self.run_dir)
+        return confirm.night_reserve(self.run_dir, trials, saved, self.full_epochs)
+
+    def keep_reserve(self) -> None:
+        """Give the budget the night's reserve, as it stands now."""
+        reserve = self.night_reserve()
+        self.progress.budget.keep(reserve.seconds, reserve.words())
 
     def epoch_lines(self, trial) -> EpochLines:
         """The running trial's line per epoch, under the trial lines of the progress."""
@@ -188,9 +193,10 @@ class TrialRecorder:
             self._finish_failed(record, exc, time.monotonic() - began)
             raise
         finally:
-            budget = self.progress.budget
-            budget.note_trial(time.monotonic() - began, record["epochs_run"])
-            budget.reserve = self.confirmation_reserve()
+            self.progress.budget.note_trial(
+                time.monotonic() - began, confirm.trained_epochs(record)
+            )
+            self.keep_reserve()
         return histories
 
     def _complete(self, record: dict, tuner, trial, history: dict) -> None:
@@ -283,7 +289,7 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
     trial_limit: int | None = None
     # With rungs of known epochs (asha): the lowest rung's; the budget then judges each trial
     # by its own epochs, not by the longest trial so far.
-    cheapest_epochs: int | None = None
+    cheapest_epochs: float | None = None
 
     def run_trial(self, trial, *args, **kwargs):
         epochs = asha.trial_epochs(trial.hyperparameters.values) if self.cheapest_epochs else None
@@ -291,8 +297,8 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
         if epochs and not budget.fits_another_trial(epochs):
             # Not recorded: the oracle keeps it open and a resume runs it.
             raise BudgetSpent(
-                f"time budget: {budget.left():.0f} s left, too little for trial "
-                f"{trial.trial_id} ({epochs} epochs, about {budget.estimate(epochs):.0f} s)"
+                f"time budget: {budget.left_words()}; too little for trial "
+                f"{trial.trial_id} ({epochs:g} epochs, about {budget.estimate(epochs):.0f} s)"
             )
         with grad_registry.released_traces():  # else each trial's graphs stay for good
             return self.recorder.run_trial(self, trial, super().run_trial, *args, **kwargs)
@@ -327,6 +333,6 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
             self.oracle.ceiling = max(fit_costs, default=0.0)
         if not budget.fits_another_trial(self.cheapest_epochs):
             raise StopSearch(
-                f"time budget: {budget.left():.0f} s left, the next trial may take "
+                f"time budget: {budget.left_words()}; the next trial may take "
                 f"{budget.estimate(self.cheapest_epochs):.0f} s"
             )

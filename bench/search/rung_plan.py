@@ -5,12 +5,14 @@ A night has one budget and machines differ threefold in speed, so a fixed full f
 confirm. When a run with `--tuner asha` and `--budget` is created, one short fit of the space's
 defaults times an epoch here (`calibrate`), and `plan` picks the top rung: the most epochs, up
 to `--max-epochs`, with which the full-fidelity trials (the defaults and the top ones to
-confirm) and their confirmation retrainings take at most FULL_SHARE of the budget, so the rest
-is left to screening. The rungs below divide it by the factor down to a fraction of an epoch:
-a trial of 1/3 epoch trains one epoch of a third of the training batches, its learning-rate
-schedule annealed within them. No rung trains fewer than MIN_SCREEN_STEPS optimizer steps: on
-a small training set the lower rungs go, since a screen that short ranks nothing. The plan is
-frozen in config.json, so every resume, child process and worker sees the same rungs.
+confirm), their confirmation retrainings and the release (`--release`) take at most FULL_SHARE
+of the budget, so the rest is left to screening; a budget that cannot hold the release even
+then is planned without it (`Plan.release_left_out`). The rungs below divide it by the
+factor down to a fraction of an epoch: a trial of 1/3 epoch trains one epoch of a third of the
+training batches, its learning-rate schedule annealed within them. No rung trains fewer than
+MIN_SCREEN_STEPS optimizer steps: on a small training set the lower rungs go, since a screen
+that short ranks nothing. The plan is frozen in config.json, so every resume, child process and
+worker sees the same rungs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass
 import keras
 
 from bench.core import data, records
+from bench.core.budget import Cost
 from bench.core.config import SearchConfig
 from bench.search import asha
 from bench.train import fitting, pipeline
@@ -44,6 +47,15 @@ class Plan:
     rungs: list[float]
     epoch_seconds: float | None = None  # one epoch of the defaults, its validation included
     trial_seconds: float | None = None  # a trial's fixed cost: tracing and the test evaluation
+    # The budget could not hold the release (--release) beside the full-fidelity trials and
+    # the confirmation, even at one epoch: the night skips it.
+    release_left_out: bool = False
+
+    def calibration(self) -> Cost | None:
+        """The cost model of a trial of the defaults, as timed when the run was created."""
+        if self.epoch_seconds is None or self.trial_seconds is None:
+            return None
+        return Cost(self.trial_seconds, self.epoch_seconds)
 
     @property
     def full_epochs(self) -> float:
@@ -67,6 +79,38 @@ def trial_cost(epochs: float, epoch_seconds: float, trial_seconds: float) -> flo
     return trial_seconds + epochs * epoch_seconds
 
 
+@dataclass(frozen=True)
+class Release:
+    """What a night's release trains: `epochs` (None: the winner's best epoch count), then
+    `clean_epochs` without augmentation in a fit of their own, on `scale` times the images of
+    a search epoch (all training images: the validation split too)."""
+
+    epochs: int | None = None
+    clean_epochs: int = 0
+    scale: float = 1.0
+
+    def seconds(self, cost: Cost, best_epochs: float) -> float:
+        """What it takes at that cost model, for a winner of `best_epochs` best epochs."""
+        fits = 2 if self.clean_epochs else 1
+        return cost.seconds((self.epochs or best_epochs) + self.clean_epochs, self.scale, fits)
+
+
+def release_scale(train_images: int, val_images: int, limited: bool) -> float:
+    """The release's images over a search epoch's: the training and validation splits, or
+    with --train-limit the whole training file, which the release trains on whatever the
+    limit (bench.core.data.full_training_set)."""
+    return (data.TRAIN_COUNT if limited else train_images + val_images) / max(train_images, 1)
+
+
+def release_of(config: SearchConfig, splits: data.Splits) -> Release | None:
+    """What the run's release will train, None for a run without one."""
+    if not config.release:
+        return None
+    limited = config.train_limit is not None
+    scale = release_scale(len(splits.y_train), len(splits.y_val), limited)
+    return Release(config.release_epochs, config.release_clean_epochs, scale)
+
+
 def plan(
     seconds: float,
     epoch_seconds: float,
@@ -76,21 +120,37 @@ def plan(
     confirm_top: int,
     confirm_seeds: int,
     steps_per_epoch: int | None = None,
+    release: Release | None = None,
 ) -> Plan:
     """The rungs for a budget of `seconds`: the top rung is the most epochs (at least 1, at
-    most max_epochs) whose full trials, the defaults' and confirm_top more, and their
-    confirm_seeds retrainings each cost at most FULL_SHARE of the budget; the ladder below it
-    keeps the rungs of at least MIN_SCREEN_STEPS (given the batches in an epoch)."""
-    full_trials = confirm_top + 1
-    retrainings = full_trials * confirm_seeds
-    top = 1
+    most max_epochs) whose full trials, the defaults' and confirm_top more, their
+    confirm_seeds retrainings each and the release cost at most FULL_SHARE of the budget; the
+    ladder below it keeps the rungs of at least MIN_SCREEN_STEPS (given the batches in an
+    epoch). When not even one epoch holds the release, the plan leaves it out."""
+    cost = Cost(trial_seconds, epoch_seconds)
+    # Full-fidelity trainings: the defaults' trial and confirm_top more, each with its seeds.
+    trainings = (confirm_top + 1) * (confirm_seeds + 1)
+    top = top_rung(seconds, cost, max_epochs, trainings, release)
+    left_out = release is not None and top is None
+    if left_out:
+        top = top_rung(seconds, cost, max_epochs, trainings)
+    rungs = ladder(top or 1, factor, steps_per_epoch)
+    return Plan(rungs, round(epoch_seconds, 3), round(trial_seconds, 3), left_out)
+
+
+def top_rung(
+    seconds: float, cost: Cost, max_epochs: int, trainings: int, release: Release | None = None
+) -> int | None:
+    """The most epochs, at most max_epochs, at which `trainings` full-fidelity trainings and
+    the release cost at most FULL_SHARE of `seconds`; None when one epoch is already too
+    many."""
     for epochs in range(max_epochs, 0, -1):
-        cost = (full_trials + retrainings) * trial_cost(epochs, epoch_seconds, trial_seconds)
-        if cost <= FULL_SHARE * seconds:
-            top = epochs
-            break
-    rungs = ladder(top, factor, steps_per_epoch)
-    return Plan(rungs, round(epoch_seconds, 3), round(trial_seconds, 3))
+        need = trainings * cost.seconds(epochs)
+        if release is not None:
+            need += release.seconds(cost, epochs)
+        if need <= FULL_SHARE * seconds:
+            return epochs
+    return None
 
 
 def calibrate(config: SearchConfig, splits: data.Splits) -> tuple[float, float]:
@@ -136,6 +196,7 @@ def new_plan(config: SearchConfig, splits: data.Splits) -> Plan | None:
         config.confirm_top,
         config.confirm_seeds,
         epoch_batches(config, splits),
+        release_of(config, splits),
     )
 
 
@@ -146,21 +207,28 @@ def epoch_batches(config: SearchConfig, splits: data.Splits) -> int:
 def plan_of(config: SearchConfig) -> Plan:
     """The run's plan: frozen in its config.json, else (runs without a budget, or from
     before) the rungs `--max-epochs` gives."""
-    saved = {}
     if (config.run_dir / records.CONFIG_FILE).is_file():
-        saved = records.load_config(config.run_dir).get(PLAN_KEY) or {}
-    if saved.get("rungs"):
-        return Plan(**saved)
+        saved = saved_plan(records.load_config(config.run_dir))
+        if saved is not None:
+            return saved
     if config.tuner == "asha":
         return Plan(asha.rung_epochs(config.max_epochs, config.hyperband_factor))
     return Plan([config.max_epochs])
 
 
+def saved_plan(config_json: dict) -> Plan | None:
+    """The plan frozen in a run's config.json, None for a run without one."""
+    saved = config_json.get(PLAN_KEY) or {}
+    return Plan(**saved) if saved.get("rungs") else None
+
+
 def describe(plan: Plan) -> str:
-    """The rungs in words: "1/3, 1, 3, 9 epochs (one epoch about 42 s here)"."""
+    """The rungs in words: "1/3, 1, 3, 9 epochs (one epoch about 42 s here)", and whether the
+    plan left the release out."""
     names = [_epochs(e) for e in plan.rungs]
     timed = f" (one epoch about {plan.epoch_seconds:.0f} s here)" if plan.epoch_seconds else ""
-    return f"{', '.join(names)} epochs{timed}"
+    left_out = "; the budget holds no release" if plan.release_left_out else ""
+    return f"{', '.join(names)} epochs{timed}{left_out}"
 
 
 def _epochs(epochs: float) -> str:

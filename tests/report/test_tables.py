@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.core import records
-from bench.report import columns, tables
+from bench.report import columns, tables, time_spent
 from tests import factories
 from tests.factories import fake_record, fake_run
 
@@ -172,7 +172,7 @@ def test_time_to_accuracy_follows_the_order_trials_finished_in():
         _timed("02", 2, 20, 0.9950, val=0.995),
         _timed("03", 3, 40, None, status="failed"),
     ]
-    got = tables.time_to_accuracy(tables.trials_frame([("r1", trials)]))
+    got = time_spent.time_to_accuracy(tables.trials_frame([("r1", trials)]))
     by_target = got.set_index("target")
     assert list(by_target.index) == list(tables.TIME_TO_TARGETS)
     # 99.0, 99.3 and 99.5 are first reached by trial 02, which ended 20 minutes in.
@@ -190,7 +190,9 @@ def test_time_to_accuracy_follows_the_pick_by_validation_not_the_best_test_score
         _timed("01", 1, 20, 0.9970, val=0.990),  # the best test score, but never the pick
         _timed("02", 2, 30, 0.9940, val=0.996),
     ]
-    by_target = tables.time_to_accuracy(tables.trials_frame([("r1", trials)])).set_index("target")
+    by_target = time_spent.time_to_accuracy(tables.trials_frame([("r1", trials)])).set_index(
+        "target"
+    )
     assert by_target.loc[0.990, "minutes"] == pytest.approx(10.0)
     assert (by_target.loc[0.993, "minutes"], by_target.loc[0.993, "trial_id"]) == (30.0, "02")
     assert by_target.loc[0.993, "trials"] == 3
@@ -198,7 +200,7 @@ def test_time_to_accuracy_follows_the_pick_by_validation_not_the_best_test_score
 
 
 def test_time_to_accuracy_leaves_unreached_targets_empty():
-    got = tables.time_to_accuracy(tables.trials_frame([("r1", [_timed("00", 0, 9, 0.9931)])]))
+    got = time_spent.time_to_accuracy(tables.trials_frame([("r1", [_timed("00", 0, 9, 0.9931)])]))
     reached = got.set_index("target")["minutes"]
     assert reached[0.993] == pytest.approx(9.0)
     assert reached[[0.995, 0.996]].isna().all()

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 
 from bench.core import records
@@ -114,3 +115,76 @@ def test_the_report_of_an_asha_run_shows_its_rungs_and_curves(tmp_path):
     text = (tmp_path / "out" / writer.REPORT_MD).read_text()
     assert "## The search" in text and "### Rungs" in text
     assert (tmp_path / "out" / "rung_curves.png").is_file()
+
+
+def _at(minutes: float) -> str:
+    return (factories.RUN_START + timedelta(minutes=minutes)).isoformat()
+
+
+def _finished(trial_id, minutes, val, test):
+    """A search trial of run "r" that ran 10 minutes and ended `minutes` into the run."""
+    return fake_record(
+        "r",
+        trial_id,
+        val_accuracy=val,
+        val_loss=0.05,
+        test_accuracy=test,
+        started_at=_at(minutes - 10),
+        finished_at=_at(minutes),
+    )
+
+
+def _retrained(trial_id, seed, minutes, val, test):
+    """A confirmation record of run "r": trial_id retrained with `seed`, ended `minutes` in."""
+    return {
+        "run": "r",
+        "trial_id": trial_id,
+        "seed": seed,
+        "epochs": 9,
+        "val_accuracy": val,
+        "val_loss": 0.05,
+        "test_accuracy": test,
+        "test_loss": 0.03,
+        "started_at": _at(minutes - 10),
+        "finished_at": _at(minutes),
+    }
+
+
+def test_time_to_accuracy_counts_the_confirmation_and_the_release_as_each_finished(tmp_path):
+    from bench.report.loading import Run
+
+    trials = [_finished("00", 10, 0.995, 0.9931), _finished("01", 20, 0.993, 0.9950)]
+    confirmed = [
+        _retrained("00", 1001, 30, 0.994, 0.9940),  # alone: the confirmed pick, 99.40
+        _retrained("01", 1001, 40, 0.996, 0.9960),  # better by validation: the pick, 99.60
+        _retrained("01", 1002, 50, 0.996, 0.9966),  # its mean: 99.63
+        _retrained("02", 1001, 55, 0.990, 0.9990),  # the best test score, but never the pick
+    ]
+    release = {"run": "r", "trial_id": "01", "test_accuracy": 0.9972, "finished_at": _at(70)}
+    records.atomic_write_json(tmp_path.joinpath(*time_spent.RELEASE_CONFIG), release)
+    run = Run("r", tmp_path, {}, trials, [], confirmed)
+    df = columns.trials_frame([("r", trials)])
+    targets = (0.993, 0.995, 0.9963, 0.997, 0.998)
+    got = time_spent.time_to_accuracy(df, [run], targets).set_index("target")
+    assert got.loc[0.993, ["minutes", "trial_id", "by"]].tolist() == [10.0, "00", "search"]
+    assert got.loc[0.995, ["minutes", "trial_id", "by"]].tolist() == [40.0, "01", "confirmation"]
+    assert got.loc[0.9963, "minutes"] == pytest.approx(50.0)
+    assert got.loc[0.9963, "test_accuracy"] == pytest.approx(0.9963)
+    assert got.loc[0.997, ["minutes", "test_accuracy", "by"]].tolist() == [70.0, 0.9972, "release"]
+    assert got.loc[0.997, "trials"] == 2  # the search trials finished by then
+    assert pd.isna(got.loc[0.998, "minutes"])  # trial 02's 99.90 does not count
+    # Without its confirmation and release the run reaches only what its search trials did.
+    alone = time_spent.time_to_accuracy(df, [], targets).set_index("target")
+    assert alone["minutes"].isna().tolist() == [False, True, True, True, True]
+
+
+def test_a_release_of_another_trial_than_the_pick_does_not_count(tmp_path):
+    from bench.report.loading import Run
+
+    trials = [_finished("00", 10, 0.995, 0.9931), _finished("01", 20, 0.993, 0.9950)]
+    release = {"run": "r", "trial_id": "01", "test_accuracy": 0.9972, "finished_at": _at(30)}
+    records.atomic_write_json(tmp_path.joinpath(*time_spent.RELEASE_CONFIG), release)
+    df = columns.trials_frame([("r", trials)])
+    got = time_spent.time_to_accuracy(df, [Run("r", tmp_path, {}, trials, [], [])])
+    assert got["minutes"].notna().tolist() == [True, True, False, False]  # 99.31 alone
+    assert set(got["by"].dropna()) == {"search"}

@@ -135,8 +135,9 @@ def test_a_night_confirms_its_best_full_trials_and_the_defaults():
 
 
 def test_the_night_keeps_back_what_its_confirmation_still_needs(tmp_path):
-    defaults = {**_rung("0", 0.99, 9, {"x": 1}), "train_seconds": 100.0, "epochs_run": 9}
-    screen = {**_rung("1", 0.95, 0.3333, {"x": 2}), "train_seconds": 10.0, "epochs_run": 1}
+    timed = {"eval_seconds": 0.0}
+    defaults = {**_rung("0", 0.99, 9, {"x": 1}), "train_seconds": 100.0, "epochs_run": 9, **timed}
+    screen = {**_rung("1", 0.95, 0.3333, {"x": 2}), "train_seconds": 10.0, "epochs_run": 1, **timed}
     config = {"tuner": "asha", "seed": 0}
     needs = confirm.night_seconds(tmp_path, [defaults, screen], 2, 2, config, 9)
     assert needs == pytest.approx(2 * 100.0 + 2 * 10.0 * 9 / 0.3333)
@@ -179,3 +180,113 @@ def test_a_night_with_confirm_seeds_confirms_itself_under_its_own_lock(tmp_path)
     # asha's are retrained at its top rung's epochs, whatever rung they reached.
     assert all(r["epochs"] == 2 and r["architecture"] for r in confirmed)
     assert "confirming run n" in out.getvalue()
+
+
+# A night on a machine where a trial costs FIXED_S (building, tracing, the test evaluation)
+# and each epoch EPOCH_S: asha's rungs of 1/3, 1, 3 and 9 epochs, promotions continuing.
+FIXED_S, EPOCH_S, EVAL_S = 15.0, 20.0, 3.0
+NIGHT = {"tuner": "asha", "seed": 0, "confirm_top": 3, "confirm_seeds": 2, "train_limit": None}
+
+
+def _timed_rung(trial_id: str, hp: dict, val: float, epochs: float, trained: float = 0.0):
+    """An asha trial of `epochs` that continued from `trained`: it trained what they differ
+    by (below one epoch, one epoch of that share of the batches) at this machine's cost."""
+    added = round(epochs - trained, 4)
+    state = {"epochs": epochs, **({"trained_epochs": trained} if trained else {})}
+    return factories.fake_record(
+        trial_id=trial_id,
+        tuner="asha",
+        hyperparameters=hp,
+        val_accuracy=val,
+        tuner_state=state,
+        epochs_run=max(round(added), 1),
+        best_epoch=max(round(epochs), 1),
+        train_seconds=FIXED_S - EVAL_S + EPOCH_S * added,
+        eval_seconds=EVAL_S,
+        dataset={**factories.DATASET, "train": 50_000, "val": 10_000},
+    )
+
+
+def _night_trials() -> list[dict]:
+    """The defaults reached 9 epochs, "a" 3, "b" and "c" one; the rest were screens."""
+    ladder = [(0.3333, 0.0), (1, 0.3333), (3, 1), (9, 3)]
+    reached = {"defaults": (4, 0.990), "a": (3, 0.992), "b": (2, 0.991), "c": (2, 0.989)}
+    trials = []
+    for name, (rungs, val) in reached.items():
+        for epochs, trained in ladder[:rungs]:
+            trials.append(_timed_rung(str(len(trials)), {"x": name}, val, epochs, trained))
+    for screen in range(6):
+        trials.append(_timed_rung(str(len(trials)), {"x": screen}, 0.95, 0.3333))
+    return trials
+
+
+def test_a_trials_fixed_seconds_are_kept_back_once_per_retraining_not_once_per_epoch(tmp_path):
+    from bench.core.budget import Budget
+
+    trials = _night_trials()
+    reserve = confirm.night_reserve(tmp_path, trials, NIGHT, 9)
+    # The defaults, "a" and "b" twice each, 9 epochs each: 6 x 195 s. Scaled by epochs, their
+    # trials' times asked 198, 234 and 342 s each (a screen's tracing 27 times over): 1548 s.
+    assert reserve.retrainings == 6 and reserve.release_seconds is None
+    assert reserve.seconds == pytest.approx(6 * (FIXED_S + 9 * EPOCH_S))
+    assert reserve.words() == "the confirmation (6 retrainings)"
+    # 1300 s left: a screen still fits beside the confirmation; kept back as before, it did not.
+    budget = Budget(1300.0, margin=30.0)
+    budget.note_trial(FIXED_S + EPOCH_S / 3, 0.3333)
+    budget.keep(reserve.seconds, reserve.words())
+    assert budget.fits_another_trial(0.3333)
+
+
+def test_finished_retrainings_are_the_evidence_for_the_rest_of_the_confirmation(tmp_path):
+    trials = _night_trials()
+    folder = records.confirm_dir(tmp_path)
+    folder.mkdir(parents=True)
+    for seed in confirm.confirm_seeds(0, 2):  # the defaults' two took 250 s, not 195
+        stem = confirm.record_stem("3", seed)
+        records.atomic_write_json(
+            folder / f"{stem}.json",
+            {
+                "trial_id": "3",
+                "seed": seed,
+                "epochs": 9,
+                "train_seconds": 230.0,
+                "started_at": "2024-01-01T06:00:00+00:00",
+                "finished_at": "2024-01-01T06:04:10+00:00",
+            },
+        )
+    left = confirm.night_seconds(tmp_path, trials, 3, 2, NIGHT, 9)
+    assert left == pytest.approx(4 * 250.0)  # "a" and "b" twice each, at the pace measured
+
+
+def test_the_night_keeps_back_its_release_on_all_training_images(tmp_path):
+    trials = _night_trials()
+    night = {**NIGHT, "release": True, "release_epochs": None, "release_clean_epochs": 1}
+    reserve = confirm.night_reserve(tmp_path, trials, night, 9)
+    # The costliest that may win is the defaults: 9 epochs and a clean one, each of 60,000
+    # images (1.2 search epochs), in two fits.
+    assert reserve.release_seconds == pytest.approx(2 * FIXED_S + 1.2 * EPOCH_S * 10)
+    assert reserve.words() == "the confirmation (6 retrainings) and the release"
+    for trial in trials:
+        records.write_record(tmp_path, trial)
+    defaults = trials[3]
+    seconds = confirm.release_seconds(tmp_path, night, defaults, epochs=25, clean_epochs=1)
+    assert seconds == pytest.approx(2 * FIXED_S + 1.2 * EPOCH_S * 26)
+    planned = {**night, "fidelity": {"rungs": [1], "release_left_out": True}}
+    assert confirm.night_reserve(tmp_path, trials, planned, 9).release_seconds is None
+
+
+def test_too_few_trials_for_a_cost_model_fall_back_on_the_calibration(tmp_path):
+    trials = _night_trials()[3:4]  # the defaults' full trial alone
+    timed = {**NIGHT, "fidelity": {"rungs": [9], "epoch_seconds": 10.0, "trial_seconds": 5.0}}
+    costs = confirm.retrain_costs(tmp_path, trials, timed)
+    assert costs.model.fixed == 5.0 and costs.model.per_epoch == 10.0
+    # The trial was twice as slow as the calibrated defaults (135 s for 6 epochs, not 65).
+    assert confirm.expected_seconds(trials[0], 9, costs) == pytest.approx(95 * 135 / 65)
+
+
+def test_the_epochs_a_trial_trained_in_its_seconds():
+    screen = {"epochs_run": 1, "tuner_state": {"epochs": 0.3333}}
+    on = {"epochs_run": 1, "tuner_state": {"epochs": 1, "trained_epochs": 0.3333}}
+    resumed = {"epochs_run": 5, "resumed_at_epoch": 2, "tuner_state": {}}
+    trained = [confirm.trained_epochs(r) for r in (screen, on, resumed, {"epochs_run": None})]
+    assert trained == [0.3333, pytest.approx(0.6667), 3, 0]

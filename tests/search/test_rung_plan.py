@@ -2,11 +2,13 @@
 freezes its plan and trains its lowest rung on a share of an epoch."""
 
 import io
+import re
 from dataclasses import replace
 
 import pytest
 
 from bench.core import records
+from bench.core.budget import Cost
 from bench.core.config import SearchConfig
 from bench.search import asha, rung_plan, tuning
 
@@ -42,6 +44,26 @@ def test_a_slower_machine_gets_shorter_full_trials_and_confirmation_costs_epochs
     slow = rung_plan.plan(27900, 230, 20, 15, FACTOR, 3, 2).full_epochs
     unconfirmed = rung_plan.plan(27900, 230, 20, 15, FACTOR, 3, 0).full_epochs
     assert fast == 15 and slow < fast and unconfirmed > slow
+
+
+def test_the_top_rung_leaves_room_for_the_release_on_all_training_images():
+    release = rung_plan.Release(epochs=None, clean_epochs=1, scale=1.2)
+    plan = rung_plan.plan(27900, 230, 20, 15, FACTOR, 3, 2, release=release)
+    without = rung_plan.plan(27900, 230, 20, 15, FACTOR, 3, 2)
+    top = plan.full_epochs
+    assert top < without.full_epochs and not plan.release_left_out
+    cost = Cost(20, 230)
+    need = cost_of_full_trials(top, 230, 20, 3, 2) + release.seconds(cost, top)
+    assert need <= rung_plan.FULL_SHARE * 27900
+    need = cost_of_full_trials(top + 1, 230, 20, 3, 2) + release.seconds(cost, top + 1)
+    assert need > rung_plan.FULL_SHARE * 27900
+    # A release of 25 epochs and a clean one (26 x 1.2 x 42 s) cannot fit in 15 minutes even
+    # beside one-epoch trials: the plan leaves it out and sizes the rungs without it.
+    short = rung_plan.plan(900, 42, 8, 15, FACTOR, 3, 2, release=rung_plan.Release(25, 1, 1.2))
+    assert short.release_left_out and short.rungs == rung_plan.plan(900, 42, 8, 15, 3, 3, 2).rungs
+    assert rung_plan.describe(short).endswith("; the budget holds no release")
+    assert rung_plan.release_scale(50_000, 10_000, limited=False) == pytest.approx(1.2)
+    assert rung_plan.release_scale(384, 128, limited=True) == pytest.approx(60_000 / 384)
 
 
 @pytest.mark.parametrize(
@@ -154,3 +176,23 @@ def test_before_each_trial_the_oracle_learns_the_longest_trial_the_budget_still_
     # Retraining, a promotion costs its rung's epochs (1, 3, 9); continuing, those it adds
     # (1, 2, 6): the longest that fits is 3 epochs afresh, or 2 on from the rung of 1.
     assert tuner.oracle.ceiling == ceiling
+
+
+def test_the_stop_line_says_what_the_time_left_is_kept_for(tmp_path):
+    from bench.core.budget import Budget
+    from bench.search.progress import Progress
+    from bench.search.recorder import StopSearch, TrialRecorder
+
+    config = budgeted(tmp_path, budget=None, max_epochs=9)
+    budget = Budget(100.0, margin=30.0)
+    budget.longest_epoch = 20.0
+    recorder = TrialRecorder(config, tuning.load_splits(config), Progress(None, budget=budget))
+    tuner = tuning.make_tuner(config, recorder)
+    budget.keep(60.0, "the confirmation (2 retrainings) and the release")
+    with pytest.raises(StopSearch) as stop:
+        tuner.pre_create_trial()  # 70 s usable: 60 kept, the next trial may take 20 s
+    assert re.fullmatch(
+        r"time budget: (100|99) s left, 60 s of it kept for the confirmation \(2 retrainings\) "
+        r"and the release; the next trial may take 20 s",
+        str(stop.value),
+    )
