@@ -114,7 +114,7 @@ def export(
     if ensemble is None and ensemble_from is not None:
         raise UsageError("ensemble_from needs ensemble=K")
     recipe = Recipe(retrain, epochs, seed, clean_epochs)
-    command = export_command(run, recipe, pick, ensemble, ensemble_from)
+    command = export_command(run, recipe, pick, ensemble, ensemble_from, reference)
     return ship(run_dir, recipe, pick, ensemble, ensemble_from, data_dir, command, reference)
 
 
@@ -151,7 +151,9 @@ def ship(
     return out
 
 
-def export_command(run: str, recipe, pick: str, ensemble, ensemble_from) -> str:
+def export_command(
+    run: str, recipe, pick: str, ensemble, ensemble_from, reference: str = "find"
+) -> str:
     """The `bench export` command line that does what these arguments do, for the card."""
     from bench.release import choose  # records only, no TensorFlow
 
@@ -163,6 +165,7 @@ def export_command(run: str, recipe, pick: str, ensemble, ensemble_from) -> str:
         **{flag: pick == name for name, flag in choose.FLAGS.items()},
         "--ensemble": ensemble,
         "--ensemble-from": ensemble_from,
+        "--reference": None if reference == "find" else reference,
     }
     parts = ["bench", "export", run]
     for flag, value in flags.items():

@@ -90,12 +90,16 @@ def test_a_missing_run_is_a_report_error(tmp_path):
 
 def test_an_export_names_the_command_that_does_the_same_for_its_card():
     recipe = Recipe(retrain=True, epochs=25, clean_epochs=1)
-    command = api.export_command("night", recipe, False, 3, "release")
+    command = api.export_command("night", recipe, "auto", 3, "release")
     assert shlex.split(command) == [
         "bench", "export", "night", "--retrain", "--epochs", "25", "--clean-epochs", "1",
         "--ensemble", "3", "--ensemble-from", "release",
     ]  # fmt: skip
-    assert api.export_command("n", Recipe(), True, None, None) == "bench export n --confirmed"
+    assert (
+        api.export_command("n", Recipe(), "confirmed", None, None) == "bench export n --confirmed"
+    )
+    single = api.export_command("n", Recipe(retrain=True), "single", None, None, "train")
+    assert single == "bench export n --retrain --single-trial --reference train"
 
 
 def test_the_api_doc_describes_every_function_with_each_of_its_parameters():
