@@ -21,6 +21,12 @@ BUDGET ?= 7h45m
 SEED ?= 0
 # A fresh process every this many trials keeps a long night's memory bounded.
 TRIALS_PER_PROCESS ?= 25
+# The night ends with its release: the winner (by the confirmation, where it ran) retrained
+# by the recipe of `make release` below into results/<run>/best/, if the budget still holds
+# it (else the search names the `make release` that ships it later). RELEASE=0 ends the night
+# at its report.
+RELEASE ?= 1
+RELEASE_FLAGS = --release --release-epochs 25 --release-clean-epochs 1
 # WORKERS=N runs N worker processes under a KerasTuner chief (docs/usage.md, section 9).
 WORKERS ?=
 RUN ?= night-$(shell date +%Y-%m-%d)
@@ -68,13 +74,13 @@ define apt_install
 	fi
 endef
 
-# The overnight search on full MNIST, then its report.
+# The overnight search on full MNIST, its release, then its report.
 search: system-data $(STAMP)
 	$(BIN)/bench search --space $(SPACE) --tuner $(TUNER) --run $(RUN) \
 		--max-epochs $(MAX_EPOCHS) --max-trials $(MAX_TRIALS) --seed $(SEED) \
 		--results $(RESULTS) --budget $(BUDGET) --confirm-seeds $(CONFIRM_SEEDS) \
 		--trials-per-process $(TRIALS_PER_PROCESS) $(if $(WORKERS),--workers $(WORKERS)) \
-		$(SEARCH_FLAGS)
+		$(if $(filter-out 0,$(RELEASE)),$(RELEASE_FLAGS)) $(SEARCH_FLAGS)
 
 # A real search of a few minutes on a subset of MNIST, then its report.
 smoke: $(STAMP)

@@ -10,8 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
+from bench import night
 from bench.core import lock, records, space_source
 from bench.core.budget import STOP, Budget, Terminated
 from bench.core.config import IDENTITY_FIELDS, SearchConfig, with_space_defaults
@@ -132,11 +134,18 @@ def _search_once(config: SearchConfig, role: str | None, fresh: bool) -> int:
         if role == "worker":
             over = tuning.run_worker(config)
         else:
-            over = tuning.run_search(config, fresh=fresh)
+            # Searched and confirmed, the process that confirmed ships, under the same lock.
+            over = tuning.run_search(config, fresh=fresh, then=partial(release, config))
     except (KeyboardInterrupt, Terminated) as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the report finish
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     return EXIT_OK if over else EXIT_MORE
+
+
+def release(config: SearchConfig, budget: Budget) -> None:
+    """With --release, the night's release (night.release) with what is left of the budget;
+    the caller holds the run's lock."""
+    night.release(config, budget, sys.stdout)
 
 
 def serve_chief(config: SearchConfig) -> int:
@@ -195,6 +204,7 @@ def run_cluster(config: SearchConfig, argv: list[str], listen: str | None, fresh
         print(f"trials by worker: {cluster.summary() or 'none'}", flush=True)
         if code == EXIT_OK:  # the workers left room in the budget for it
             tuning.confirm_night(config, splits, progress.budget, sys.stdout)
+            night.release(config, progress.budget, sys.stdout)
     return finish(config, code)
 
 

@@ -193,11 +193,13 @@ def release_members(
             flush=True,
         )
     for seed in todo:
-        model, trained = export.retrain(record, config, raw, seed, epochs, clean)
+        backup = export.release_backup(run_dir, seed)  # a killed member goes on from it
+        model, trained = export.retrain(record, config, raw, seed, epochs, clean, backup)
         trained.update(
             seed=seed, epochs=epochs, clean_epochs=clean, commit=environment.git_commit()
         )
         keep_member(folder, record, model, trained)
+        export.discard_release(run_dir, seed)
         members[seed] = _stored(folder, record, seed, epochs, clean)
     return list(members.values())
 

@@ -21,6 +21,9 @@ from bench.train import checkpoint, fitting, kt_compat, served, spaces
 from bench.train.epoch_lines import EpochLines
 
 BEST_DIR = "best"
+# Under resume/: the epoch backups of a release retrained from a seed, until it is shipped.
+RELEASE_BACKUP = "release-seed{seed}"
+FIT_STAGE, CLEAN_STAGE = "fit", "clean"  # a release's two fits, each backed up on its own
 # A re-evaluated model may differ from its record by this many test images (a near-tie flipped
 # by another summation order, as on a GPU); more means the checkpoint is not the recorded one.
 FLIPPED_IMAGES_ALLOWED = 1
@@ -43,32 +46,96 @@ def retrain(
     seed: int,
     epochs: int | None = None,
     clean_epochs: int = 0,
+    backup: Path | None = None,
 ) -> tuple[keras.Model, dict]:
     """Train the winning config afresh from `seed` on all 60,000 training images, for `epochs`
     or else the trial's best epoch count, then `clean_epochs` more without augmentation.
 
-    Returns the model and its training: seconds, images, and clean_rate (the learning rate of
-    the clean epochs; None without them).
+    With `backup` (release_backup's folder), both fits save their state after every epoch as
+    a trial does (checkpoint.EpochBackup): a retrain that was killed goes on from its last
+    finished epoch, its clean epochs included, with the weights, optimizer and schedule where
+    they were; one that had finished trains nothing again. A backup of another recipe is
+    never taken up (release_key).
+
+    Returns the model and its training: seconds (of every invocation that trained it), images,
+    and clean_rate (the learning rate of the clean epochs; None without them).
     """
     images, labels = data.full_training_set(raw)
     epochs = epochs or record["best_epoch"]
+    key = release_key(record, config, seed, epochs, clean_epochs)
     clean = f", then {clean_epochs} without augmentation" if clean_epochs else ""
     print(
         f"retraining trial {record['trial_id']} with seed {seed} on {len(labels):,} images for "
-        f"{epochs} epochs{clean}",
+        f"{epochs} epochs{clean}{_going_on(backup, key, epochs + clean_epochs)}",
         flush=True,
     )
     lines = EpochLines("  release", sys.stdout)
+    saver = _stage_backup(backup, FIT_STAGE, key)
     training = fitting.Training(images, labels, config["batch_size"], seed, epochs)
-    fitted = fitting.fit_afresh(record, training, callbacks=[lines])
-    seconds = fitted.seconds
+    fitted = fitting.fit_afresh(record, training, callbacks=_backed_up(lines, saver))
+    seconds = fitted.seconds if saver is None else saver.seconds
     rate = None
     if clean_epochs:
         began = time.monotonic()
         lines = EpochLines("  release without augmentation", sys.stdout)
-        rate = clean_fit(fitted.space, fitted.model, fitted.train, clean_epochs, [lines])
-        seconds += time.monotonic() - began
+        saver = _stage_backup(backup, CLEAN_STAGE, key)
+        callbacks = _backed_up(lines, saver)
+        rate = clean_fit(fitted.space, fitted.model, fitted.train, clean_epochs, callbacks)
+        seconds += time.monotonic() - began if saver is None else saver.seconds
     return fitted.model, {"seconds": seconds, "images": len(labels), "clean_rate": rate}
+
+
+def release_backup(run_dir: Path, seed: int) -> Path:
+    """The folder of the epoch backups of a release retrained from `seed` (one per seed, so
+    that an ensemble's members keep theirs apart)."""
+    return checkpoint.backup_dir(run_dir, RELEASE_BACKUP.format(seed=seed))
+
+
+def discard_release(run_dir: Path, seed: int) -> None:
+    """Remove a release's epoch backups once what it trained is shipped or kept."""
+    shutil.rmtree(release_backup(run_dir, seed), ignore_errors=True)
+
+
+def release_key(record: dict, config: dict, seed: int, epochs: int, clean_epochs: int) -> dict:
+    """What a release's backup must match to be taken up: the configuration, its data and
+    batch size, the seed and the recipe; anything else trains afresh over it."""
+    return {
+        "trial_id": record["trial_id"],
+        "hyperparameters": record["hyperparameters"],
+        "dataset_sha256": record["dataset"]["sha256"],
+        "batch_size": config["batch_size"],
+        "seed": seed,
+        "epochs": epochs,
+        "clean_epochs": clean_epochs,
+    }
+
+
+def epochs_done(backup: Path, key: dict) -> int:
+    """The epochs of the release of `key` (its clean ones counted too) that the backup in
+    `backup` holds: those a resume need not train again."""
+    states = (saver.load_state() for saver in _stages(backup, key))
+    return sum(state["epoch"] for state in states if state is not None)
+
+
+def _stages(backup: Path, key: dict) -> list[checkpoint.EpochBackup]:
+    return [_stage_backup(backup, stage, key) for stage in (FIT_STAGE, CLEAN_STAGE)]
+
+
+def _stage_backup(backup: Path | None, stage: str, key: dict) -> checkpoint.EpochBackup | None:
+    """The epoch backup of one fit of a release (None without a backup folder)."""
+    if backup is None:
+        return None
+    return checkpoint.EpochBackup(backup / stage, {**key, "stage": stage})
+
+
+def _backed_up(lines: EpochLines, saver: checkpoint.EpochBackup | None) -> list:
+    # The backup goes last, after the callbacks whose state it saves (EpochBackup).
+    return [lines] if saver is None else [lines, saver]
+
+
+def _going_on(backup: Path | None, key: dict, total: int) -> str:
+    done = epochs_done(backup, key) if backup is not None else 0
+    return f"; going on after {done} of its {total} epochs (backup in {backup})" if done else ""
 
 
 def clean_fit(space, model: keras.Model, train, epochs: int, callbacks=()) -> float:
@@ -145,9 +212,13 @@ def export_run(
     shipped = shipped_config(record, config, trained, splits)
     shipped["selection"] = selection
     shipped["reproduce"] = {"command": command or f"bench export {run_dir.name}", "commit": commit}
+    shipped["finished_at"] = records.utc_now()
     plain = served.served_model(record["space"], model)
     checked = None if recipe.retrain else record
-    return ship(run_dir / BEST_DIR, model, plain, shipped, splits, checked)
+    out = ship(run_dir / BEST_DIR, model, plain, shipped, splits, checked)
+    if recipe.retrain:
+        discard_release(run_dir, recipe.seed)  # shipped: its epoch backups are spent
+    return out
 
 
 def ship(
@@ -227,7 +298,8 @@ def _final_model(
 ) -> tuple[keras.Model, dict]:
     if recipe.retrain:
         clean = recipe.clean_epochs
-        model, trained = retrain(record, config, raw, recipe.seed, recipe.epochs, clean)
+        backup = release_backup(run_dir, recipe.seed)
+        model, trained = retrain(record, config, raw, recipe.seed, recipe.epochs, clean, backup)
         epochs = recipe.epochs or record["best_epoch"]
         return model, {**trained, "retrained": True, "epochs": epochs, "clean_epochs": clean}
     model = load_trial_model(run_dir, record)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,8 +304,9 @@ def train_missing(run_dir: Path, config: dict, raw, key: dict, seeds: list[int],
         flush=True,
     )
     for seed in todo:
+        backup = home / f".seed{seed}.resume"  # a stopped training goes on from its last epoch
         model, trained = export.retrain(
-            record, config, raw, seed, key["epochs"], key["clean_epochs"]
+            record, config, raw, seed, key["epochs"], key["clean_epochs"], backup
         )
         trained.update(
             seed=seed,
@@ -313,3 +315,4 @@ def train_missing(run_dir: Path, config: dict, raw, key: dict, seeds: list[int],
             commit=environment.git_commit(),
         )
         ensemble.keep_member(home, record, model, trained)
+        shutil.rmtree(backup, ignore_errors=True)

@@ -8,6 +8,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -240,14 +241,20 @@ def move_aside(run_dir: Path) -> Path | None:
     return aside
 
 
-def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> bool:
+def run_search(
+    config: SearchConfig,
+    stream=None,
+    fresh: bool = False,
+    then: Callable[[Budget], None] | None = None,
+) -> bool:
     """Run (or resume) the search described by config.
 
     Returns True when the run is over, False when this process stopped at its
     --trials-per-process share and a fresh process should resume it.
 
     Progress goes to stream (default: sys.stdout at call time). With fresh, an existing
-    run folder is first moved aside (see move_aside).
+    run folder is first moved aside (see move_aside). When the run is over and confirmed,
+    `then` runs with the budget's remainder under the same lock (the night's release).
     """
     kt_compat.install()
     stream = stream or sys.stdout
@@ -258,6 +265,8 @@ def run_search(config: SearchConfig, stream=None, fresh: bool = False) -> bool:
         over = _search(config, splits, resumed, stream, budget)
         if over:
             confirm_night(config, splits, budget, stream)
+            if then is not None:
+                then(budget)
         return over
 
 

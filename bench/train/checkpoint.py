@@ -8,7 +8,8 @@ and which epoch is kept (early stopping, KerasTuner's best-epoch checkpoint). Th
 file is in place before state.json names it, so a kill at any moment leaves the previous
 epoch's state or the new one. When KerasTuner reruns the trial after a resume, the same
 callback restores that state at the start of fit() and training goes on from the next
-epoch. The folder goes once the trial's record is written.
+epoch. The folder goes once the trial's record is written. A release retraining
+(bench.release.export.retrain) is backed up the same way, under resume/release-seed<N>/.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -79,6 +81,11 @@ class EpochBackup(keras.callbacks.Callback):
         self.values = values
         self.siblings = list(siblings)
         self.resumed_at: int | None = None
+        # Training seconds of the epochs saved so far, over every fit this backup went on
+        # from (a release killed and resumed reports all its training time).
+        self.seconds = 0.0
+        self._seconds_before = 0.0
+        self._began = time.monotonic()
         self._history: dict[str, list] = {}
         self._epochs: list[int] = []
 
@@ -94,6 +101,8 @@ class EpochBackup(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._history, self._epochs = {}, []
+        self.seconds = self._seconds_before = 0.0
+        self._began = time.monotonic()
         state = self.load_state()
         if state is None:
             return
@@ -106,6 +115,7 @@ class EpochBackup(keras.callbacks.Callback):
         self.model._initial_epoch = self.params["epochs"] if state["stopped"] else state["epoch"]
         self._history = {key: list(values) for key, values in state["history"].items()}
         self._epochs = list(state["epochs"])
+        self.seconds = self._seconds_before = float(state.get("seconds") or 0.0)
         for callback in self.siblings:
             if isinstance(callback, keras.callbacks.EarlyStopping):
                 callback.best = state["early_stopping"]["best"]
@@ -148,6 +158,7 @@ class EpochBackup(keras.callbacks.Callback):
             partial.unlink(missing_ok=True)
             raise records.disk_full_or(exc, partial) from None
         os.replace(partial, self.folder / weights)
+        self.seconds = self._seconds_before + time.monotonic() - self._began
         state = {
             "values": self.values,
             "epoch": epoch + 1,
@@ -157,6 +168,7 @@ class EpochBackup(keras.callbacks.Callback):
             "history": self._history,
             "early_stopping": {},
             "best_value": None,
+            "seconds": round(self.seconds, 3),
         }
         for callback in self.siblings:
             if isinstance(callback, keras.callbacks.EarlyStopping):
@@ -175,6 +187,9 @@ class EpochBackup(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.resumed_at is None:
             return
+        # Keras keeps the epoch to start from on the model: a later fit of the same model (a
+        # release's clean epochs) would otherwise start there too.
+        self.model._initial_epoch = None
         # The History that fit() returns saw only the epochs after the restore; KerasTuner
         # scores the trial (and the record keeps its curves) from the whole of it.
         history = self.model.history

@@ -4,6 +4,7 @@ import io
 import json
 
 import keras
+import keras_tuner as kt
 import numpy as np
 import pytest
 
@@ -12,7 +13,9 @@ from bench.core.config import Recipe, SearchConfig
 from bench.errors import FormatError
 from bench.release import export, formats
 from bench.search import tuning
-from bench.train import kt_compat
+from bench.train import checkpoint, kt_compat
+from bench.train.epoch_lines import EpochLines
+from search_spaces import tiny
 
 TINY = dict(train_limit=256, val_size=128, test_limit=128, max_epochs=1, batch_size=64)
 RETRAIN_IMAGES = 300
@@ -149,6 +152,103 @@ def test_the_shipped_commit_is_the_one_that_trained(run_dir, few_retrain_images,
     monkeypatch.setattr(environment, "git_commit", lambda: head["commit"])
     out = export.export_run(run_dir, Recipe(retrain=True))
     assert json.loads((out / "config.json").read_text())["exported_with_commit"] == "abc123"
+
+
+class Cut(BaseException):
+    """Stands for a kill: nothing after it runs."""
+
+
+SAVE_EPOCH = checkpoint.EpochBackup.on_epoch_end
+RELEASE_STAGES = (export.FIT_STAGE, export.CLEAN_STAGE)
+
+
+def release_epochs(monkeypatch, trained: list, cut_after: tuple[str, int] | None = None) -> list:
+    """`trained` with (stage, epoch) of every release epoch backed up from now on added, in
+    order; a kill (Cut) right after the backup of `cut_after`."""
+
+    def saved(self, epoch, logs=None):
+        SAVE_EPOCH(self, epoch, logs)
+        if self.folder.name in RELEASE_STAGES:  # not a trial's backup
+            trained.append((self.folder.name, epoch))
+        if trained and trained[-1] == cut_after:
+            raise Cut
+
+    monkeypatch.setattr(checkpoint.EpochBackup, "on_epoch_end", saved)
+    return trained
+
+
+def test_a_killed_release_goes_on_from_its_last_finished_epoch(
+    run_dir, few_retrain_images, monkeypatch
+):
+    recipe = Recipe(retrain=True, epochs=2, clean_epochs=2)
+    seed = records.load_config(run_dir)["seed"]
+    backup = export.release_backup(run_dir, seed)
+    trained = release_epochs(monkeypatch, [], cut_after=("fit", 1))  # its last epoch
+    with pytest.raises(Cut):
+        export.export_run(run_dir, recipe)
+    release_epochs(monkeypatch, trained, cut_after=("clean", 0))
+    with pytest.raises(Cut):
+        export.export_run(run_dir, recipe)
+    states = [json.loads((backup / stage / "state.json").read_text()) for stage in RELEASE_STAGES]
+    assert [state["epoch"] for state in states] == [2, 1]
+    release_epochs(monkeypatch, trained)
+    out = export.export_run(run_dir, recipe)
+    # No epoch twice: the clean epochs began after the fit (whose epoch count the model kept)
+    # and went on from the kill inside them.
+    assert trained == [("fit", 0), ("fit", 1), ("clean", 0), ("clean", 1)]
+    shipped = json.loads((out / "config.json").read_text())
+    assert (shipped["training"]["epochs"], shipped["training"]["clean_epochs"]) == (2, 2)
+    assert shipped["training"]["train_seconds"] >= sum(state["seconds"] for state in states)
+    model = keras.saving.load_model(out / "model.keras")
+    steps = -(-RETRAIN_IMAGES // TINY["batch_size"])
+    assert int(model.optimizer.iterations) == 2 * steps  # the clean optimizer's two epochs
+    assert shipped["finished_at"] <= records.utc_now()
+    assert not backup.exists()  # shipped: the backup is spent
+
+
+# A space file: tiny's model under cnn_plus's warm-up and cosine schedule.
+SCHEDULED_SPACE = """from search_spaces import cnn_plus, tiny
+
+FIT_DEFAULTS = {}
+build = tiny.build
+
+
+def fit(hp, model, *args, **kwargs):
+    schedule = cnn_plus.WarmupCosine(hp.get("learning_rate"), kwargs["epochs"])
+    kwargs["callbacks"] = [schedule, *kwargs.get("callbacks", [])]
+    return model.fit(*args, **kwargs)
+"""
+
+
+def test_a_resumed_release_keeps_its_learning_rate_schedule(
+    tmp_path, few_retrain_images, monkeypatch
+):
+    space = tmp_path / "scheduled.py"
+    space.write_text(SCHEDULED_SPACE)
+    hp = kt.HyperParameters()
+    tiny.build(hp)
+    record = {"trial_id": "0", "space": str(space), "hyperparameters": hp.values}
+    record.update(dataset={"sha256": "any"}, best_epoch=4)
+    config = {"batch_size": TINY["batch_size"]}
+    raw = data.load_raw()
+    rates = []
+    show = EpochLines.on_epoch_end
+
+    def noted(self, epoch, logs=None):  # the epoch line comes before the backup
+        rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        show(self, epoch, logs)
+
+    monkeypatch.setattr(EpochLines, "on_epoch_end", noted)
+    export.retrain(record, config, raw, 0, 4)  # in one go
+    whole, rates[:] = list(rates), []
+    release_epochs(monkeypatch, [], cut_after=("fit", 1))
+    with pytest.raises(Cut):
+        export.retrain(record, config, raw, 0, 4, 0, tmp_path / "backup")
+    trained = release_epochs(monkeypatch, [])
+    export.retrain(record, config, raw, 0, 4, 0, tmp_path / "backup")
+    assert trained == [("fit", 2), ("fit", 3)]
+    assert len(set(whole)) == 4  # the rate changes every epoch
+    assert rates == pytest.approx(whole)  # and the resumed epochs had the same ones
 
 
 def test_clean_epochs_follow_the_retrain_at_its_final_rate(run_dir, few_retrain_images):
