@@ -109,9 +109,13 @@ EXPORT_FLAGS ?= --retrain --epochs 25 --clean-epochs 1
 # `make confirm` kept instead, at once.
 ENSEMBLE ?=
 ENSEMBLE_FROM ?= release
+# The release is set beside the space's defaults released the same way from the same seeds,
+# found under $(RESULTS); REFERENCE=train trains them where none is found (once: later nights
+# find them), REFERENCE=none skips the comparison.
+REFERENCE ?= find
 release: $(STAMP)
 	@$(NEED_RUN)
-	$(BIN)/bench export $(TARGET_RUN) --results $(RESULTS) $(EXPORT_FLAGS) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE) --ensemble-from $(ENSEMBLE_FROM))
+	$(BIN)/bench export $(TARGET_RUN) --results $(RESULTS) $(EXPORT_FLAGS) --reference $(REFERENCE) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE) --ensemble-from $(ENSEMBLE_FROM))
 
 # The test files run in TEST_WORKERS processes, a file's tests together in one (they share
 # module fixtures); most tests spend their time in Python and tracing, one core each.

@@ -36,6 +36,9 @@ NON_IDENTITY_FIELDS = (
     "confirm_top",  # what the night retrains after its search, not what it searches
     "confirm_seeds",
     "promotion",  # asha's oracle keeps the one the run was created with
+    "release",  # what the night ships after its search, not what it searches
+    "release_epochs",
+    "release_clean_epochs",
 )
 
 
