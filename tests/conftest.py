@@ -29,3 +29,16 @@ TINY_MODEL_FORMAT_DROP = 0.05
 def _tiny_model_format_rule(request, monkeypatch):
     if "exact_format_rule" not in request.keywords:
         monkeypatch.setattr("bench.release.formats.MAX_ACCURACY_DROP", TINY_MODEL_FORMAT_DROP)
+
+
+@pytest.fixture
+def few_retrain_images(request, monkeypatch):
+    """Releases, ensemble members and references train on the first RETRAIN_IMAGES (the test
+    module's own) of the 60,000 training images."""
+    from bench.core import data
+
+    count = request.module.RETRAIN_IMAGES
+    full_set = data.full_training_set
+    monkeypatch.setattr(
+        data, "full_training_set", lambda raw: tuple(a[:count] for a in full_set(raw))
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import cli, night, runner
-from bench.core import data, records
+from bench.core import records
 from bench.core.budget import Budget
 from bench.core.config import Recipe, SearchConfig
 from bench.release import choose, export
@@ -34,15 +34,6 @@ def reports(monkeypatch) -> list:
     written = []
     monkeypatch.setattr(runner, "report_run", written.append)
     return written
-
-
-@pytest.fixture
-def few_retrain_images(monkeypatch):
-    """Releases train on the first RETRAIN_IMAGES of the 60,000."""
-    full_set = data.full_training_set
-    monkeypatch.setattr(
-        data, "full_training_set", lambda raw: tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
-    )
 
 
 def test_a_night_ships_its_confirmed_winner_resumes_a_killed_release_and_never_redoes_it(

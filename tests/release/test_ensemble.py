@@ -104,14 +104,6 @@ def test_top_takes_the_best_seed_of_each_top_configuration(run_dir):
         assert member["seed"] == max(own, key=lambda r: r["val_accuracy"])["seed"]
 
 
-@pytest.fixture
-def few_retrain_images(monkeypatch):
-    full_set = data.full_training_set
-    monkeypatch.setattr(
-        data, "full_training_set", lambda raw: tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
-    )
-
-
 def test_release_members_are_kept_and_a_larger_ensemble_trains_only_the_new(
     run_dir, few_retrain_images, monkeypatch
 ):

@@ -109,15 +109,6 @@ def test_a_format_that_loses_accuracy_stops_the_export_and_keeps_the_last(run_di
     assert not list(run_dir.glob("*.partial")) and not list(run_dir.glob("*.old"))
 
 
-@pytest.fixture
-def few_retrain_images(monkeypatch):
-    """Retrains train on the first RETRAIN_IMAGES of the 60,000."""
-    full_set = data.full_training_set
-    monkeypatch.setattr(
-        data, "full_training_set", lambda raw: tuple(a[:RETRAIN_IMAGES] for a in full_set(raw))
-    )
-
-
 def test_a_retrain_can_run_longer_than_the_trial(run_dir, few_retrain_images):
     out = export.export_run(run_dir, Recipe(retrain=True, epochs=3))
     training = json.loads((out / "config.json").read_text())["training"]

@@ -12,8 +12,8 @@ from bench.core.config import SearchConfig
 from bench.search import tuning
 from bench.train import grad_registry
 
-TRIALS = 40  # enough for a steady growth rate over the last 20 to show
-LAST = 20  # the growth is measured over the last LAST trials
+TRIALS = 30  # enough for a steady growth rate over the last 15 to show
+LAST = 15  # the growth is measured over the last LAST trials
 # Without bench.train.grad_registry the growth is 4-7 MB a trial here (TensorFlow keeps every
 # traced step).
 MAX_GROWTH_MB_PER_TRIAL = 0.5
