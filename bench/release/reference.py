@@ -151,6 +151,15 @@ def evaluate(model_path: Path, splits: data.Splits, seed: int) -> Side:
     return side(seed, probs, splits.y_test, str(model_path))
 
 
+def _readable(model_path: Path, splits: data.Splits, seed: int) -> Side | None:
+    """evaluate(), or None for a kept model that no longer loads: it is left out of the
+    comparison (its seed then counts as missing) rather than failing the release."""
+    try:
+        return evaluate(model_path, splits, seed)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def side(seed: int, probs: np.ndarray, labels: np.ndarray, source: str) -> Side:
     from bench.core import metrics
 
@@ -251,7 +260,8 @@ def against_defaults(run_dir: Path, out: Path, mode: str = "find", data_dir=None
         if mode == "train":
             train_missing(run_dir, config, raw, key, [s.seed for s in mine], stream)
         found = candidates(run_dir.parent, key)
-        theirs = [evaluate(found[s.seed], splits, s.seed) for s in mine if s.seed in found]
+        theirs = [_readable(found[s.seed], splits, s.seed) for s in mine if s.seed in found]
+        theirs = [side for side in theirs if side is not None]
         result = comparison(mine, theirs)
         result["reference_folder"] = str(folder(run_dir.parent, key))
     shipped["against_defaults"] = result
