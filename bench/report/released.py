@@ -9,9 +9,9 @@ from pathlib import Path
 
 from bench.report.loading import Context
 from bench.report.render import Block, Heading, Link, Paragraph
+from bench.report.time_spent import RELEASE_CONFIG
 
-BEST_DIR = "best"  # bench.release.export.BEST_DIR, read here without importing TensorFlow
-SHIPPED = "config.json"
+BEST_DIR, SHIPPED = RELEASE_CONFIG  # best/config.json, named once for the report
 CARD = "model_card.md"
 
 
