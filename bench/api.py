@@ -16,6 +16,7 @@ from bench.errors import EXIT_OK, UsageError
 
 DEFAULT_RESULTS = "results"
 DEFAULT_TOP, DEFAULT_SEEDS = 3, 3  # bench confirm's
+RELEASE_SOURCE = "release"  # the ensemble members retrained from seeds of their own
 REPORT_DIR = "report"
 # Settings that need several processes, which the CLI supervises.
 PROCESS_SETTINGS = ("workers", "trials_per_process")
@@ -39,14 +40,19 @@ def run_search(run: str, *, results: str | Path = DEFAULT_RESULTS, fresh: bool =
         BadInput for bad settings; SearchError when trials keep failing; KeyboardInterrupt
         when stopped by a signal (finished trials are kept: call again to resume).
     """
-    from bench import runner
+    from bench.core.budget import check_budget
     from bench.core.config import parse_duration
 
-    if isinstance(settings.get("budget"), str):
-        settings["budget"] = parse_duration(settings["budget"])
+    text = settings.get("budget")
+    if isinstance(text, str):
+        settings["budget"] = parse_duration(text)
+    check_budget(settings.get("budget"), text if isinstance(text, str) else None)
     several = [name for name in PROCESS_SETTINGS if settings.get(name)]
     if several:
         raise UsageError(f"{', '.join(several)} run several processes: use `bench search`")
+    spaces_imported()
+    from bench import runner  # imports the spaces: after they are known to import
+
     given = {"run": run, "results": str(results), **settings}
     config = runner.search_config(given)
     code = runner.search_here(config, None, fresh=fresh)
@@ -81,9 +87,10 @@ def confirm(
     Returns:
         Every confirmation record of the run, earlier ones included.
     """
+    (run_dir,) = run_dirs([run], results)
+    spaces_imported()
     from bench.search import confirm as confirming
 
-    (run_dir,) = run_dirs([run], results)
     confirmed = confirming.confirm_run(run_dir, top, seeds, data_dir=data_dir)
     write_report(run, results=results)
     return confirmed
@@ -134,10 +141,13 @@ def ship(
     released the same way (bench.release.reference: `reference`
     "find" looks under the results folder, "train" trains what is missing, "none" skips).
     Shared by export() and `bench export`."""
+    spaces_imported()
     from bench.release import reference as references
 
     if reference not in references.MODES:
         raise UsageError(f"reference must be one of {', '.join(references.MODES)}")
+    if ensemble is not None and ensemble_from == RELEASE_SOURCE:
+        check_release_seeds(run_dir, recipe, ensemble)
     if ensemble is None:
         from bench.release import export as exporting
 
@@ -149,6 +159,27 @@ def ship(
         out = ensembles.export_ensemble(run_dir, ensemble, source, data_dir, recipe, pick, command)
     references.against_defaults(run_dir, out, reference, data_dir)
     return out
+
+
+def check_release_seeds(run_dir: Path, recipe, members: int) -> None:
+    """ExportError where an ensemble's release members, seeds seed, seed + 1, ... (the
+    recipe's or the run's), would go past the highest seed."""
+    from bench.core import records
+    from bench.core.config import check_seeds
+    from bench.errors import ExportError
+
+    base = recipe.seed
+    if base is None:
+        base = records.run_config(run_dir, ExportError).get("seed", 0)
+    check_seeds("--ensemble", base, range(base, base + members), ExportError)
+
+
+def spaces_imported() -> None:
+    """The search spaces imported, before the modules that import them as they load; a
+    BadInput naming the file and line where they do not."""
+    from bench.train import spaces
+
+    spaces.registry()
 
 
 def export_command(

@@ -4,30 +4,46 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import importlib.util
 import json
 import os
+import select
 import shlex
+import signal
 import sys
+import threading
 import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from bench.core import environment, records, space_source
+from bench.core import budget, environment, faults, lock, records, space_source
+from bench.core.budget import Terminated
 from bench.core.config import (
+    CONFIRM_LIMITS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_EPOCHS,
+    ENSEMBLE_MEMBERS,
+    LIMITS,
     PROMOTIONS,
+    RECIPE_LIMITS,
     TUNER_NAMES,
     Recipe,
+    bounded_int,
+    check_seeds,
+    confirm_seed_range,
 )
 from bench.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     BadInput,
+    ConfirmError,
     DiskFull,
+    NotWritable,
     UsageError,
 )
 from bench.train import kt_compat
@@ -35,7 +51,22 @@ from bench.train import kt_compat
 DEFAULT_RESULTS = "results"
 # The commands that train or build models; the others (report) never import TensorFlow.
 # (predict loads it itself, once the images are read.)
+# They all import the search spaces too (bench.search and bench.train do as they load).
 TENSORFLOW_COMMANDS = ("spaces", "search", "worker", "confirm", "export")
+# A file or folder the user may not touch: bad input (a folder to fix), not a failure.
+DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, its usage errors one line as every other error is (then exit 2)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def limited(name: str, limits: dict = LIMITS):
+    """The argparse type of a numeric flag: a whole number within its limits in `limits`."""
+    return bounded_int(*limits[name])
 
 
 def cmd_spaces(args) -> int:
@@ -78,11 +109,18 @@ def check_search(args) -> None:
     from bench.search import distributed
 
     config = SearchConfig(**given_settings(args)).validate()
+    if args.role is None:  # a process the search starts gets what is left of the budget
+        budget.check_budget(config.budget, args.budget)
     saved = saved_config(config.run_dir)
     if saved and not args.fresh and saved.get("space") == config.space:
         space_source.check_unchanged(saved)
     if args.role is None and config.workers and not args.force:
         distributed.check_worker_count(config.workers)
+    if args.listen:
+        distributed.parse_address(args.listen)
+    check_writable(config.run_dir)
+    if args.fresh:  # the old run is renamed beside it
+        check_writable(config.run_dir.parent, deep=False)
 
 
 def space_names() -> tuple[str, ...]:
@@ -109,6 +147,61 @@ def check_runs(args) -> None:
     for name in getattr(args, "runs", None) or [args.run]:
         if saved := saved_config(Path(args.results) / check_run_name(name)):
             space_source.check_unchanged(saved)
+
+
+def check_worker(args) -> None:
+    """The run, the worker's budget, its chief's address and its run folder writable."""
+    from bench.search import distributed
+
+    check_runs(args)
+    budget.check_budget(parse_budget(args.budget), args.budget)
+    if args.chief:
+        distributed.parse_address(args.chief)
+    check_writable(Path(args.results) / args.run)
+
+
+def check_confirm(args) -> None:
+    """The run, its confirmation seeds (from the run's seed) and its folder writable."""
+    check_runs(args)
+    run_dir = Path(args.results) / args.runs[0]
+    if (saved := saved_config(run_dir)) and isinstance(seed := saved.get("seed"), int):
+        check_seeds("--seeds", seed, confirm_seed_range(seed, args.seeds), ConfirmError)
+    check_writable(run_dir)
+
+
+def check_export(args) -> None:
+    """The run, the recipe's numbers and the folders the export writes writable."""
+    check_runs(args)
+    Recipe(args.retrain, args.epochs, args.seed, args.clean_epochs).validate()
+    check_writable(Path(args.results) / args.runs[0])
+    if args.reference == "train":  # the defaults' release is kept under the results folder
+        check_writable(Path(args.results), deep=False)
+
+
+def check_report(args) -> None:
+    """The run names, and the folder the report goes to writable, with the folder it is in
+    (the report is made beside it, then swapped in)."""
+    (first, *_) = _run_dirs(args)
+    out = Path(args.out) if args.out else first / "report"
+    check_writable(out)
+    check_writable(out.parent, deep=False)
+
+
+def check_writable(folder: Path, deep: bool = True) -> Path:
+    """folder, when this process may write into it (or make it, in its nearest existing
+    parent) and, `deep`, into its subfolders and lock; NotWritable naming it otherwise."""
+    there = folder
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    if not there.is_dir():
+        return folder  # a file in the way: the command says so, with what to do
+    inside = []  # an existing folder's own subfolders and lock; not its parent's others
+    if deep and there == folder:
+        inside = [p for p in there.iterdir() if p.is_dir() or p.name == lock.LOCK_FILE]
+    for path in (there, *inside):
+        if not os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0)):
+            raise NotWritable(f"cannot write {path}: permission denied")
+    return folder
 
 
 def saved_config(run_dir: Path) -> dict | None:
@@ -192,13 +285,13 @@ def _add_confirm_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs=1, metavar="RUN", help="run whose top trials to retrain")
     p.add_argument(
         "--top",
-        type=int,
+        type=limited("top", CONFIRM_LIMITS),
         default=DEFAULT_CONFIRM_TOP,
         help=f"how many trials, best by validation accuracy (default {DEFAULT_CONFIRM_TOP})",
     )
     p.add_argument(
         "--seeds",
-        type=int,
+        type=limited("seeds", CONFIRM_LIMITS),
         default=DEFAULT_CONFIRM_SEEDS,
         help=f"fresh seeds per trial (default {DEFAULT_CONFIRM_SEEDS})",
     )
@@ -247,28 +340,48 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run name: letters, digits, - _ . only")
     p.add_argument(
         "--max-trials",
-        type=int,
+        type=limited("max_trials"),
         help="trial limit (default 20; asha: 300, promotions included; hyperband: its schedule)",
     )
     p.add_argument(
-        "--max-epochs", type=int, help=f"epochs per trial (default {DEFAULT_MAX_EPOCHS})"
+        "--max-epochs",
+        type=limited("max_epochs"),
+        help=f"epochs per trial (default {DEFAULT_MAX_EPOCHS})",
     )
-    p.add_argument("--batch-size", type=int, help=f"default {DEFAULT_BATCH_SIZE}")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 3)")
-    p.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--val-size", type=int, help="validation images from the end of train (10000)")
-    p.add_argument("--train-limit", type=int, help="keep only the first N training images")
-    p.add_argument("--test-limit", type=int, help="keep only the first N test images")
+    p.add_argument("--batch-size", type=limited("batch_size"), help=f"default {DEFAULT_BATCH_SIZE}")
+    p.add_argument(
+        "--patience", type=limited("patience"), help="early-stopping patience in epochs (default 3)"
+    )
+    p.add_argument("--seed", type=limited("seed"), help="default 0")
+    p.add_argument(
+        "--val-size",
+        type=limited("val_size"),
+        help="validation images from the end of train (10000)",
+    )
+    p.add_argument(
+        "--train-limit", type=limited("train_limit"), help="keep only the first N training images"
+    )
+    p.add_argument(
+        "--test-limit", type=limited("test_limit"), help="keep only the first N test images"
+    )
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras fit verbosity")
     p.add_argument("--budget", help="time this search may run, e.g. 7h30m, 45m, 90s")
-    p.add_argument("--max-params", type=int, help="bigger models fail as 'Oversized model'")
-    p.add_argument("--max-failures", type=int, help="failed trials in a row that stop (5)")
-    p.add_argument("--fresh", action="store_true", help="move an existing run aside, start over")
     p.add_argument(
-        "--trials-per-process", type=int, help="run N trials per fresh process (bounds memory)"
+        "--max-params", type=limited("max_params"), help="bigger models fail as 'Oversized model'"
     )
     p.add_argument(
-        "--workers", type=int, help="run N worker processes under a KerasTuner chief (this machine)"
+        "--max-failures", type=limited("max_failures"), help="failed trials in a row that stop (5)"
+    )
+    p.add_argument("--fresh", action="store_true", help="move an existing run aside, start over")
+    p.add_argument(
+        "--trials-per-process",
+        type=limited("trials_per_process"),
+        help="run N trials per fresh process (bounds memory)",
+    )
+    p.add_argument(
+        "--workers",
+        type=limited("workers"),
+        help="run N worker processes under a KerasTuner chief (this machine)",
     )
     p.add_argument(
         "--force",
@@ -309,12 +422,14 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--confirm-seeds",
-        type=int,
+        type=limited("confirm_seeds"),
         help="after the search, retrain its top trials and the defaults with S more seeds "
         "each, within the budget (default 0: none)",
     )
     p.add_argument(
-        "--confirm-top", type=int, help="how many top trials --confirm-seeds retrains (3)"
+        "--confirm-top",
+        type=limited("confirm_top"),
+        help="how many top trials --confirm-seeds retrains (3)",
     )
     p.add_argument(
         "--release",
@@ -325,12 +440,12 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--release-epochs",
-        type=int,
+        type=limited("release_epochs"),
         help="with --release: epochs on all training images (default: the winner's best)",
     )
     p.add_argument(
         "--release-clean-epochs",
-        type=int,
+        type=limited("release_clean_epochs"),
         help="with --release: epochs to add without augmentation (default 0)",
     )
     p.add_argument(
@@ -352,7 +467,9 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_threads_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--threads", type=int, help="TensorFlow threads per process (--workers: cores / N)"
+        "--threads",
+        type=limited("threads"),
+        help="TensorFlow threads per process (--workers: cores / N)",
     )
 
 
@@ -395,14 +512,15 @@ COMMANDS = {
 # What each command checks of its command line before TensorFlow loads.
 EARLY_CHECKS = {
     "search": check_search,
-    "worker": check_runs,
-    "confirm": check_runs,
-    "export": check_runs,
+    "worker": check_worker,
+    "report": check_report,
+    "confirm": check_confirm,
+    "export": check_export,
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="Find, compare and ship MNIST CNNs.")
+    parser = Parser(prog="bench", description="Find, compare and ship MNIST CNNs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (handler, help_text, add_flags) in COMMANDS.items():
@@ -429,20 +547,24 @@ def build_parser() -> argparse.ArgumentParser:
     runs["export"].add_argument("runs", nargs=1, metavar="RUN", help="run to export")
     runs["export"].add_argument("--retrain", action="store_true", help="retrain on all 60k images")
     runs["export"].add_argument(
-        "--epochs", type=int, help="with --retrain: epochs to train (default: the trial's best)"
+        "--epochs",
+        type=limited("epochs", RECIPE_LIMITS),
+        help="with --retrain: epochs to train (default: the trial's best)",
     )
     runs["export"].add_argument(
-        "--seed", type=int, help="with --retrain: seed to train from (default: the run's seed)"
+        "--seed",
+        type=limited("seed", RECIPE_LIMITS),
+        help="with --retrain: seed to train from (default: the run's seed)",
     )
     runs["export"].add_argument(
         "--clean-epochs",
-        type=int,
+        type=limited("clean_epochs", RECIPE_LIMITS),
         default=0,
         help="with --retrain: epochs to add without augmentation, at the final learning rate",
     )
     runs["export"].add_argument(
         "--ensemble",
-        type=int,
+        type=bounded_int(*ENSEMBLE_MEMBERS),
         metavar="K",
         help="ship one model averaging K members (results/<run>/ensemble/)",
     )
@@ -481,7 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code: 0 ok, 1 failure, 2 bad input, 130 SIGINT, 143 SIGTERM."""
+    """Run the CLI; returns the exit code: 0 ok, 1 failure, 2 bad input, 130 SIGINT, 143
+    SIGTERM, 141 when the reader of the output went away."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
     parser = build_parser()
     try:
@@ -490,27 +613,107 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for worker processes
     kt_compat.show_trial_tracebacks(args.debug)
+    previous = stop_on_sigterm()
+    try:
+        return run_command(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def stop_on_sigterm():
+    """SIGTERM raises Terminated from now on, as SIGINT raises KeyboardInterrupt (a search
+    installs its own handlers over this one); returns the handler to restore, None where
+    signals cannot be handled here (a thread other than the main one)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return signal.SIG_DFL if previous is None else previous
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def run_command(args) -> int:
+    """The command's checks, its imports and its handler; every way it ends as an exit code
+    and at most one line on stderr."""
     try:
         if args.check:  # before TensorFlow loads, which takes seconds
             args.check(args)
         if args.tensorflow:
             import_tensorflow_quietly(args.debug)
-        return args.handler(args)
+            _import_spaces()  # one line naming the space that does not import, not a traceback
+        faults.point("command.run")
+        code = args.handler(args)
+        sys.stdout.flush()  # a reader gone away shows here, not as Python exits
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except BrokenPipeError as exc:
+        if not stdout_gone():
+            return failed(args, exc)
+        quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except DiskFull as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        bad_input = isinstance(exc, BadInput)
-        prefix = "error" if bad_input else f"error ({type(exc).__name__})"
-        hint = "" if bad_input or args.debug else " [--debug shows the traceback]"
-        message = (str(exc).strip().splitlines() or [""])[0]
-        print(f"{prefix}: {message}{hint}", file=sys.stderr)
-        return EXIT_USAGE if bad_input else EXIT_FAILURE
+        return failed(args, exc)
+
+
+def failed(args, exc: Exception) -> int:
+    """Say what went wrong in one line; the exit code: 2 for bad input, else 1."""
+    if args.debug:
+        traceback.print_exc()
+    exc = permission_denied(exc) or exc
+    bad_input = isinstance(exc, BadInput)
+    prefix = "error" if bad_input else f"error ({type(exc).__name__})"
+    hint = "" if bad_input or args.debug else " [--debug shows the traceback]"
+    message = (str(exc).strip().splitlines() or [""])[0]
+    print(f"{prefix}: {message}{hint}", file=sys.stderr)
+    return EXIT_USAGE if bad_input else EXIT_FAILURE
+
+
+def permission_denied(exc: Exception) -> NotWritable | None:
+    """A file or folder the system does not let this process write (or read), as the bad
+    input it is: the folder named; None for any other error."""
+    if not isinstance(exc, OSError) or exc.errno not in DENIED:
+        return None
+    why = os.strerror(exc.errno)
+    why = why[:1].lower() + why[1:]  # "permission denied", "read-only file system"
+    if not exc.filename:
+        return NotWritable(f"the system refused: {why}")
+    path = Path(os.fsdecode(exc.filename))
+    if path.is_file() and not os.access(path, os.R_OK):
+        return NotWritable(f"cannot read {path}: {why}")
+    folder = path if path.is_dir() else path.parent
+    return NotWritable(f"cannot write {folder}: {why}")
+
+
+def stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (`bench ... | head -1`)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture)
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still buffered is not written again to the
+    closed pipe as Python exits (which prints "Exception ignored"): the way the Python docs
+    give for SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def import_tensorflow_quietly(debug: bool) -> None:

@@ -8,6 +8,7 @@ EXIT_USAGE = 2  # bad input: usage, data, unknown names, a run another search ho
 EXIT_MORE = 75  # EX_TEMPFAIL: a process ran its share of trials; the run is not over
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
 EXIT_TERMINATED = 143  # SIGTERM
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of the output went away, as `| head` does
 
 
 class BadInput(Exception):
@@ -45,6 +46,10 @@ class ConfirmError(BadInput):
 
 class DamagedFile(BadInput):
     """A file of a run cannot be read: the message names it and says what to do."""
+
+
+class NotWritable(BadInput):
+    """A folder the command must write into does not let it; the message names the folder."""
 
 
 class RunLocked(BadInput):

@@ -198,7 +198,7 @@ def test_export_retrain_flags_without_retrain(capsys, tmp_path, flag):
     "flags, refusal",
     [
         (["--ensemble-from", "top"], "--ensemble-from needs --ensemble K"),
-        (["--ensemble", "1"], "--ensemble must be 2 to 20 members, not 1"),
+        (["--ensemble", "1"], "--ensemble: must be at least 2, not 1 (2 to 20)"),
         (["--ensemble", "2", "--ensemble-from", "best"], "--ensemble-from must be one of"),
         (["--ensemble", "2", "--ensemble-from", "release"], "needs --retrain"),
         (["--ensemble", "3"], "no confirmed trial; run `bench confirm` first"),
@@ -261,7 +261,7 @@ def test_python_dash_m_bench_lists_spaces():
 @pytest.mark.parametrize(
     "argv, said",
     [
-        (["search", "--run", "r", "--max-epochs", "0"], "--max-epochs must be at least 1"),
+        (["search", "--run", "r", "--max-epochs", "0"], "--max-epochs: must be at least 1, not 0"),
         (["search", "--run", "r", "--budget", "soon"], "duration 'soon'"),
         (["search", "--run", "r", "--workers", "100"], "--workers 100 is more"),
         (["search", "--run=-x"], "may not start with '-'"),

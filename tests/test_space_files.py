@@ -3,7 +3,9 @@ ones; a bad or changed file is one line naming it (exit 2), with nothing written
 
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -220,3 +222,47 @@ def test_a_changed_space_file_is_refused_before_tensorflow_loads(changed_run):
         )
         assert done.stdout.split() == ["2", "False"], done.stderr
         assert_one_line_error(done.stderr, f"space file {path} has changed", "--fresh")
+
+
+# Every command that imports the spaces, and the API, in one process: TensorFlow loads once.
+IMPORT_EVERY_WAY = """
+import sys
+import bench
+from bench import cli
+from bench.errors import BadInput
+results = ["--results", sys.argv[1]]
+commands = [
+    ["spaces"],
+    ["search", "--space", "tiny", "--run", "r", *results],
+    ["export", "r", *results],
+    ["confirm", "r", *results],
+    ["worker", "--run", "r", "--chief", "127.0.0.1:9", *results],
+]
+codes = [cli.main(argv) for argv in commands]
+try:
+    bench.run_search("r", space="tiny", results=sys.argv[1])
+except BadInput as exc:
+    print("api:", exc, file=sys.stderr)
+print(codes)
+"""
+
+
+def test_a_registered_space_that_raises_as_it_imports_is_one_line_naming_it(tmp_path):
+    shutil.copytree(REPO_ROOT / "search_spaces", tmp_path / "search_spaces")
+    tiny = tmp_path / "search_spaces" / "tiny.py"
+    tiny.write_text('raise RuntimeError("boom")\n' + tiny.read_text())
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERY_WAY, str(results)],
+        cwd=tmp_path,  # its search_spaces first on the path, as a checkout's is
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+    )
+    assert done.stdout.split() == ["[2,", "2,", "2,", "2,", "2]"], done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 6, done.stderr
+    for line in lines:
+        assert f"{tiny}, line 1: RuntimeError: boom" in line and "Traceback" not in line
+    assert not results.exists()

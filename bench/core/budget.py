@@ -7,8 +7,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from bench.core.config import duration_text
+from bench.errors import ConfigError
+
 # Kept free at the end of a budget for the last records and the report.
 REPORT_MARGIN_S = 30.0
+# The least a trial takes (the `tiny` space's: building, tracing and training a small model,
+# then measuring it): a budget shorter than the margin and one of them finishes nothing.
+MIN_TRIAL_S = 3.0
+MIN_BUDGET_S = REPORT_MARGIN_S + MIN_TRIAL_S
 # Trainings a cost model is fitted from, at least, and the factor by which the longest must
 # outlast the shortest: trainings all of one length cannot tell a training's fixed seconds
 # from its epochs'.
@@ -64,6 +71,18 @@ class StopSignals:
 
 
 STOP = StopSignals()
+
+
+def check_budget(seconds: float | None, text: str | None = None) -> float | None:
+    """A person's --budget (None: no limit) when it holds a trial and the report; ConfigError
+    saying the least that does otherwise. (A process a search starts takes what is left.)"""
+    if seconds is not None and seconds < MIN_BUDGET_S:
+        raise ConfigError(
+            f"--budget {text or duration_text(seconds)} is too short to run a trial: a search "
+            f"keeps its last {REPORT_MARGIN_S:.0f} s for the report and a trial takes "
+            f"{MIN_TRIAL_S:.0f} s or more; give at least {duration_text(MIN_BUDGET_S)}"
+        )
+    return seconds
 
 
 def hms(seconds: float) -> str:
@@ -180,6 +199,15 @@ class Budget:
             return text
         kept = "all of it" if self.reserve >= left else f"{self.reserve:.0f} s of it"
         return f"{text}, {kept} kept for {self.kept_for}"
+
+    def no_room_words(self, epochs: float | None = None) -> str:
+        """Why a trial of `epochs` epochs does not start: the time left and, once a trial has
+        shown how long one takes, the estimate ("the next trial may take 0 s" says nothing)."""
+        words = f"time budget: {self.left_words()}"
+        estimate = self.estimate(epochs)
+        if estimate >= 1:
+            return f"{words}; the next trial may take {estimate:.0f} s"
+        return f"{words}; too little for a trial beside the {self.margin:.0f} s kept for the report"
 
     def check(self) -> None:
         """Raise BudgetSpent once only the margin is left (called between batches)."""

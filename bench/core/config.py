@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -24,6 +25,51 @@ DEFAULT_PATIENCE = 3
 DEFAULT_MAX_FAILURES = 5  # failed trials in a row before the run gives up
 DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 SECONDS_PER = {"h": 3600, "m": 60, "s": 1}
+MAX_BUDGET_S = 30 * 24 * 3600  # a month: longer is a typo, not a night
+MAX_SEED = 2**32 - 1  # numpy's (so Keras') seeds are 32-bit
+# Seeds a run uses above its own: the tuner's oracle (bench.search.tuning) takes seed + 1
+# (KerasTuner's oracle reads 0 as "draw one"), bench confirm seed + CONFIRM_SEED_OFFSET + i.
+ORACLE_SEED_OFFSET = 1
+CONFIRM_SEED_OFFSET = 1000
+# The highest counts a command line may ask for: far above any night, low enough that a typo
+# (--seeds 99999999999) is refused rather than filling the memory with a plan of its work.
+MAX_TRIALS = 100_000
+MAX_EPOCHS = 1000
+MAX_FAILURES = 1000
+MAX_WORKERS = 128
+MAX_THREADS = 1024
+MAX_PARAMS = 10**10
+MAX_HYPERBAND_FACTOR = 100
+MAX_CONFIRM_TOP = 100
+MAX_CONFIRM_SEEDS = 100
+ENSEMBLE_MEMBERS = (2, 20)  # the fewest and most members of an ensemble
+# (lowest, highest) of each number a search takes, by SearchConfig field: the flags' argparse
+# types and SearchConfig.validate both read it.
+LIMITS = {
+    "max_trials": (1, MAX_TRIALS),
+    "max_epochs": (1, MAX_EPOCHS),
+    "batch_size": (1, data.TRAIN_COUNT),
+    "patience": (1, MAX_EPOCHS),
+    "seed": (0, MAX_SEED - ORACLE_SEED_OFFSET),
+    "val_size": (1, data.TRAIN_COUNT - 1),
+    "train_limit": (1, data.TRAIN_COUNT),
+    "test_limit": (1, data.TEST_COUNT),
+    "hyperband_factor": (2, MAX_HYPERBAND_FACTOR),
+    "verbose": (0, 2),
+    "max_params": (1, MAX_PARAMS),
+    "max_failures": (1, MAX_FAILURES),
+    "trials_per_process": (1, MAX_TRIALS),
+    "workers": (1, MAX_WORKERS),
+    "threads": (1, MAX_THREADS),
+    "confirm_top": (1, MAX_CONFIRM_TOP),
+    "confirm_seeds": (0, MAX_CONFIRM_SEEDS),
+    "release_epochs": (1, MAX_EPOCHS),
+    "release_clean_epochs": (0, MAX_EPOCHS),
+}
+# The same for bench confirm's --top and --seeds, and for a release recipe (bench export
+# --retrain), by Recipe field.
+CONFIRM_LIMITS = {"top": (1, MAX_CONFIRM_TOP), "seeds": (1, MAX_CONFIRM_SEEDS)}
+RECIPE_LIMITS = {"epochs": (1, MAX_EPOCHS), "seed": (0, MAX_SEED), "clean_epochs": (0, MAX_EPOCHS)}
 # Fields that define what a run computes; a resumed run must agree on all of them.
 IDENTITY_FIELDS = (
     "space",
@@ -108,32 +154,22 @@ class SearchConfig:
         check_run_name(self.run)
         if self.tuner not in TUNER_NAMES:
             raise ConfigError(f"unknown tuner {self.tuner!r}; known: {', '.join(TUNER_NAMES)}")
-        positive = (
-            "max_trials",
-            "max_epochs",
-            "batch_size",
-            "train_limit",
-            "test_limit",
-            "confirm_top",
-            "release_epochs",
-        )
-        per_process = ("trials_per_process", "workers", "threads")
-        for name in (*positive, "max_params", "max_failures", *per_process):
+        for name, (lowest, highest) in LIMITS.items():
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+            if value is not None:
+                check_range(f"--{name.replace('_', '-')}", value, lowest, highest)
+        if self.budget is not None:
+            check_budget_range(self.budget)
         if self.dataset not in data.DATASETS:
             known = ", ".join(data.DATASETS)
             raise ConfigError(f"unknown --dataset {self.dataset!r}; known: {known}")
-        for name in ("seed", "confirm_seeds", "release_clean_epochs"):
-            if getattr(self, name) < 0:
-                flag = f"--{name.replace('_', '-')}"
-                raise ConfigError(f"{flag} must be 0 or more, not {getattr(self, name)}")
+        if self.confirm_seeds:
+            check_seeds(
+                "--confirm-seeds", self.seed, confirm_seed_range(self.seed, self.confirm_seeds)
+            )
         if self.promotion not in PROMOTIONS:
             known = ", ".join(PROMOTIONS)
             raise ConfigError(f"unknown --promotion {self.promotion!r}; known: {known}")
-        if self.patience < 1 or self.hyperband_factor < 2:
-            raise ConfigError("patience must be >= 1 and hyperband factor >= 2")
         return self
 
     def identity(self) -> dict:
@@ -159,7 +195,82 @@ def parse_duration(text: str) -> float:
     total = hours * SECONDS_PER["h"] + minutes * SECONDS_PER["m"] + seconds
     if total <= 0:
         raise ConfigError(f"duration {text!r} must be longer than zero")
-    return float(total)
+    return check_budget_range(float(total), text)
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as parse_duration reads it: 5400 -> "1h30m", 90 -> "1m30s"."""
+    left, parts = int(seconds), []
+    for unit, size in SECONDS_PER.items():
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def check_budget_range(seconds: float, text: str | None = None) -> float:
+    """seconds, when a budget may be that long; ConfigError naming --budget otherwise."""
+    given = text or duration_text(seconds)
+    if seconds <= 0:
+        raise ConfigError(f"--budget {given} must be longer than zero")
+    if seconds > MAX_BUDGET_S:
+        most = duration_text(MAX_BUDGET_S)
+        raise ConfigError(f"--budget {given} is longer than the most a run may take, {most}")
+    return seconds
+
+
+def range_words(value: int, lowest: int, highest: int) -> str | None:
+    """What is wrong with value as a number from lowest to highest; None when nothing is."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"must be a whole number, not {value!r}"
+    if value < lowest:
+        bound = "0 or more" if lowest == 0 else f"at least {lowest}"
+    elif value > highest:
+        bound = f"at most {highest}"
+    else:
+        return None
+    return f"must be {bound}, not {value} ({lowest} to {highest})"
+
+
+def check_range(flag: str, value: int, lowest: int, highest: int, error=ConfigError) -> int:
+    """value, when it is a whole number from lowest to highest; `error` naming flag otherwise."""
+    if (wrong := range_words(value, lowest, highest)) is not None:
+        raise error(f"{flag} {wrong}")
+    return value
+
+
+def bounded_int(lowest: int, highest: int):
+    """An argparse type: a whole number from lowest to highest, else argparse's usage error
+    naming the flag, the value and the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if (wrong := range_words(value, lowest, highest)) is not None:
+            raise argparse.ArgumentTypeError(wrong)
+        return value
+
+    parse.__name__ = f"whole number from {lowest} to {highest}"
+    parse.limits = (lowest, highest)
+    return parse
+
+
+def confirm_seed_range(seed: int, count: int) -> range:
+    """The seeds that `count` confirmation retrainings of a run of `seed` train from."""
+    return range(seed + CONFIRM_SEED_OFFSET + 1, seed + CONFIRM_SEED_OFFSET + count + 1)
+
+
+def check_seeds(flag: str, base: int, seeds: range, error=ConfigError) -> None:
+    """`error` naming flag where its seeds (from base, the run's or the recipe's seed) go past
+    the highest seed there is."""
+    if seeds and seeds[-1] > MAX_SEED:
+        room = MAX_SEED - (seeds[-1] - base)
+        raise error(
+            f"{flag} asks for seeds up to {seeds[-1]} from seed {base}, past the highest, "
+            f"{MAX_SEED}: take fewer, or a seed of at most {room}"
+        )
 
 
 def check_run_name(name: str) -> str:
@@ -210,12 +321,10 @@ class Recipe:
         for flag, given in needs.items():
             if given and not self.retrain:
                 raise ExportError(f"{flag} needs --retrain: {why[flag]}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ExportError(f"--epochs must be at least 1, not {self.epochs}")
-        if self.seed is not None and self.seed < 0:
-            raise ExportError(f"--seed must be 0 or more, not {self.seed}")
-        if self.clean_epochs < 0:
-            raise ExportError(f"--clean-epochs must be 0 or more, not {self.clean_epochs}")
+        for name, (lowest, highest) in RECIPE_LIMITS.items():
+            if (value := getattr(self, name)) is not None:
+                flag = f"--{name.replace('_', '-')}"
+                check_range(flag, value, lowest, highest, ExportError)
         return self
 
 

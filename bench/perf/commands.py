@@ -8,7 +8,7 @@ one invocation (never timed tests).
 - `workers` (`make bench-workers`): one small search as 1 worker x all threads and as N workers
   x 1 thread (bench.perf.workers).
 - `search` (`make bench-search`): search policies side by side (bench.perf.policies).
-- `soak` (`make soak`): a search killed at random moments and resumed, then checked
+- `soak` (`make soak`): a search killed at random and at named moments and resumed, then checked
   (bench.perf.soak).
 - `releases`: configurations released with the release recipe, seed by seed, beside the
   space's defaults released the same way (bench.perf.releases).
@@ -23,15 +23,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
 from bench.core import environment, records
+from bench.core.budget import MIN_BUDGET_S
+from bench.core.config import (
+    MAX_BUDGET_S,
+    MAX_EPOCHS,
+    MAX_SEED,
+    MAX_TRIALS,
+    MAX_WORKERS,
+    bounded_int,
+)
 from bench.perf import doc_tables, policies, soak, suite, workers
 
 PERF_DIR = "perf"
+MAX_REPEATS = 100
+# Each benchmark's numbers and their (lowest, highest): a search's budget is a `bench search
+# --budget`, which takes a trial and the report at least.
+LIMITS = {
+    "repeats": (1, MAX_REPEATS),
+    "trials": (1, MAX_TRIALS),
+    "workers": (1, MAX_WORKERS),
+    "budget": (math.ceil(MIN_BUDGET_S), MAX_BUDGET_S),
+    "child_budget": (1, MAX_BUDGET_S),
+    "max_epochs": (1, MAX_EPOCHS),
+    "seed": (0, MAX_SEED),
+}
+
+
+def limited(name: str):
+    return bounded_int(*LIMITS[name])
 
 
 def provenance(name: str) -> dict:
@@ -137,16 +163,16 @@ def optuna_child(args, out_dir: Path) -> int:
 
 
 def workers_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trials", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--trials", type=limited("trials"), default=8)
+    p.add_argument("--workers", type=limited("workers"), default=2)
 
 
 def suite_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repeats", type=int, default=suite.THROUGHPUT_REPEATS)
+    p.add_argument("--repeats", type=limited("repeats"), default=suite.THROUGHPUT_REPEATS)
 
 
 def search_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--budget", type=int, default=policies.BUDGET_S, help="seconds")
+    p.add_argument("--budget", type=limited("budget"), default=policies.BUDGET_S, help="seconds")
     p.add_argument(
         "--policies",
         nargs="+",
@@ -154,7 +180,7 @@ def search_flags(p: argparse.ArgumentParser) -> None:
         default=policies.POLICIES,
         help="the policies to run (default all)",
     )
-    p.add_argument("--max-epochs", type=int, default=policies.MAX_EPOCHS)
+    p.add_argument("--max-epochs", type=limited("max_epochs"), default=policies.MAX_EPOCHS)
 
 
 def releases_flags(p: argparse.ArgumentParser) -> None:
@@ -163,13 +189,17 @@ def releases_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--variants", nargs="+", choices=tuple(releases.VARIANTS), default=tuple(releases.VARIANTS)
     )
-    p.add_argument("--seeds", nargs="+", type=int, default=releases.SEEDS)
+    p.add_argument("--seeds", nargs="+", type=limited("seed"), default=releases.SEEDS)
 
 
 def optuna_child_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True)
-    for flag in ("--seed", "--budget", "--max-epochs"):
-        p.add_argument(flag, type=int, required=True)
+    for flag, name in (
+        ("--seed", "seed"),
+        ("--budget", "child_budget"),
+        ("--max-epochs", "max_epochs"),
+    ):
+        p.add_argument(flag, type=limited(name), required=True)
 
 
 def no_flags(p: argparse.ArgumentParser) -> None:
@@ -181,7 +211,12 @@ COMMANDS = {
     "suite": (run_suite, "training path vs plain fit, trial overhead, memory", suite_flags),
     "workers": (run_workers, "1 worker x all threads vs N workers x 1 thread", workers_flags),
     "search": (run_search, "random, hyperband, asha and Optuna side by side", search_flags),
-    "soak": (run_soak, "a search killed 20 times, then its chief and workers", no_flags),
+    "soak": (
+        run_soak,
+        "a search killed at random and at named moments (after a record, in an export, in a "
+        "report), then its chief and workers",
+        no_flags,
+    ),
     "releases": (
         run_releases,
         "configurations released with the release recipe beside the defaults, per seed",

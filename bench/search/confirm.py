@@ -18,6 +18,13 @@ from pathlib import Path
 
 from bench.core import data, environment, lock, records
 from bench.core.budget import Cost, fit_cost
+from bench.core.config import (
+    CONFIRM_LIMITS,
+    CONFIRM_SEED_OFFSET,
+    check_range,
+    check_seeds,
+    confirm_seed_range,
+)
 from bench.core.records import utc_now
 from bench.errors import ConfirmError
 from bench.search import rung_plan
@@ -27,14 +34,20 @@ from bench.train.epoch_lines import EpochLines
 # Confirmation seeds are the run's seed + SEED_OFFSET + 1, 2, ...: never the seed the search
 # started from, and the same for every configuration, so seed i of two configurations saw
 # the same batch order.
-SEED_OFFSET = 1000
+SEED_OFFSET = CONFIRM_SEED_OFFSET
 # A run that measured too little for a cost model and has no calibration: a retraining takes
 # its trial's seconds scaled by epochs.
 PROPORTIONAL = Cost(0.0, 1.0)
 
 
 def confirm_seeds(base_seed: int, count: int) -> list[int]:
-    return [base_seed + SEED_OFFSET + i for i in range(1, count + 1)]
+    return list(confirm_seed_range(base_seed, count))
+
+
+def check_counts(top: int, seeds: int) -> None:
+    """ConfirmError naming the flag where --top or --seeds is out of range."""
+    for (name, (lowest, highest)), value in zip(CONFIRM_LIMITS.items(), (top, seeds), strict=True):
+        check_range(f"--{name}", value, lowest, highest, ConfirmError)
 
 
 def record_stem(trial_id: str, seed: int) -> str:
@@ -51,9 +64,10 @@ def confirm_run(
     """
     kt_compat.install()
     stream = stream or sys.stdout
-    if top < 1 or seeds < 1:
-        raise ConfirmError(f"--top and --seeds must be at least 1, not {top} and {seeds}")
+    check_counts(top, seeds)
     config = records.run_config(run_dir, ConfirmError)
+    base = config["seed"]
+    check_seeds("--seeds", base, confirm_seed_range(base, seeds), ConfirmError)
     spaces.of_run(config)  # its file as the run searched it
     chosen = records.ranked_by_validation(records.load_records(run_dir))[:top]
     if not chosen:

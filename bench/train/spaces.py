@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import traceback
 from dataclasses import fields
+from pathlib import Path
 
 import keras
 import keras_tuner as kt
@@ -16,12 +19,29 @@ OUTPUT_SHAPE = (None, NUM_CLASSES)
 
 
 def registry():
-    """The search_spaces package; UsageError where it (a registered space) does not import."""
+    """The search_spaces package; UsageError naming the file and line where it (a registered
+    space) does not import."""
     try:
         import search_spaces
     except Exception as exc:  # a space module that does not import is the user's to fix
-        raise UsageError(f"the search spaces do not import: {one_line(exc)}") from exc
+        raise UsageError(
+            f"the search spaces do not import: {failed_at(exc)}{one_line(exc)}"
+        ) from exc
     return search_spaces
+
+
+def failed_at(exc: BaseException) -> str:
+    """ "<file>, line <n>: " of the last line of the search_spaces package that `exc` came
+    through (the file itself for a SyntaxError); "" where it came through none."""
+    spec = importlib.machinery.PathFinder.find_spec("search_spaces")
+    if spec is None or not spec.origin:
+        return ""
+    package = Path(spec.origin).parent
+    lines = [(f.filename, f.lineno) for f in traceback.extract_tb(exc.__traceback__)]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        lines.append((exc.filename, exc.lineno))
+    inside = [(name, line) for name, line in lines if Path(name).parent == package]
+    return f"{inside[-1][0]}, line {inside[-1][1]}: " if inside else ""
 
 
 def label(name: str) -> str:

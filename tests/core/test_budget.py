@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from bench.core.budget import Budget, Cost, fit_cost
+from bench.core.budget import MIN_BUDGET_S, Budget, Cost, check_budget, fit_cost
+from bench.errors import ConfigError
 
 FIXED_S, EPOCH_S = 15.0, 20.0  # a trial's fixed seconds (tracing, evaluation), an epoch's
 
@@ -58,3 +59,18 @@ def test_the_time_left_says_what_the_reserve_keeps_it_for():
     budget.keep(5000.0, "the release")
     assert budget.left_words().endswith(" s left, all of it kept for the release")
     assert Budget(None).left_words() == "no time limit"
+
+
+def test_a_budget_without_room_for_a_trial_never_says_it_may_take_0_s():
+    spent = Budget(seconds=1.0)
+    assert "may take 0 s" not in spent.no_room_words()
+    assert "too little for a trial" in spent.no_room_words()
+    spent.note_trial(12.0, 1)
+    assert spent.no_room_words(1).endswith("the next trial may take 12 s")
+
+
+def test_a_persons_budget_must_hold_a_trial_and_the_report():
+    assert check_budget(None) is None
+    assert check_budget(MIN_BUDGET_S) == MIN_BUDGET_S
+    with pytest.raises(ConfigError, match=r"^--budget 32s is too short .* at least 33s$"):
+        check_budget(MIN_BUDGET_S - 1)

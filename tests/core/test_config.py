@@ -13,6 +13,7 @@ from bench.core.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_EPOCHS,
     IDENTITY_FIELDS,
+    LIMITS,
     MAX_NAME,
     TUNER_NAMES,
     ConfigError,
@@ -120,7 +121,9 @@ def test_an_unknown_promotion_fails():
 @pytest.mark.parametrize("value", [0, -1, -128])
 def test_non_positive_counts_fail(field, value):
     flag = "--" + field.replace("_", "-")
-    with pytest.raises(ConfigError, match=rf"^{flag} must be at least 1, not {value}$"):
+    highest = LIMITS[field][1]
+    said = rf"^{flag} must be at least 1, not {value} \(1 to {highest}\)$"
+    with pytest.raises(ConfigError, match=said):
         SearchConfig(run="r", **{field: value}).validate()
 
 
@@ -140,9 +143,12 @@ def test_seed_zero_validates():
     SearchConfig(run="r", seed=0).validate()
 
 
-@pytest.mark.parametrize("kwargs", [{"patience": 0}, {"hyperband_factor": 1}])
-def test_bad_patience_or_hyperband_factor_fails(kwargs):
-    with pytest.raises(ConfigError, match="patience"):
+@pytest.mark.parametrize(
+    "kwargs, said",
+    [({"patience": 0}, "--patience must be at least 1"), ({"hyperband_factor": 1}, "at least 2")],
+)
+def test_bad_patience_or_hyperband_factor_fails(kwargs, said):
+    with pytest.raises(ConfigError, match=said):
         SearchConfig(run="r", **kwargs).validate()
 
 
@@ -278,3 +284,52 @@ def test_a_release_recipe_names_the_flag_that_does_not_fit():
     ]:
         with pytest.raises(ExportError, match=said):
             recipe.validate()
+
+
+# -- ranges ----------------------------------------------------------------------------------
+
+
+def test_a_number_past_its_range_names_the_flag_the_value_and_the_range():
+    from bench.core.config import MAX_SEED, check_range
+
+    assert check_range("--seed", MAX_SEED, 0, MAX_SEED) == MAX_SEED
+    with pytest.raises(ConfigError, match=r"^--seed must be at most 4294967295, not 4294967296 "):
+        check_range("--seed", MAX_SEED + 1, 0, MAX_SEED)
+    with pytest.raises(ConfigError, match=r"^--seed must be 0 or more, not -1 \(0 to 9\)$"):
+        check_range("--seed", -1, 0, 9)
+    with pytest.raises(ConfigError, match="must be a whole number, not True"):
+        check_range("--seed", True, 0, 9)
+
+
+def test_the_argparse_type_of_a_number_refuses_what_is_past_its_range():
+    import argparse
+
+    from bench.core.config import bounded_int
+
+    parse = bounded_int(1, 100)
+    assert parse("100") == 100 and parse.limits == (1, 100)
+    for text, said in [("101", "at most 100, not 101"), ("0", "at least 1"), ("1e9", "whole")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=said):
+            parse(text)
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("1m30s", 90), ("7h45m", 27900), ("2h", 7200), ("45s", 45)]
+)
+def test_durations_read_back_as_they_are_written(text, seconds):
+    from bench.core.config import duration_text, parse_duration
+
+    assert parse_duration(text) == seconds
+    assert duration_text(seconds) == text
+
+
+def test_a_budget_past_the_longest_is_refused():
+    from bench.core.config import MAX_BUDGET_S, parse_duration
+
+    assert parse_duration("720h") == MAX_BUDGET_S
+    with pytest.raises(ConfigError, match="--budget 721h is longer than the most a run may take"):
+        parse_duration("721h")
+    with pytest.raises(ConfigError, match="--budget 99999999999999h is longer"):
+        parse_duration("99999999999999h")
+    with pytest.raises(ConfigError, match="--budget 720h1s is longer"):
+        SearchConfig(run="r", budget=float(MAX_BUDGET_S + 1)).validate()
