@@ -105,7 +105,8 @@ def test_the_release_is_priced_by_the_epochs_its_backup_does_not_hold(tmp_path):
     (fit / "epoch-3.weights.h5").touch()
     key = export.release_key(record, saved, 0, 4, 1)
     state = {"values": {**key, "stage": export.FIT_STAGE}, "weights": "epoch-3.weights.h5"}
-    records.atomic_write_json(fit / "state.json", {**state, "epoch": 3})
+    state.update(epoch=3, stopped=False, epochs=[0, 1, 2], history={"loss": [0.3, 0.2, 0.1]})
+    records.atomic_write_json(fit / "state.json", state)
     assert night.expected_seconds(tmp_path, record, saved, recipe) == pytest.approx(40.0)
     other = Recipe(retrain=True, epochs=5, seed=0, clean_epochs=1)  # not this backup's
     assert night.expected_seconds(tmp_path, record, saved, other) == pytest.approx(120.0)

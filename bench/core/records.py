@@ -7,13 +7,16 @@ import errno
 import json
 import os
 import shutil
-import tempfile
+import struct
+import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.core import swap
 from bench.errors import DamagedFile, DiskFull
 
 SCHEMA_VERSION = 2  # 2 added `inference`; records of schema 1 are read as they are
@@ -34,7 +37,6 @@ TENSORBOARD_DIR = "tensorboard"  # --tensorboard: one folder of logs per trial
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUSES = (STATUS_COMPLETED, STATUS_FAILED)
-DEFAULT_FILE_MODE = 0o666
 HISTORY_KEYS = ("accuracy", "loss", "val_accuracy", "val_loss")
 
 # Every record carries these keys (None where a failed trial has no value).
@@ -105,12 +107,15 @@ def disk_full_message(path: str | os.PathLike, free: int | None = None) -> str:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write data to path so that readers see the old file or the new one, never a part;
-    DiskFull, the old file kept, when the disk has no room for it."""
+    DiskFull, the old file kept, when the disk has no room for it. Temporary files that
+    writers now gone left in the folder go too."""
     path = Path(path)
+    tmp = swap.scratch_name(path, swap.TEMP)
     try:
         ensure_room(path.parent, len(data))
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # Not mkstemp, whose 0600 would keep results from the team (and a web server).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, swap.FILE_MODE)
     except OSError as exc:
         raise disk_full_or(exc, path) from None
     try:
@@ -118,26 +123,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp makes 0600 files; results are for the whole team (and a web server) to read.
-        os.chmod(tmp, DEFAULT_FILE_MODE & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise disk_full_or(exc, path) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    swap.sweep(path.parent)
 
 
 def disk_full_or(exc: OSError, path: Path) -> BaseException:
     """DiskFull for a write the disk had no room (or quota) for; the error itself otherwise."""
     return DiskFull(disk_full_message(path)) if exc.errno in NO_ROOM else exc
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -216,11 +214,11 @@ def predictions_bytes(y_true: np.ndarray, probs: np.ndarray) -> bytes:
 
 
 def load_predictions(run_dir: str | os.PathLike, record: dict) -> dict[str, np.ndarray] | None:
-    """The {y_true, y_pred, probs} arrays of a record, or None when it has none."""
+    """The {y_true, y_pred, probs} arrays of a record, or None when it has none; DamagedFile
+    for a file that does not hold them."""
     if not record.get("predictions"):
         return None
-    with np.load(trials_dir(run_dir) / record["predictions"]) as data:
-        return {key: data[key] for key in data.files}
+    return read_npz(trials_dir(run_dir) / record["predictions"], PREDICTIONS_REMEDY)
 
 
 # What to do about a damaged file, by kind; the error names the file.
@@ -229,6 +227,41 @@ TRIAL_REMEDY = (
     "with --fresh (the old folder is kept aside)"
 )
 CONFIRM_REMEDY = "remove it, and `bench confirm` trains that seed again"
+PREDICTIONS_REMEDY = "the trial's record stands; its test predictions are lost"
+CONFIRM_PREDICTIONS_REMEDY = "remove it and its .json, and `bench confirm` trains that seed again"
+PREDICTION_KEYS = ("y_true", "y_pred", "probs")
+# Why a file is damaged, in the same words whatever kind of file it is.
+NOT_JSON = "not valid JSON"
+NOT_OBJECT = "not a JSON object"
+NOT_NPZ = "not a valid .npz"
+MISSING_KEY = "missing key {key}"
+# What numpy, zipfile and zlib raise for bytes that are no .npz (a pickle among them: numpy
+# refuses it, allow_pickle being False).
+NPZ_DAMAGE = (
+    ValueError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    struct.error,
+    zlib.error,
+    zipfile.BadZipFile,
+)
+
+
+def damaged_file(path: Path, reason: str, remedy: str) -> DamagedFile:
+    """The one line a damaged file is reported in: which file, why (one of the reasons above),
+    and what to do."""
+    return DamagedFile(f"{path} is damaged ({reason}); {remedy}")
+
+
+def unreadable_file(path: Path, exc: OSError, remedy: str) -> DamagedFile:
+    return DamagedFile(f"{path} cannot be read ({exc.strerror or exc}); {remedy}")
+
+
+def _check_keys(path: Path, found, keys: tuple[str, ...], remedy: str) -> None:
+    missing = [key for key in keys if key not in found]
+    if missing:
+        raise damaged_file(path, MISSING_KEY.format(key=missing[0]), remedy)
 
 
 def read_json(path: Path, remedy: str, keys: tuple[str, ...] = ()) -> dict:
@@ -237,12 +270,34 @@ def read_json(path: Path, remedy: str, keys: tuple[str, ...] = ()) -> dict:
     try:
         value = json.loads(path.read_text())
     except OSError as exc:
-        raise DamagedFile(f"{path} cannot be read ({exc.strerror}); {remedy}") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise DamagedFile(f"{path} is damaged ({type(exc).__name__}); {remedy}") from None
-    if not isinstance(value, dict) or any(key not in value for key in keys):
-        raise DamagedFile(f"{path} is damaged (not a record); {remedy}")
+        raise unreadable_file(path, exc, remedy) from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        raise damaged_file(path, NOT_JSON, remedy) from None
+    if not isinstance(value, dict):
+        raise damaged_file(path, NOT_OBJECT, remedy)
+    _check_keys(path, value, keys, remedy)
     return value
+
+
+def read_npz(
+    path: Path, remedy: str, keys: tuple[str, ...] = PREDICTION_KEYS, arrays: bool = True
+) -> dict:
+    """The arrays of an .npz holding `keys` (with arrays False, only its check: none is
+    read); DamagedFile as read_json. Nothing in it is ever unpickled."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if not isinstance(stored, np.lib.npyio.NpzFile):  # a lone .npy array
+                raise damaged_file(path, NOT_NPZ, remedy)
+            _check_keys(path, stored.files, keys, remedy)
+            return {key: stored[key] for key in stored.files} if arrays else {}
+    except DamagedFile:
+        raise
+    except OSError as exc:
+        if exc.errno is None:  # zipfile's complaint about the bytes, not the disk's
+            raise damaged_file(path, NOT_NPZ, remedy) from None
+        raise unreadable_file(path, exc, remedy) from None
+    except NPZ_DAMAGE:
+        raise damaged_file(path, NOT_NPZ, remedy) from None
 
 
 def load_records(run_dir: str | os.PathLike, damaged: list[str] | None = None) -> list[dict]:
@@ -284,9 +339,8 @@ def load_confirmed(run_dir: str | os.PathLike, damaged: list[str] | None = None)
 
 
 def load_confirmed_predictions(run_dir: str | os.PathLike, record: dict) -> dict:
-    """The {y_true, y_pred, probs} arrays of a confirmation record."""
-    with np.load(confirm_dir(run_dir) / record["predictions"]) as stored:
-        return {key: stored[key] for key in stored.files}
+    """The {y_true, y_pred, probs} arrays of a confirmation record; DamagedFile as read_npz."""
+    return read_npz(confirm_dir(run_dir) / record["predictions"], CONFIRM_PREDICTIONS_REMEDY)
 
 
 def note_environment(run_dir: str | os.PathLike, environment: dict, seen_at: str) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bench.core import data, environment, records, stats
-from bench.core.config import AS_TRAINED, Recipe
+from bench.core import data, environment, records, stats, swap
+from bench.core.config import AS_TRAINED, ENSEMBLE_MEMBERS, Recipe
 from bench.errors import ExportError
 from bench.release import choose, export
 from bench.train import fitting, kt_compat, served, spaces
@@ -28,8 +28,8 @@ DEFAULT_SOURCE = "seeds"
 ENSEMBLE_DIR = "ensemble"
 RELEASE_DIR = "release-members"
 MEMBER_FILE = "member.json"
-MIN_MEMBERS = 2
-MAX_MEMBERS = 20
+MEMBER_POINT = "ensemble.member_swapping"  # faults point: a member's old folder out of the way
+MIN_MEMBERS, MAX_MEMBERS = ENSEMBLE_MEMBERS
 INPUT_NAME = "images"
 
 
@@ -205,10 +205,9 @@ def release_members(
 
 
 def keep_member(folder: Path, record: dict, model: keras.Model, trained: dict) -> None:
-    """A release member as served, with its recipe, under folder/seed<N>/."""
+    """A release member as served, with its recipe, under folder/seed<N>/, which it replaces
+    whole: a member of another recipe never stays beside this one's model."""
     out = folder / f"seed{trained['seed']}"
-    out.mkdir(parents=True, exist_ok=True)
-    served.save_served(served.served_model(record["space"], model), out / records.MODEL_FILE)
     member = {
         "trial_id": record["trial_id"],
         "seed": trained["seed"],
@@ -220,7 +219,10 @@ def keep_member(folder: Path, record: dict, model: keras.Model, trained: dict) -
         "retrained": True,
         "commit": trained["commit"],
     }
-    records.atomic_write_json(out / MEMBER_FILE, member)
+    with swap.replaced(out, MEMBER_POINT) as partial:
+        plain = served.served_model(record["space"], model)
+        served.save_served(plain, partial / records.MODEL_FILE)
+        records.atomic_write_json(partial / MEMBER_FILE, member)
 
 
 def adopt_release(run_dir: Path, record: dict, seeds: list[int], epochs: int, clean: int):
@@ -228,6 +230,7 @@ def adopt_release(run_dir: Path, record: dict, seeds: list[int], epochs: int, cl
     when it was trained with this recipe and that member is missing; returns the seed taken,
     else None."""
     best = run_dir / export.BEST_DIR
+    swap.tidy(best)
     path = best / "config.json"
     if not path.is_file() or not (best / records.MODEL_FILE).is_file():
         return None

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bench.core import data, environment, metrics, records, space_source, stats
+from bench.core import data, environment, metrics, records, space_source, stats, swap
 from bench.core.config import AS_TRAINED, Recipe
 from bench.errors import ExportError
 from bench.release import card, choose, formats
@@ -21,6 +20,9 @@ from bench.train import checkpoint, fitting, kt_compat, served, spaces
 from bench.train.epoch_lines import EpochLines
 
 BEST_DIR = "best"
+# The faults point at which the previous export is out of the way and the new one not yet in
+# (swap.replace_folder), where `make soak` kills an export.
+SWAP_POINT = "export.between_renames"
 # Under resume/: the epoch backups of a release retrained from a seed, until it is shipped.
 RELEASE_BACKUP = "release-seed{seed}"
 FIT_STAGE, CLEAN_STAGE = "fit", "clean"  # a release's two fits, each backed up on its own
@@ -197,6 +199,7 @@ def export_run(
     kt_compat.install()
     recipe.validate()
     config = records.run_config(run_dir, ExportError)
+    swap.tidy(run_dir / BEST_DIR)  # what an export killed in its last step left
     spaces.of_run(config)  # its file as the run searched it
     record, selection = choose.winner(run_dir, pick)
     raw = data.load_for_run(config, data_dir)
@@ -232,17 +235,16 @@ def ship(
     """Evaluate plain (the model less its augmentation) on the test set, then write into out
     model.keras, the serving formats (each evaluated again), config.json (shipped with the
     test figures and inference cost added) and model_card.md. Everything is written beside
-    out first and replaces it whole, so a failure leaves the previous export as it was. With
-    a record, the test accuracy must be the record's (the trial's own weights)."""
+    out first and replaces it whole (swap.replaced): a failure or a kill leaves the previous
+    export as it was, and out is never missing where folders swap in one step (Linux, macOS);
+    elsewhere the next command that reads it puts back the one set aside. With a record, the
+    test accuracy must be the record's (the trial's own weights)."""
     test_set = fitting.evaluation_set(splits.test_images, splits.y_test)
     probs, accuracy, loss = fitting.evaluate(plain, test_set, splits.y_test)
     if record is not None:
         _check_matches_record(record, accuracy, len(splits.y_test))
     shipped.update(evaluation(probs, splits.y_test, shipped["dataset"].get("name")))
-    staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with swap.replaced(out, SWAP_POINT) as staging:
         save_model_atomic(model, staging / records.MODEL_FILE)
         images = data.scale(splits.test_images)
         shipped["formats"] = formats.write_formats(plain, staging, images, splits.y_test, accuracy)
@@ -250,20 +252,7 @@ def ship(
         shipped["machine"] = environment.machine()
         records.atomic_write_json(staging / "config.json", shipped)
         records.atomic_write_text(staging / "model_card.md", card.model_card(shipped))
-        _replace_folder(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
-
-
-def _replace_folder(new: Path, out: Path) -> None:
-    old = out.parent / f".{out.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(new, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def evaluation(probs: np.ndarray, labels: np.ndarray, dataset: str | None) -> dict:

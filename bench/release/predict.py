@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bench.core import data, records
+from bench.core import data, records, swap
 from bench.errors import DataError
 
 SIDE = 28
@@ -202,6 +202,7 @@ def shipped_dataset(model_dir: Path) -> str:
 def prepare(model_dir: Path, paths: list[Path]) -> tuple[str, np.ndarray]:
     """The model's dataset, and the images as its data was: (N, 28, 28, 1) in [0, 1]. Done
     before the model loads, so that a bad file is answered at once."""
+    swap.recover(model_dir)  # an export killed between its two renames set best/ aside
     dataset = shipped_dataset(model_dir)
     fit = PREPARE.get(dataset, as_fashion)
     prepared = np.stack([fit(read_grey(path), path) for path in paths])

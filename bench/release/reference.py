@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.core import data, records, space_source, stats
+from bench.core import data, records, space_source, stats, swap
 from bench.errors import ExportError
 
 REFERENCE_PREFIX = "reference-"
 KEY_FILE = "reference.json"
 MEMBER_FILE = "member.json"  # as an ensemble's release member has it
 PREDICTIONS_FILE = "predictions.npz"
+REVISION_POINT = "reference.swapping"  # faults point: the release before its comparison, aside
 KEY_FIELDS = ("space", "space_sha256", "dataset_sha256", "batch_size", "epochs", "clean_epochs")
 
 
@@ -265,8 +266,10 @@ def against_defaults(run_dir: Path, out: Path, mode: str = "find", data_dir=None
         result = comparison(mine, theirs)
         result["reference_folder"] = str(folder(run_dir.parent, key))
     shipped["against_defaults"] = result
-    records.atomic_write_json(out / "config.json", shipped)
-    records.atomic_write_text(out / "model_card.md", card.model_card(shipped))
+    # Both files, or neither: the release's folder is replaced whole by its revision.
+    with swap.replaced(out, REVISION_POINT, from_old=True) as revision:
+        records.atomic_write_json(revision / "config.json", shipped)
+        records.atomic_write_text(revision / "model_card.md", card.model_card(shipped))
     return result
 
 

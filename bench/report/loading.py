@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.core import records
-from bench.errors import DataError, ReportError
+from bench.core import records, swap
+from bench.errors import DamagedFile, DataError, ReportError
 from bench.report.columns import trials_frame
 
 NO_TRIAL = "No trial finished"
-# What a damaged or foreign .npz of predictions raises when it is read.
-UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+# What reading a run's .npz of predictions raises for one that is damaged, gone or foreign.
+UNREADABLE = (DamagedFile,)
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,30 @@ def load_run(run_dir: Path) -> Run:
         raise ReportError(f"cannot read run {run_dir}: {exc}") from exc
     trial_records = records.load_records(run_dir, damaged)
     confirmed = records.load_confirmed(run_dir, damaged)
+    damaged += damaged_predictions(run_dir, trial_records, confirmed)
+    # A release swapped in by the two-rename way and killed between them is put back.
+    swap.recover_all(run_dir)
     name = str(config.get("run") or run_dir.name)
     return Run(name, run_dir, config, trial_records, environments, confirmed, damaged)
+
+
+def damaged_predictions(run_dir: Path, trials: list[dict], confirmed: list[dict]) -> list[str]:
+    """Why each predictions file the records name does not open as one (the arrays are read
+    only for the figures that need them)."""
+    named = [
+        (records.trials_dir(run_dir), records.PREDICTIONS_REMEDY, records.completed(trials)),
+        (records.confirm_dir(run_dir), records.CONFIRM_PREDICTIONS_REMEDY, confirmed),
+    ]
+    found = []
+    for folder, remedy, kept in named:
+        for record in kept:
+            if not record.get("predictions"):
+                continue
+            try:
+                records.read_npz(folder / record["predictions"], remedy, arrays=False)
+            except DamagedFile as exc:
+                found.append(str(exc))
+    return found
 
 
 def load_runs(run_dirs: Sequence[Path]) -> list[Run]:
@@ -141,8 +162,10 @@ def load_predictions(choice: tuple[Run, dict] | None) -> dict | str:
     run, record = choice
     try:
         predictions = records.load_predictions(run.path, record)
-    except UNREADABLE as exc:
-        return f"predictions of trial {record['trial_id']} unreadable ({exc})"
+    except DamagedFile as exc:
+        if str(exc) not in run.damaged:  # its bytes went bad past what the first look read
+            run.damaged.append(str(exc))
+        return f"predictions of trial {record['trial_id']} unreadable (listed under damaged files)"
     if predictions is None:
         return f"trial {record['trial_id']} stored no predictions"
     return predictions

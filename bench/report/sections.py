@@ -244,11 +244,15 @@ def _figure_blocks(figures: list[Figure]) -> list[Block]:
 
 
 def damaged(ctx: Context) -> list[Block]:
-    """The records that could not be read, left out of everything else in the report."""
+    """The files that could not be read: records, left out of everything else in the report,
+    and predictions, without which their trial is reported."""
     rows = [{"run": run.name, "problem": why} for run in ctx.runs for why in run.damaged]
     if not rows:
         return []
-    note = "These files could not be read; the report is of the rest of the run(s)."
+    note = (
+        "These files could not be read; the report is of the rest of the run(s): a record "
+        "listed here is left out, a trial whose predictions are listed is reported without them."
+    )
     return [
         Heading(f"Damaged files ({len(rows)})", 2),
         Paragraph(note),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.core import metrics, records
+from bench.core import faults, metrics, records, swap
 from bench.errors import ReportError
 from bench.report import confirmed, plots, released, sections, summary, tables, time_spent
 from bench.report.columns import CSV_COLUMNS, hp_columns
@@ -33,6 +34,10 @@ __all__ = [
 TRIALS_CSV = "trials.csv"
 REPORT_MD = "report.md"
 INDEX_HTML = "index.html"
+REPORT_TEXT = (TRIALS_CSV, REPORT_MD, INDEX_HTML)
+# faults points: some files of the new report written; the old report out of the way.
+WRITING_POINT, SWAPPING_POINT = "report.writing", "report.swapping"
+FOREIGN_SHOWN = 3  # names of files that are not a report's, in the refusal
 
 
 # Each figure builder returns a matplotlib figure, or a one-line reason why it was skipped.
@@ -130,31 +135,78 @@ def _fig_rung_curves(ctx: Context) -> Figure | None:
 SEARCH_FIGURES: tuple[tuple[str, str, Callable[[Context], Figure | None]], ...] = (
     ("rung_curves.png", "Learning curves by the rung each configuration reached", _fig_rung_curves),
 )
+FIGURE_FILES = frozenset(name for name, _, _ in (*FIGURES, *SEARCH_FIGURES))
 
 
 def write_report(run_dirs: Sequence[Path], out_dir: Path) -> Path:
     """Write trials.csv, report.md, a self-contained index.html and PNG figures into out_dir.
 
-    Reads the records of one or several runs (never trains). Returns the path of index.html.
-    Raises ReportError for a run directory that is missing or has no config.json.
+    Reads the records of one or several runs (never trains). The report is made in a folder
+    beside out_dir and then replaces it whole, so that out_dir always holds a complete report,
+    the earlier one or this one, whatever stops the writing (a full disk, a kill). Returns the
+    path of index.html. Raises ReportError for a run directory that is missing or has no
+    config.json, and for an out_dir that holds more than a report.
     """
     ctx = load_context(run_dirs)
     out_dir = Path(out_dir)
+    target = report_folder(out_dir)
     figures, notes = _draw_figures(ctx)
     searched = _draw_search_figures(ctx)
     blocks = report_blocks(ctx, figures, notes, searched, out_dir)
     csv = ctx.df[[*CSV_COLUMNS, *hp_columns(ctx.df)]].to_csv(index=False)
-    records.atomic_write_text(out_dir / TRIALS_CSV, csv)
-    for figure in [*figures, *searched]:
-        records.atomic_write_bytes(out_dir / figure.filename, figure.png)
-    # A figure that could not be drawn this time must not linger from an earlier report.
-    drawn = {figure.filename for figure in [*figures, *searched]}
-    for filename, _, _ in (*FIGURES, *SEARCH_FIGURES):
-        if filename not in drawn:
-            (out_dir / filename).unlink(missing_ok=True)
-    records.atomic_write_text(out_dir / REPORT_MD, to_markdown(blocks))
-    records.atomic_write_text(out_dir / INDEX_HTML, to_html(blocks, sections.title(ctx.runs)))
+    try:
+        with swap.replaced(target, SWAPPING_POINT) as partial:
+            records.atomic_write_text(partial / TRIALS_CSV, csv)
+            for figure in [*figures, *searched]:
+                records.atomic_write_bytes(partial / figure.filename, figure.png)
+            faults.point(WRITING_POINT)
+            records.atomic_write_text(partial / REPORT_MD, to_markdown(blocks))
+            records.atomic_write_text(
+                partial / INDEX_HTML, to_html(blocks, sections.title(ctx.runs))
+            )
+    except PermissionError as exc:
+        raise ReportError(
+            f"cannot write the report beside {target} ({exc.strerror}): it is made in a folder "
+            "next to it, then swapped in; give --out a folder whose parent you may write in"
+        ) from None
+    except OSError as exc:
+        raise records.disk_full_or(exc, target) from None
     return out_dir / INDEX_HTML
+
+
+def report_folder(out_dir: Path) -> Path:
+    """The folder a report replaces (out_dir, a link to it followed); ReportError for one
+    that holds anything but an earlier report's files."""
+    target = Path(out_dir).resolve()
+    if not target.name:
+        raise ReportError(f"{out_dir} cannot hold a report: give --out a folder of its own")
+    if not target.is_dir():
+        if target.exists():
+            raise ReportError(f"{out_dir} is a file, not a folder; give --out a folder")
+        return target
+    names = [entry.name for entry in os.scandir(target)]
+    reported = any(name in REPORT_TEXT for name in names)
+    foreign = sorted(n for n in names if not _report_file(target / n, reported))
+    if foreign:
+        shown = ", ".join(foreign[:FOREIGN_SHOWN]) + (
+            ", ..." if len(foreign) > FOREIGN_SHOWN else ""
+        )
+        raise ReportError(
+            f"{out_dir} holds files that are not a report's ({shown}); a report replaces its "
+            "folder whole: give --out a new or empty folder, or move those out"
+        )
+    return target
+
+
+def _report_file(path: Path, reported: bool) -> bool:
+    """Whether path is one a report writes (any figure, in a folder a report made), or a
+    temporary file of an interrupted one."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    name = path.name
+    if name in REPORT_TEXT or name in FIGURE_FILES or (reported and name.endswith(".png")):
+        return True
+    return bool(swap.SCRATCH.match(name) or swap.UNNAMED_TEMP.match(name))
 
 
 def _draw_figures(ctx: Context) -> tuple[list[Figure], list[str]]:

@@ -14,7 +14,6 @@ epoch. The folder goes once the trial's record is written. A release retraining
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -24,11 +23,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bench.core import records
+from bench.core import records, swap
+from bench.errors import DamagedFile
 from bench.train import kt_compat
 
 RESUME_DIR = "resume"
 STATE_FILE = "state.json"
+STATE_KEYS = ("values", "epoch", "weights", "stopped", "epochs", "history")
+WEIGHTS_SUFFIX = ".weights.h5"  # Keras wants it on every weights file, a temporary one too
+NOT_WEIGHTS = "not a weights file of this model"
+DISCARDED = "discarded, the trial starts again from its first epoch"
 
 
 def backup_dir(run_dir: str | os.PathLike, trial_id: str) -> Path:
@@ -90,14 +94,22 @@ class EpochBackup(keras.callbacks.Callback):
         self._epochs: list[int] = []
 
     def load_state(self) -> dict | None:
-        """The saved state, or None when there is none usable for these hyperparameters."""
+        """The saved state, or None when there is none usable for these hyperparameters. A
+        damaged one (a disk error, an edit) is discarded with one line naming it."""
+        path = self.folder / STATE_FILE
+        if not path.is_file():
+            return None
         try:
-            state = json.loads((self.folder / STATE_FILE).read_text())
-        except (OSError, ValueError):
+            state = records.read_json(path, DISCARDED, STATE_KEYS)
+            if state["values"] == self.values and not (self.folder / state["weights"]).is_file():
+                raise records.damaged_file(
+                    path, f"names {state['weights']}, which is gone", DISCARDED
+                )
+        except DamagedFile as exc:
+            print(f"epoch backup {exc}", flush=True)
+            shutil.rmtree(self.folder, ignore_errors=True)
             return None
-        if state.get("values") != self.values or not (self.folder / state["weights"]).is_file():
-            return None
-        return state
+        return state if state["values"] == self.values else None
 
     def on_train_begin(self, logs=None):
         self._history, self._epochs = {}, []
@@ -133,14 +145,11 @@ class EpochBackup(keras.callbacks.Callback):
         built = [variable.numpy() for variable in variables]
         try:
             self.model.load_weights(path)
-        except Exception as exc:  # h5py and Keras raise many kinds for a damaged file
+        except Exception:  # h5py and Keras raise many kinds for a damaged file
             for variable, value in zip(variables, built, strict=True):
                 variable.assign(value)
-            print(
-                f"epoch backup {path} is damaged ({type(exc).__name__}): discarded, the trial "
-                "starts again from its first epoch",
-                flush=True,
-            )
+            # Keras and h5py name the fault in their own words; ours is the reason given.
+            print(f"epoch backup {records.damaged_file(path, NOT_WEIGHTS, DISCARDED)}", flush=True)
             shutil.rmtree(self.folder, ignore_errors=True)
             return False
         return True
@@ -150,13 +159,17 @@ class EpochBackup(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             self._history.setdefault(key, []).append(_plain(value))
         self.folder.mkdir(parents=True, exist_ok=True)
-        weights = f"epoch-{epoch + 1}.weights.h5"
-        partial = self.folder / f".partial-{weights}"
+        weights = f"epoch-{epoch + 1}{WEIGHTS_SUFFIX}"
+        partial = swap.scratch_name(self.folder / weights, swap.TEMP, WEIGHTS_SUFFIX)
         try:
             self.model.save_weights(partial, overwrite=True)
+            os.chmod(partial, swap.file_mode())
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise records.disk_full_or(exc, partial) from None
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, self.folder / weights)
         self.seconds = self._seconds_before + time.monotonic() - self._began
         state = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bench.core import data, records
+from bench.core import data, records, swap
 from search_spaces import hypermodel
 
 # Latency at batch 1: the median of LATENCY_CALLS calls after WARMUP_CALLS (the first call
@@ -23,6 +23,7 @@ LATENCY_CALLS = 30
 THROUGHPUT_BATCH = 256
 THROUGHPUT_CALLS = 3
 BYTES_PER_WEIGHT = 4  # float32
+KERAS_SUFFIX = ".keras"
 
 
 def served_model(space: str, model: keras.Model) -> keras.Model:
@@ -51,16 +52,22 @@ def save_served(model: keras.Model, path: Path) -> None:
 
 
 def save_atomic(model: keras.Model, path: Path) -> None:
-    """model.save to path so that readers see the old file or the new one, never a part."""
-    # Keras insists on the .keras suffix, so the temporary file keeps it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
+    """model.save to path so that readers see the old file or the new one, never a part, with
+    the mode every result has (records.atomic_write_bytes)."""
+    # Keras insists on the .keras suffix, so the temporary file keeps it. Keras makes the file
+    # itself: one made first by tempfile.mkstemp would stay 0600.
+    tmp = swap.scratch_name(path, swap.TEMP, KERAS_SUFFIX)
     try:
         model.save(tmp)
+        os.chmod(tmp, swap.file_mode())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise records.disk_full_or(exc, path) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    swap.sweep(path.parent)
 
 
 def threads_used() -> int:

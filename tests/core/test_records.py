@@ -1,8 +1,10 @@
 """Trial records: schema, atomic writes, predictions, order and the best-by-validation pick."""
 
 import errno
+import io
 import json
 import os
+import pickle
 import stat
 
 import numpy as np
@@ -108,8 +110,44 @@ def test_a_damaged_record_is_named_with_what_to_do_or_left_out_when_asked(tmp_pa
     assert [r["trial_id"] for r in records.load_records(tmp_path, damaged)] == ["00", "02"]
     assert len(damaged) == 1 and broken in damaged[0]
     (records.trials_dir(tmp_path) / "01.json").write_text('["not", "a", "record"]')
-    with pytest.raises(records.DamagedFile, match="not a record"):
+    with pytest.raises(records.DamagedFile, match=r"01.json is damaged \(not a JSON object\)"):
         records.load_records(tmp_path)
+    (records.trials_dir(tmp_path) / "01.json").write_text('{"trial_id": "01"}')
+    with pytest.raises(records.DamagedFile, match=r"01.json is damaged \(missing key status\)"):
+        records.load_records(tmp_path)
+
+
+def npz_damages(path) -> dict:
+    """What a predictions file may have turned into, by what the reader must say of it."""
+    good = path.read_bytes()
+    no_probs = io.BytesIO()
+    np.savez(no_probs, y_true=np.zeros(3), y_pred=np.zeros(3))
+    return {
+        "not a valid .npz": [
+            os.urandom(4096),  # random bytes: numpy's own advice would be to unpickle them
+            pickle.dumps({"y_true": [1]}),
+            good[: len(good) // 2],
+            b"",
+        ],
+        "missing key probs": [no_probs.getvalue()],
+    }
+
+
+def test_a_damaged_predictions_file_is_named_with_our_reason_never_numpys(tmp_path):
+    probs = np.random.default_rng(0).dirichlet(np.ones(10), size=20)
+    name = records.write_predictions(tmp_path, "03", np.arange(20) % 10, probs)
+    path = records.trials_dir(tmp_path) / name
+    for reason, contents in npz_damages(path).items():
+        for data in contents:
+            path.write_bytes(data)
+            with pytest.raises(records.DamagedFile) as caught:
+                records.load_predictions(tmp_path, {"predictions": name})
+            message = str(caught.value)
+            assert message.startswith(f"{path} is damaged ({reason}); ")
+            assert "pickle" not in message
+    path.unlink()
+    with pytest.raises(records.DamagedFile, match=f"{path} cannot be read"):
+        records.load_predictions(tmp_path, {"predictions": name})
 
 
 def test_a_damaged_confirmation_record_says_it_will_be_trained_again(tmp_path):

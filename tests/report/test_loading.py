@@ -62,3 +62,19 @@ def test_runs_are_ordered_by_creation_those_without_a_date_first(tmp_path):
         made[name] = loading.load_run(run_dir)
     ordered = loading.by_creation([made["new"], made["undated"], made["old"]])
     assert [run.name for run in ordered] == ["undated", "old", "new"]
+
+
+def test_every_damaged_predictions_file_is_listed_alike(tmp_path):
+    run_dir = fake_run(tmp_path, n=2, failed=0, with_seed_baseline=False)
+    trial = records.trials_dir(run_dir) / records.predictions_name("01")
+    trial.write_bytes(trial.read_bytes()[:64])
+    folder = records.confirm_dir(run_dir)
+    confirmed = {"trial_id": "00", "seed": 7, "predictions": "00-seed7.npz"}
+    records.atomic_write_json(folder / "00-seed7.json", confirmed)
+    (folder / "00-seed7.npz").write_bytes(b"\x80\x04not an archive")  # a pickle's first bytes
+    damaged = loading.load_run(run_dir).damaged
+    assert damaged == [
+        f"{trial} is damaged (not a valid .npz); {records.PREDICTIONS_REMEDY}",
+        f"{folder / '00-seed7.npz'} is damaged (not a valid .npz); "
+        f"{records.CONFIRM_PREDICTIONS_REMEDY}",
+    ]

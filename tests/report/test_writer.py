@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +14,7 @@ import pandas as pd
 import pytest
 
 from bench.core import data, metrics, records
-from bench.report import columns, loading, summary, tables, writer
+from bench.report import columns, loading, render, summary, tables, writer
 from bench.report.render import Paragraph
 from tests import factories
 from tests.factories import fake_record, fake_run
@@ -413,3 +416,101 @@ def test_the_defaults_are_the_trials_of_a_runs_first_configuration():
     ]
     run = runs_module.Run("r", Path("."), {}, trials, [], [])
     assert confirmed.defaults_of([run]) == {("r", "0"), ("r", "2")}
+
+
+# ---------------------------------------------------------------- replaced whole or not at all
+
+QUICK_FIGURES = 3  # of writer.FIGURES, drawn as a few bytes: these tests are about the files
+# `bench report` with quick figures, as a process that can be killed.
+QUICK_REPORT = f"""
+import sys
+from bench import cli
+from bench.report import render, writer
+figures = [render.Figure(n, t, b"png") for n, t, _ in writer.FIGURES[:{QUICK_FIGURES}]]
+writer._draw_figures = lambda ctx: (figures, [])
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def quick_figures(monkeypatch):
+    figures = [render.Figure(n, t, PNG_MAGIC) for n, t, _ in writer.FIGURES[:QUICK_FIGURES]]
+    monkeypatch.setattr(writer, "_draw_figures", lambda ctx: (figures, []))
+
+
+def report_files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def scratch_beside(out: Path) -> list[str]:
+    return [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def reported_run(results: Path) -> tuple[Path, Path, dict]:
+    """A run reported once, then given one more seed baseline, so that a report of it now
+    differs from the one on disk; returns the run, its report folder and the report's files."""
+    run_dir = fake_run(results, n=3, failed=1)
+    out = run_dir / "report"
+    writer.write_report([run_dir], out)
+    before = report_files(out)
+    seed = next(r for r in records.load_records(run_dir) if r["space"] == "seed")
+    records.write_record(run_dir, {**seed, "trial_id": "seed2", "val_accuracy": 0.9})
+    return run_dir, out, before
+
+
+def test_a_report_killed_while_writing_leaves_the_earlier_one_whole(tmp_path, quick_figures):
+    run_dir, out, before = reported_run(tmp_path)
+    killed = subprocess.run(
+        [sys.executable, "-c", QUICK_REPORT, "report", run_dir.name, "--results", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "BENCH_KILL_AT": "report.writing"},
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert report_files(out) == before
+    assert len(scratch_beside(out)) == 1  # the new report, cut short
+    writer.write_report([run_dir], out)  # the next report: whole, and what was left goes
+    assert b"seed2" in (out / writer.TRIALS_CSV).read_bytes()
+    assert scratch_beside(out) == []
+
+
+def test_a_full_disk_mid_report_leaves_the_earlier_one_whole(tmp_path, monkeypatch, quick_figures):
+    run_dir, out, before = reported_run(tmp_path)
+    sync, written = records.os.fsync, []
+
+    def full_after_the_figures(fd):
+        written.append(fd)
+        if len(written) > QUICK_FIGURES + 1:  # trials.csv and the figures are in
+            raise OSError(errno.ENOSPC, "No space left on device")
+        sync(fd)
+
+    monkeypatch.setattr(records.os, "fsync", full_after_the_figures)
+    with pytest.raises(records.DiskFull, match="the disk is full"):
+        writer.write_report([run_dir], out)
+    assert report_files(out) == before
+    assert scratch_beside(out) == []
+
+
+def test_a_folder_that_holds_more_than_a_report_is_refused_and_kept(tmp_path, quick_figures):
+    run_dir = fake_run(tmp_path, n=2, failed=0)
+    with pytest.raises(writer.ReportError, match=r"holds files that are not a report's \(config"):
+        writer.write_report([run_dir], run_dir)  # --out the run folder itself
+    assert (run_dir / records.CONFIG_FILE).is_file()
+    assert not (run_dir / writer.INDEX_HTML).exists()
+
+
+def test_damaged_predictions_are_listed_with_our_reason(tmp_path, quick_figures):
+    run_dir = fake_run(tmp_path, n=4, failed=0)
+    chosen = loading.recommend([loading.load_run(run_dir)])[1]
+    trials = records.trials_dir(run_dir)
+    (trials / chosen["predictions"]).write_bytes(np.random.default_rng(0).bytes(4096))
+    other = next(p for p in trials.glob("*.npz") if p.name != chosen["predictions"])
+    other.write_bytes(other.read_bytes()[:100])
+    ctx = loading.load_context([run_dir])
+    assert "unreadable" in ctx.predictions
+    text = render.to_markdown(writer.report_blocks(ctx, [], []))
+    damaged = text.split("## Damaged files (2)")[1].split("\n## ")[0]
+    for path in (trials / chosen["predictions"], other):
+        assert f"{path} is damaged (not a valid .npz)" in damaged
+    assert "pickle" not in text

@@ -3,6 +3,7 @@
 import errno
 import io
 import json
+import stat
 
 import keras
 import keras_tuner as kt
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from keras_tuner.src.engine import tuner_utils
 
-from bench.core import records
+from bench.core import records, swap
 from bench.core.config import SearchConfig
 from bench.errors import DiskFull
 from bench.search import tuning
@@ -72,6 +73,8 @@ def test_each_epoch_leaves_one_weights_file_and_a_state_naming_it(tmp_path):
     assert saved["best_value"] == pytest.approx(best.best_value)
     files = sorted(p.name for p in (tmp_path / "backup").iterdir())
     assert files == ["epoch-3.weights.h5", checkpoint.STATE_FILE]
+    for name in files:  # the mode of every result (the umask is the tests' own)
+        assert stat.S_IMODE((tmp_path / "backup" / name).stat().st_mode) == swap.file_mode()
 
 
 def test_a_rerun_goes_on_from_the_saved_epoch_with_weights_optimizer_and_callback_state(tmp_path):
@@ -143,6 +146,43 @@ def test_a_damaged_backup_is_discarded_and_the_trial_starts_over_from_fresh_weig
     for mine, theirs in zip(model.get_weights(), fresh.get_weights(), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
     assert state(tmp_path)["epoch"] == 3  # and backed up anew
+
+
+STATE = {
+    "values": VALUES,
+    "epoch": 2,
+    "weights": "epoch-2.weights.h5",
+    "stopped": False,
+    "epochs": [0, 1],
+    "history": {},
+}
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        (json.dumps(STATE)[:40], "not valid JSON"),
+        (json.dumps({k: v for k, v in STATE.items() if k != "epoch"}), "missing key epoch"),
+        (json.dumps({**STATE, "weights": "epoch-9.weights.h5"}), "names epoch-9.weights.h5"),
+    ],
+)
+def test_a_damaged_backup_state_is_named_in_one_line_and_discarded(tmp_path, capsys, text, reason):
+    folder = tmp_path / "backup"
+    folder.mkdir()
+    (folder / "epoch-2.weights.h5").write_bytes(b"weights")
+    (folder / checkpoint.STATE_FILE).write_text(text)
+    backup = checkpoint.EpochBackup(folder, VALUES)
+    assert backup.load_state() is None and backup.load_state() is None
+    (line,) = capsys.readouterr().out.splitlines()  # one line, however often it is asked
+    path = folder / checkpoint.STATE_FILE
+    assert line.startswith(f"epoch backup {path} is damaged ({reason}")
+    assert line.endswith("discarded, the trial starts again from its first epoch")
+    assert not folder.exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / checkpoint.STATE_FILE).write_text(json.dumps({**STATE, "values": {"units": 16}}))
+    assert checkpoint.EpochBackup(other, VALUES).load_state() is None  # not damaged: another's
+    assert capsys.readouterr().out == "" and other.exists()
 
 
 def test_a_backup_the_disk_has_no_room_for_stops_the_fit_as_a_full_disk(tmp_path, monkeypatch):
