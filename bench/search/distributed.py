@@ -44,6 +44,18 @@ WORKER_AT = re.compile(r"trial \S+ epoch \d+/\d+")  # bench.train.epoch_lines, i
 SUPERVISOR_MARGIN_S = 15
 STOP_GRACE_S = 20.0  # after SIGTERM or SIGINT, a child may take this long to write and exit
 LOGS_DIR = "logs"
+# A worker waits this long for a chief it has never reached (one started beside it needs some
+# seconds to listen); a chief it reached and then lost gets kt_compat.RPC_TIMEOUT_S.
+CHIEF_WAIT_S = 60.0
+CHIEF_ASK_S = 5.0  # for one answer of a chief that is there
+CHIEF_RETRY_S = 0.5
+NO_CONNECTION = "UNAVAILABLE"  # gRPC's status when it could not talk to what is there
+NOTHING_LISTENS = "nothing listens"
+WAIT_ON = (NOTHING_LISTENS, "DEADLINE_EXCEEDED")  # a chief not yet started, or busy
+NOT_A_CHIEF = {
+    NO_CONNECTION: "it does not speak gRPC",
+    "UNIMPLEMENTED": "a gRPC server without KerasTuner's oracle service",
+}
 PR_SET_PDEATHSIG = 1
 
 
@@ -168,6 +180,50 @@ def grpc_error() -> type[Exception]:
     import grpc
 
     return grpc.RpcError
+
+
+def reach_chief(host: str, port: int, wait_s: float | None = None) -> None:
+    """Return once a KerasTuner chief answers at host:port. ConfigError when none answered
+    within wait_s (default CHIEF_WAIT_S), and at once when what answers there is not one."""
+    address = f"{host}:{port}"
+    wait_s = CHIEF_WAIT_S if wait_s is None else wait_s
+    deadline = time.monotonic() + wait_s
+    while (failure := _ask_chief(host, port)) is not None:
+        if failure not in WAIT_ON:
+            why = NOT_A_CHIEF.get(failure, failure)
+            raise ConfigError(
+                f"what answers at {address} is not a KerasTuner chief ({why}): give the address "
+                "the run's chief listens at"
+            )
+        if time.monotonic() >= deadline:
+            raise ConfigError(
+                f"no chief answered at {address} (waited {wait_s:g} s): start the run's chief "
+                "first (bench search --workers N --listen HOST:PORT) or check the address"
+            )
+        time.sleep(CHIEF_RETRY_S)
+
+
+def _ask_chief(host: str, port: int) -> str | None:
+    """None when the chief at host:port answered, NOTHING_LISTENS, or the gRPC failure of
+    what took the connection (asked twice, in case the chief began to listen between)."""
+    from bench.train import kt_compat
+
+    for _ in range(2):
+        failure = kt_compat.ask_chief(f"{host}:{port}", CHIEF_ASK_S)
+        if failure is None:
+            return None
+        if failure == NO_CONNECTION and not listening(host, port):
+            return NOTHING_LISTENS
+    return failure
+
+
+def listening(host: str, port: int) -> bool:
+    """Whether anything takes a TCP connection at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=CHIEF_ASK_S):
+            return True
+    except OSError:
+        return False
 
 
 def lost_chief_message(exc: Exception) -> str:
@@ -351,14 +407,14 @@ class Cluster:
 
     def watch(self) -> int:
         """Wait for the run to end; returns the supervisor's exit code (as `bench search`)."""
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._on_signal)
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in handled}
         try:
             return self._watch()
         finally:
             self.show_new_records()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_DFL)
+            for signum, handler in previous.items():  # the confirmation and release after it
+                signal.signal(signum, handler)
 
     def _on_signal(self, signum, frame) -> None:
         self.stop_signal = signum

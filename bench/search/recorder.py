@@ -11,11 +11,11 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from bench.core import data, environment, records
+from bench.core import data, environment, faults, records
 from bench.core.budget import STOP, Budget, BudgetSpent
 from bench.core.config import SearchConfig
 from bench.core.records import utc_now
-from bench.errors import one_line
+from bench.errors import DamagedFile, one_line
 from bench.search import asha, confirm, distributed, rung_plan
 from bench.search.progress import Progress
 from bench.train import checkpoint, fitting, grad_registry, kt_compat, served
@@ -79,6 +79,57 @@ def trial_values(hp) -> dict:
         "tuner_state": state,
         "initial_epoch": int(state.get("initial_epoch", 0)),
     }
+
+
+def finished_record(run_dir, trial_id: str) -> dict | None:
+    """The trial's record when it is complete (it parses and follows the schema), else None:
+    a trial with one is finished, whatever KerasTuner's own files say."""
+    path = records.record_path(run_dir, trial_id)
+    if not path.is_file():
+        return None
+    try:
+        record = records.read_json(path, records.TRIAL_REMEDY)
+        records.validate_record(record)
+    except (DamagedFile, ValueError):
+        return None
+    return record
+
+
+def recorded_outcome(record: dict) -> dict:
+    """What KerasTuner would have been told of a recorded trial: end_as_recorded's status,
+    metrics of the best epoch and its step, and message."""
+    if record["status"] != records.STATUS_COMPLETED:
+        return dict(status=kt_compat.FAILED, metrics={}, step=0, message=record["error"])
+    history = record.get("history") or {}
+    best = best_epoch_index(history) if history.get(OBJECTIVE) else 0
+    metrics = {key: values[best] for key, values in history.items() if len(values) > best}
+    metrics[OBJECTIVE] = record[OBJECTIVE]
+    return dict(status=kt_compat.COMPLETED, metrics=metrics, step=best, message=None)
+
+
+def kept_first(run_dir, trial_id: str, stream) -> bool:
+    """Whether the trial has a completed record already, which stays: one line naming it
+    says so, and that a second result is not kept."""
+    kept = finished_record(run_dir, trial_id)
+    if kept is None or kept["status"] != records.STATUS_COMPLETED:
+        return False
+    print(
+        f"trial {trial_id} is finished already ({records.record_path(run_dir, trial_id)}: val "
+        f"{kept['val_accuracy']:.4f}, {kept['finished_at']}); that record is kept and this "
+        "second result is not",
+        file=stream,
+        flush=True,
+    )
+    return True
+
+
+def write_once(run_dir, record: dict, stream) -> bool:
+    """Write a trial's record unless a completed one is there already (kept_first). Returns
+    whether the record was written."""
+    if kept_first(run_dir, record["trial_id"], stream):
+        return False
+    records.write_record(run_dir, record)
+    return True
 
 
 class FitClock(keras.callbacks.Callback):
@@ -200,6 +251,8 @@ class TrialRecorder:
         return histories
 
     def _complete(self, record: dict, tuner, trial, history: dict) -> None:
+        if self.kept_first(record):
+            return
         began = time.monotonic()
         model = self.best_epoch_model(tuner, trial)
         y_test = self.splits.y_test
@@ -261,11 +314,38 @@ class TrialRecorder:
             resumed_at_epoch=self.backup.resumed_at if self.backup else None,
             fit_seconds=self.fit_clock.seconds,
         )
-        records.write_record(self.run_dir, record)
+        if not write_once(self.run_dir, record, self.progress.stream):
+            return
+        faults.point("record.written")
         checkpoint.discard(self.run_dir, record["trial_id"])
         self.progress.update(record)
 
+    def kept_first(self, record: dict) -> bool:
+        """Whether the trial has a completed record already, which stays with its predictions:
+        a finished trial is never recorded twice."""
+        if not kept_first(self.run_dir, record["trial_id"], self.progress.stream):
+            return False
+        checkpoint.discard(self.run_dir, record["trial_id"])
+        return True
+
+    def recorded_result(self, record: dict):
+        """What run_trial gives KerasTuner for a trial recorded before a stop, which the chief
+        handed out again (it never learnt that the trial ended): the recorded metrics, or
+        the recorded failure; nothing is trained."""
+        print(
+            f"trial {record['trial_id']} finished before the last stop: its record stands",
+            file=self.progress.stream,
+            flush=True,
+        )
+        checkpoint.discard(self.run_dir, record["trial_id"])
+        outcome = recorded_outcome(record)
+        if outcome["status"] == kt_compat.FAILED:
+            raise kt.errors.FailedTrialError(outcome["message"])
+        return outcome["metrics"]
+
     def _finish_failed(self, record: dict, exc: BaseException, seconds: float) -> None:
+        if self.kept_first(record):
+            return
         record.update(
             status=records.STATUS_FAILED,
             error=one_line(exc),
@@ -292,6 +372,9 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
     cheapest_epochs: float | None = None
 
     def run_trial(self, trial, *args, **kwargs):
+        recorded = finished_record(self.recorder.run_dir, trial.trial_id)
+        if recorded is not None:
+            return self.recorder.recorded_result(recorded)
         epochs = asha.trial_epochs(trial.hyperparameters.values) if self.cheapest_epochs else None
         budget = self.recorder.progress.budget
         if epochs and not budget.fits_another_trial(epochs):
@@ -332,7 +415,4 @@ class RecordingTuner(kt_compat.FitCallbacksHook):
             fit_costs = [e for e in costs if budget.fits_another_trial(e)]
             self.oracle.ceiling = max(fit_costs, default=0.0)
         if not budget.fits_another_trial(self.cheapest_epochs):
-            raise StopSearch(
-                f"time budget: {budget.left_words()}; the next trial may take "
-                f"{budget.estimate(self.cheapest_epochs):.0f} s"
-            )
+            raise StopSearch(budget.no_room_words(self.cheapest_epochs))

@@ -17,7 +17,12 @@ import keras_tuner as kt
 
 from bench.core import data, environment, lock, records, space_source
 from bench.core.budget import Budget, BudgetSpent
-from bench.core.config import DEFAULT_ASHA_TRIALS, DEFAULT_MAX_TRIALS, SearchConfig
+from bench.core.config import (
+    DEFAULT_ASHA_TRIALS,
+    DEFAULT_MAX_TRIALS,
+    ORACLE_SEED_OFFSET,
+    SearchConfig,
+)
 from bench.core.records import utc_now
 from bench.errors import ConfigError, SearchError, one_line
 from bench.search import asha, confirm, distributed, rung_plan
@@ -29,6 +34,8 @@ from bench.search.recorder import (
     RecordingTuner,
     StopSearch,
     TrialRecorder,
+    finished_record,
+    recorded_outcome,
 )
 from bench.train import checkpoint, fitting, kt_compat, pipeline, spaces
 from search_spaces import hypermodel
@@ -42,10 +49,6 @@ TUNER_CLASSES = {
     "hyperband": kt.Hyperband,
     "asha": asha.ASHA,
 }
-# KerasTuner's oracle treats seed=0 as "no seed" and draws one at random; shifting by one
-# keeps every user seed (0 included) distinct and really seeded.
-ORACLE_SEED_OFFSET = 1
-
 
 # Keras re-traces its predict function for every new model; TensorFlow's warning about it
 # would otherwise interleave with the progress lines once per trial.
@@ -76,7 +79,9 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None, warm
     tuner = cls(**common)
     tuner.recorder = recorder
     if kt_compat.holds_trials(tuner.oracle):  # a worker holds only a client of the chief's
+        kt_compat.reload_oracle(tuner)
         kt_compat.forget_uncommitted_trials(tuner.oracle)
+        tuner.ended_as_recorded = end_recorded_trials(tuner.oracle, config)
         kt_compat.defaults_first(tuner.oracle, [entry["hyperparameters"] for entry in warm])
     if config.tuner == "hyperband":
         tuner.trial_limit = config.max_trials
@@ -85,6 +90,27 @@ def make_tuner(config: SearchConfig, recorder: TrialRecorder | None = None, warm
     if recorder is not None and distributed.worker_name():
         distributed.time_oracle_calls(tuner.oracle, recorder.oracle_clock)
     return tuner
+
+
+def end_recorded_trials(oracle, config: SearchConfig) -> list[str]:
+    """End, as their records say, the trials the oracle would run again although they
+    finished: a stop that came after a trial's record was written and before KerasTuner saved
+    its end leaves the oracle's state calling it ongoing, and KerasTuner reruns every ongoing
+    trial on reload. Their epoch backups go too. Returns their ids."""
+    ended = []
+    for trial_id in kt_compat.awaiting_rerun(oracle):
+        record = finished_record(config.run_dir, trial_id)
+        if record is None:
+            continue
+        try:
+            kt_compat.end_as_recorded(oracle, trial_id, **recorded_outcome(record))
+        except RuntimeError as exc:  # the oracle's count of failures in a row
+            if "consecutive failures" not in str(exc):
+                raise
+            raise SearchError(too_many_failures(config)) from exc
+        checkpoint.discard(config.run_dir, trial_id)
+        ended.append(trial_id)
+    return ended
 
 
 def planned_trials(config: SearchConfig) -> int:
@@ -320,6 +346,7 @@ def run_worker(config: SearchConfig, stream=None) -> bool:
     apply_runtime(config)
     if not (config.run_dir / records.CONFIG_FILE).is_file():
         raise ConfigError(f"run {config.run!r} has no {records.CONFIG_FILE} under {config.results}")
+    distributed.reach_chief(*distributed.parse_address(distributed.chief_from_environment()))
     splits = load_splits(config)
     prepare_run_dir(config, splits)  # the same data and settings as the chief's, or refused
     try:
@@ -349,6 +376,12 @@ def _search(
         file=stream,
         flush=True,
     )
+    if ended := getattr(tuner, "ended_as_recorded", None):
+        print(
+            f"finished before the last stop, as their records say: trial {', '.join(ended)}",
+            file=stream,
+            flush=True,
+        )
     # What exists by now (modules, data, the tuner) lives as long as the process: keeping it
     # out of the garbage collector's scans makes the collections KerasTuner runs before every
     # build several times cheaper.

@@ -10,8 +10,10 @@ the KerasTuner versions in KNOWN_VERSIONS:
 - the tuner's best-epoch checkpoint file and its SaveBestEpoch callback;
 - the oracle's random draw (to make a fresh run's first trial the space's defaults, and for
   the ASHA oracle's new configurations), its values hash (a configuration is the same at any
-  rung), its trials and start order (to forget a trial whose creation a kill cut short), and
-  Hyperband's schedule size;
+  rung), its trials and start order (to forget a trial whose creation a kill cut short), its
+  queue of trials to run again and its state file (to end as recorded a trial that finished
+  before a kill cut KerasTuner's own end of it short), and Hyperband's schedule size;
+- the chief's gRPC service, asked once by a worker that has not reached it yet;
 - the tuner's private _build_and_fit_model, the one place fit()'s callbacks can be chosen per
   trial.
 
@@ -30,8 +32,11 @@ from bench.core import records
 from bench.errors import UnsupportedKerasTuner
 
 KNOWN_VERSIONS = ((1, 4, 7), (1, 5, 0))  # from the first, up to but not including the second
-# KerasTuner's workers wait an hour for an unreachable chief; ours give up after this.
+# KerasTuner's workers wait an hour for an unreachable chief; ours give up after this on one
+# they reached and lost (one never reached: bench.search.distributed.CHIEF_WAIT_S).
 RPC_TIMEOUT_S = 120
+# KerasTuner's names for the outcome of a trial (keras_tuner.engine.trial.TrialStatus).
+COMPLETED, FAILED = "COMPLETED", "FAILED"
 # Where KerasTuner keeps a trial's best-epoch weights (Tuner._get_checkpoint_fname).
 CHECKPOINT_FILE = "checkpoint.weights.h5"
 TRIAL_DIR_PREFIX = "trial_"
@@ -138,6 +143,63 @@ def forget_uncommitted_trials(oracle) -> None:
     lost = [trial_id for trial_id in oracle.trials if trial_id not in oracle.start_order]
     for trial_id in lost:
         del oracle.trials[trial_id]
+
+
+def reload_oracle(tuner) -> None:
+    """Load the oracle's saved state where the tuner did not.
+
+    KerasTuner reloads a project only when the tuner's own file (tuner0.json) exists, and it
+    first writes that file when the first trial ends; a process stopped after the first
+    trial's record came back with an empty oracle, which drew and trained that trial again.
+    """
+    oracle = tuner.oracle
+    if not oracle.trials and os.path.isfile(oracle._get_oracle_fname()):
+        oracle.reload()
+
+
+def awaiting_rerun(oracle) -> list[str]:
+    """The trials the oracle hands out again before any new one: on reload, KerasTuner sends
+    every trial its state lists as ongoing there, however far it got."""
+    return list(oracle._retry_queue)
+
+
+def end_as_recorded(
+    oracle, trial_id: str, status: str, metrics: dict, step: int, message: str | None = None
+) -> None:
+    """End a trial the oracle would run again with the outcome its record holds (status
+    COMPLETED with the best epoch's metrics, or FAILED with its error), through the oracle's
+    own update_trial and end_trial, so that every tuner (its scores, brackets and rungs)
+    sees it finished."""
+    oracle._retry_queue[:] = [queued for queued in oracle._retry_queue if queued != trial_id]
+    trial = oracle.trials[trial_id]
+    if trial_id in oracle.end_order:  # ended and saved; only the tuner's next save was cut
+        oracle.save()
+        return
+    if status == COMPLETED and not trial.metrics.exists(oracle.objective.name):
+        oracle.update_trial(trial_id, metrics, step=step)
+    trial.status, trial.message = status, message
+    verbose, oracle.verbose = oracle.verbose, 0  # its display knows only trials it began
+    try:
+        oracle.end_trial(trial)
+    finally:
+        oracle.verbose = verbose
+
+
+def ask_chief(address: str, timeout: float) -> str | None:
+    """Ask whatever listens at HOST:PORT for its search space, as a worker's first call to a
+    KerasTuner chief would, without waiting for a connection: None when it answered, else
+    the gRPC status of the failure (UNAVAILABLE: no connection; UNIMPLEMENTED: a gRPC server
+    without KerasTuner's oracle service)."""
+    import grpc
+    from keras_tuner.src import protos
+
+    with grpc.insecure_channel(address) as channel:
+        stub = protos.get_service_grpc().OracleStub(channel)
+        try:
+            stub.GetSpace(protos.get_service().GetSpaceRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            return exc.code().name
+    return None
 
 
 def defaults_first(oracle, then: list[dict] = ()) -> None:

@@ -1,11 +1,13 @@
 """Several processes on one run: a KerasTuner chief and workers (`bench search --workers N`)."""
 
+import http.server
 import io
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -20,13 +22,14 @@ from bench.core.config import MAX_NAME, ConfigError
 from bench.report import tables
 from bench.search import distributed
 from bench.search.progress import Progress
-from tests.factories import fake_record
+from tests.factories import fake_record, fake_run
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIALS = 6
 TINY = ["--space", "tiny", "--tuner", "random", "--train-limit", "256", "--val-size", "128"]
 TINY += ["--test-limit", "128", "--max-epochs", "2", "--max-trials", str(TRIALS)]
 WAIT_S = 600
+SHORT_WAIT_S = 0.5  # for a chief that never answers
 
 
 # -- the parts ------------------------------------------------------------------------------
@@ -191,6 +194,54 @@ def test_progress_lines_name_the_worker():
     progress.show(record)
     assert "trial 1/2 [7] worker1 |" in out.getvalue()
     assert progress.ran == 0  # another process ran it
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def web_server():
+    """A plain web server's port, where a worker might be pointed by mistake."""
+    server = http.server.HTTPServer((distributed.LOOPBACK, 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def join(capsys, monkeypatch, tmp_path, port: int) -> tuple[int, str, float]:
+    """`bench worker` on a run folder, with the chief at port of this machine: its exit code,
+    its stderr and how long it took."""
+    for name in (distributed.ENV_ID, distributed.ENV_IP, distributed.ENV_PORT):
+        monkeypatch.setenv(name, "")  # restored after the test: the worker sets them
+    monkeypatch.setattr(distributed, "CHIEF_WAIT_S", SHORT_WAIT_S)
+    fake_run(tmp_path, run="r1", n=1, failed=0, with_seed_baseline=False)
+    began = time.monotonic()
+    argv = ["worker", "--chief", f"127.0.0.1:{port}", "--run", "r1", "--results", str(tmp_path)]
+    code = cli.main(argv)
+    return code, capsys.readouterr().err, time.monotonic() - began
+
+
+def test_a_worker_with_no_chief_says_none_answered(tmp_path, capsys, monkeypatch):
+    port = distributed.free_port()  # nothing listens there
+    code, err, seconds = join(capsys, monkeypatch, tmp_path, port)
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: no chief answered at 127.0.0.1:{port} (waited 0.5 s)")
+    assert "lost the chief" not in line
+    assert seconds < distributed.CHIEF_ASK_S
+
+
+def test_a_worker_pointed_at_a_web_server_says_it_is_no_chief(
+    tmp_path, capsys, monkeypatch, web_server
+):
+    code, err, seconds = join(capsys, monkeypatch, tmp_path, web_server)
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: what answers at 127.0.0.1:{web_server} is not a KerasTuner")
+    assert seconds < distributed.CHIEF_ASK_S
 
 
 # -- real runs -------------------------------------------------------------------------------
