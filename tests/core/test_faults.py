@@ -7,7 +7,11 @@ import pytest
 
 from bench.core import faults
 
-LOOP = "from bench.core import faults\nfor i in range(3):\n    print(i, flush=True)\n    faults.point('x')\n"
+LOOP = """from bench.core import faults
+for i in range(3):
+    print(i, flush=True)
+    faults.point("x")
+"""
 
 
 def passages(kill_at: str | None) -> tuple[int, list[str]]:
