@@ -30,9 +30,15 @@ SEARCH_COLUMNS = (
     "best val", "its test", "minutes to test 0.98", "to 0.99",
 )  # fmt: skip
 SOAK_COLUMNS = (
-    "date", "command", "machine", "soak", "kills", "trials finished", "recorded twice",
-    "unreadable JSON", "epoch backups left", "epochs trained", "trained again", "passed",
+    "date", "command", "machine", "soak", "kills (aimed)", "trials finished", "recorded twice",
+    "finished trials trained again", "unreadable JSON", "epoch backups left", "epochs trained",
+    "epochs trained again", "passed",
 )  # fmt: skip
+# The soak's kills aimed at one write of a command other than the search.
+SOAK_WRITES = {
+    "export": "bench export, killed between its renames",
+    "report": "bench report, killed while writing",
+}
 BEGIN, END = "<!-- table {name}: python -m bench.perf publish -->", "<!-- end table {name} -->"
 
 
@@ -121,12 +127,14 @@ def soak_rows(result: dict) -> list[str]:
     rows = []
     for key, name in names.items():
         r = result[key]
+        again = r.get("finished_again")  # counted since the soak aimed kills at records
         cells = [
             *head,
             name,
-            str(r["kills"]),
+            f"{r['kills']} ({r.get('record_kills', 0)})",
             f"{r['trials_finished']} of {r['trials_planned']}",
             str(r["recorded_twice"]),
+            "" if again is None else str(len(again)),
             str(len(r["unreadable_json"])),
             str(r["epoch_backups_left"]),
             str(r["epochs_trained"]),
@@ -134,6 +142,12 @@ def soak_rows(result: dict) -> list[str]:
             "yes" if r["passed"] else "no",
         ]
         rows.append(_line(cells))
+    for key, name in SOAK_WRITES.items():
+        if key in result["single"]:
+            r = result["single"][key]
+            blank = [""] * (len(SOAK_COLUMNS) - len(head) - 3)
+            cells = [*head, name, "1 (1)" if r["killed"] else "0", *blank]
+            rows.append(_line([*cells, "yes" if r["passed"] else "no"]))
     return rows
 
 

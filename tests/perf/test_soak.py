@@ -51,9 +51,17 @@ def test_the_soak_rows_show_both_soaks(tmp_path):
     result.update(command="make soak", measured_at="2026-12-02T01:00:00+0000", machine=None)
     rows = doc_tables.soak_rows(json.loads(json.dumps(result)))
     assert rows[0].startswith(
-        "| 2026-12-02 | `make soak` | not recorded | one process | 20 | 2 of 2 |"
+        "| 2026-12-02 | `make soak` | not recorded | one process | 20 (0) | 2 of 2 | 0 | 0 |"
     )
-    assert rows[1].endswith("| yes |") and "chief and 2 workers | 5 |" in rows[1]
+    assert rows[1].endswith("| yes |") and "chief and 2 workers | 5 (0) |" in rows[1]
+    assert len(rows) == 2  # a soak from before the aimed kills has no export or report row
+    result["single"].update(record_kills=4, export={"killed": True, "passed": False})
+    rows = doc_tables.soak_rows(json.loads(json.dumps(result)))
+    assert "| one process | 20 (4) |" in rows[0]
+    assert rows[2].endswith(
+        "| bench export, killed between its renames | 1 (1) |" + "  |" * 7 + " no |"
+    )
+    assert all(row.count("|") == len(doc_tables.SOAK_COLUMNS) + 1 for row in rows)
     assert len(records.load_records(run_dir)) == 2
 
 
