@@ -75,7 +75,9 @@ FINISHED_LINE = re.compile(r"^trial \d+(?:/\d+)? \[([^\]]+)\]", re.M)  # bench.s
 REFUSED_LINE = re.compile(r"^trial (\S+) is finished already", re.M)  # a second record refused
 BEST_DIR, REPORT_DIR = "best", "report"
 REPORT_FILES = ("index.html", "report.md", "trials.csv")
-TIMEOUT_S = 900
+# A guard against a hung launch, not a time target: the last launch runs most of the trials,
+# 20 minutes and more on a slow 2-core machine.
+TIMEOUT_S = 3600
 
 
 def soak(results: Path, plan: Plan = FULL) -> dict:
@@ -150,7 +152,7 @@ class Launches:
 
     def run(self, env: dict | None = None) -> int:
         """A launch to its end; its exit code."""
-        code = self.start(env).wait(timeout=TIMEOUT_S)
+        code = _finish(self.start(env))
         self.ledger.note(self.run_dir)
         return code
 
@@ -243,7 +245,7 @@ def _cluster_kills(runs: Launches, rng: random.Random, kills: int) -> tuple[int,
         victim = distributed.CHIEF if landed % 2 == 0 else f"worker{landed % 4 // 2}"
         if _kill_child(proc.pid, victim):
             landed += 1
-    code = proc.wait(timeout=TIMEOUT_S)
+    code = _finish(proc)
     runs.ledger.note(runs.run_dir)
     return landed, code
 
@@ -253,11 +255,11 @@ def export_killed(folder: Path, run_dir: Path) -> dict:
     best/ is there (or set aside, for the next command to put back) after the kill, whole
     after the next export, which leaves nothing of the killed one."""
     command = [sys.executable, "-m", "bench", "export", run_dir.name, "--results", str(folder)]
-    first = _start(command, folder / "export-first.log").wait(timeout=TIMEOUT_S)
+    first = _finish(_start(command, folder / "export-first.log"))
     env = kill_at(EXPORT_POINT)
-    code = _start(command, folder / "export-killed.log", env).wait(timeout=TIMEOUT_S)
+    code = _finish(_start(command, folder / "export-killed.log", env))
     reachable = best_reachable(run_dir)
-    last = _start(command, folder / "export-last.log").wait(timeout=TIMEOUT_S)
+    last = _finish(_start(command, folder / "export-last.log"))
     found = {
         "exit_codes": [first, code, last],
         "killed": code == -signal.SIGKILL,
@@ -277,10 +279,10 @@ def report_killed(folder: Path, run_dir: Path) -> dict:
     nothing of the killed one."""
     command = [sys.executable, "-m", "bench", "report", run_dir.name, "--results", str(folder)]
     began = time.time()
-    code = _start(command, folder / "report-killed.log", kill_at(REPORT_POINT)).wait(TIMEOUT_S)
+    code = _finish(_start(command, folder / "report-killed.log", kill_at(REPORT_POINT)))
     whole = report_whole(run_dir / REPORT_DIR, began)
     began = time.time()
-    last = _start(command, folder / "report-last.log").wait(timeout=TIMEOUT_S)
+    last = _finish(_start(command, folder / "report-last.log"))
     found = {
         "exit_codes": [code, last],
         "killed": code == -signal.SIGKILL,
@@ -370,6 +372,19 @@ def _start(command: list[str], log: Path, env: dict | None = None) -> subprocess
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def _finish(proc: subprocess.Popen) -> int:
+    """The launch's exit code; a launch still running after TIMEOUT_S is killed, and the soak
+    fails naming it, rather than leave it training beside the next."""
+    try:
+        return proc.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(
+            f"{' '.join(proc.args)} hung: still running after {TIMEOUT_S} s"
+        ) from None
 
 
 def _wait(proc: subprocess.Popen, seconds: float) -> int | None:

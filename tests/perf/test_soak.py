@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -132,3 +134,11 @@ def test_targeted_kills_name_a_point_a_count_and_a_signal():
     assert faults.parse(env[faults.KILL_ENV]) == ("record.written", 2, signal.SIGINT)
     with pytest.raises(KeyError):
         soak.kill_at(soak.RECORD_POINT, 1, "SIGNOPE")
+
+
+def test_a_launch_that_hangs_is_killed_and_named(monkeypatch):
+    monkeypatch.setattr(soak, "TIMEOUT_S", 0.2)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with pytest.raises(RuntimeError, match="hung: still running after 0.2 s"):
+        soak._finish(proc)
+    assert proc.poll() is not None  # not left running beside the next launch
