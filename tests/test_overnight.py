@@ -71,7 +71,14 @@ def assert_run_is_whole(run_dir: Path, trials: int) -> None:
     assert not list(run_dir.glob(f"{checkpoint.RESUME_DIR}/*"))  # no epoch backup left over
 
 
-@pytest.mark.parametrize("tuner", [["random"], ["asha"]], ids=" ".join)  # asha continues
+@pytest.mark.parametrize(
+    "tuner",
+    [
+        pytest.param(["random"], marks=pytest.mark.slow),
+        ["asha"],
+    ],  # make soak kills a random search and its chief and workers the same way; asha continues
+    ids=" ".join,
+)
 def test_sigkill_at_random_moments_then_resume(tmp_path, tuner):
     args = bench_args(tmp_path, "k", "--space", "tiny", "--tuner", *tuner)
     # Three epochs a trial, so that some kills land after an epoch backup.

@@ -297,7 +297,10 @@ def assert_every_trial_once(run_dir: Path) -> list[dict]:
 
 @pytest.mark.parametrize(
     "tuner, lineage",
-    [(["hyperband"], "trial_id"), (["asha", "--promotion", "continue"], "trial_id")],
+    [
+        pytest.param(["hyperband"], "trial_id", marks=pytest.mark.slow),  # asha covers restarts
+        (["asha", "--promotion", "continue"], "trial_id"),
+    ],
     ids=["hyperband", "asha"],
 )
 def test_a_worker_killed_in_a_trial_is_restarted_and_every_trial_finishes(tmp_path, tuner, lineage):
@@ -318,6 +321,7 @@ def test_a_worker_killed_in_a_trial_is_restarted_and_every_trial_finishes(tmp_pa
     assert any(lineage in r["tuner_state"] for r in done)  # some went on from another
 
 
+@pytest.mark.slow  # make soak kills a random search and its chief and workers the same way
 def test_a_killed_chief_stops_the_workers_and_the_run_resumes(tmp_path):
     args = search_args(tmp_path, "c", "--workers", "2")
     proc = start(args)
