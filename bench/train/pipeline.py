@@ -6,9 +6,11 @@ import numpy as np
 import tensorflow as tf
 
 from bench.core.data import PIXEL_MAX
+from bench.train.distort import Elastic
 
 # Batches made ahead of the one training; gathering and scaling a batch takes microseconds.
 PREFETCH_BATCHES = 2
+STATELESS_SEED_SIZE = 2  # TensorFlow's stateless random ops take a pair of ints
 
 
 def _scaled(images: tf.Tensor) -> tf.Tensor:
@@ -30,7 +32,11 @@ def _served(batches: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def training_set(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    distortion: Elastic | None = None,
 ) -> tf.data.Dataset:
     """Batches of (scaled images, labels) in a fresh shuffled order every epoch.
 
@@ -44,15 +50,28 @@ def training_set(
         images: uint8 (n, 28, 28, 1).
         labels: (n,) integer labels.
         batch_size: images per training step.
-        seed: the shuffle seed; the same seed gives every trial the same epoch orders.
+        seed: the shuffle seed; the same seed gives every trial the same epoch orders, and
+            with a distortion the same distorted images.
+        distortion: warps every scaled batch (bench.train.distort); None serves the images
+            as they are.
     """
     pixels, targets = tf.convert_to_tensor(images), tf.convert_to_tensor(labels)
     count = len(labels)
     order = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    batches = order.batch(batch_size).map(
-        lambda index: (_scaled(tf.gather(pixels, index)), tf.gather(targets, index))
-    )
-    return _served(batches)
+    batches = order.batch(batch_size)
+    if distortion is not None:
+        # A stateless seed per batch, fresh each epoch: random ops seeded inside a map would
+        # draw the same fields again every epoch, as each epoch's iterator restarts them.
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        batches = tf.data.Dataset.zip(batches, draws.batch(STATELESS_SEED_SIZE))
+
+    def batch(index: tf.Tensor, draw: tf.Tensor | None = None):
+        scaled = _scaled(tf.gather(pixels, index))
+        if distortion is not None:
+            scaled = distortion.apply(scaled, seed=draw)
+        return scaled, tf.gather(targets, index)
+
+    return _served(batches.map(batch))
 
 
 def evaluation_set(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
