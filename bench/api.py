@@ -103,6 +103,9 @@ def export(
     epochs: int | None = None,
     seed: int | None = None,
     clean_epochs: int = 0,
+    ema: float | None = None,
+    elastic: float | None = None,
+    overrides: dict | None = None,
     pick: str = "auto",
     ensemble: int | None = None,
     ensemble_from: str | None = None,
@@ -110,7 +113,8 @@ def export(
     results: str | Path = DEFAULT_RESULTS,
     data_dir: str | None = None,
 ) -> Path:
-    """Ship the run's winner (or an ensemble of `ensemble` members), as `bench export` does.
+    """Ship the run's winner (or an ensemble of `ensemble` members), as `bench export` does
+    (`overrides`: {hyperparameter: value} a retrain trains with, as --set gives them).
 
     Returns:
         The export folder: results/<run>/best/, or results/<run>/ensemble/.
@@ -120,7 +124,8 @@ def export(
     (run_dir,) = run_dirs([run], results)
     if ensemble is None and ensemble_from is not None:
         raise UsageError("ensemble_from needs ensemble=K")
-    recipe = Recipe(retrain, epochs, seed, clean_epochs)
+    given = tuple((name, str(value)) for name, value in (overrides or {}).items())
+    recipe = Recipe(retrain, epochs, seed, clean_epochs, ema, elastic, given)
     command = export_command(run, recipe, pick, ensemble, ensemble_from, reference)
     return ship(run_dir, recipe, pick, ensemble, ensemble_from, data_dir, command, reference)
 
@@ -189,16 +194,12 @@ def export_command(
     from bench.release import choose  # records only, no TensorFlow
 
     flags = {
-        "--retrain": recipe.retrain,
-        "--epochs": recipe.epochs,
-        "--seed": recipe.seed,
-        "--clean-epochs": recipe.clean_epochs or None,
         **{flag: pick == name for name, flag in choose.FLAGS.items()},
         "--ensemble": ensemble,
         "--ensemble-from": ensemble_from,
         "--reference": None if reference == "find" else reference,
     }
-    parts = ["bench", "export", run]
+    parts = ["bench", "export", run, *recipe.flags()]
     for flag, value in flags.items():
         if value is True:
             parts.append(flag)

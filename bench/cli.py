@@ -26,12 +26,15 @@ from bench.core.config import (
     ENSEMBLE_MEMBERS,
     LIMITS,
     PROMOTIONS,
+    RECIPE_FLOAT_LIMITS,
     RECIPE_LIMITS,
     TUNER_NAMES,
     Recipe,
+    bounded_float,
     bounded_int,
     check_seeds,
     confirm_seed_range,
+    parse_overrides,
 )
 from bench.errors import (
     EXIT_BROKEN_PIPE,
@@ -172,7 +175,7 @@ def check_confirm(args) -> None:
 def check_export(args) -> None:
     """The run, the recipe's numbers and the folders the export writes writable."""
     check_runs(args)
-    Recipe(args.retrain, args.epochs, args.seed, args.clean_epochs).validate()
+    export_recipe(args).validate()
     check_writable(Path(args.results) / args.runs[0])
     if args.reference == "train":  # the defaults' release is kept under the results folder
         check_writable(Path(args.results), deep=False)
@@ -308,13 +311,21 @@ def cmd_predict(args) -> int:
     return EXIT_OK
 
 
+def export_recipe(args) -> Recipe:
+    """The recipe `bench export`'s flags ask for."""
+    overrides = parse_overrides(args.overrides)
+    return Recipe(
+        args.retrain, args.epochs, args.seed, args.clean_epochs, args.ema, args.elastic, overrides
+    )
+
+
 def cmd_export(args) -> int:
     from bench import api
 
     (run_dir,) = _run_dirs(args)
     if args.ensemble is None and args.ensemble_from is not None:
         raise UsageError("--ensemble-from needs --ensemble K")
-    recipe = Recipe(args.retrain, args.epochs, args.seed, args.clean_epochs)
+    recipe = export_recipe(args)
     command = shlex.join(["bench", *args.argv])
     out = api.ship(
         run_dir,
@@ -561,6 +572,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=limited("clean_epochs", RECIPE_LIMITS),
         default=0,
         help="with --retrain: epochs to add without augmentation, at the final learning rate",
+    )
+    runs["export"].add_argument(
+        "--ema",
+        type=bounded_float(*RECIPE_FLOAT_LIMITS["ema"]),
+        metavar="MOMENTUM",
+        help="with --retrain: ship the exponential moving average of the weights at this "
+        "momentum (0.999: over about 1,000 steps), its batch-norm statistics recomputed",
+    )
+    runs["export"].add_argument(
+        "--elastic",
+        type=bounded_float(*RECIPE_FLOAT_LIMITS["elastic"]),
+        metavar="ALPHA",
+        help="with --retrain: distort the training digits elastically, by ALPHA pixels "
+        "(Simard et al. used 34, at sigma 4), except in the clean epochs",
+    )
+    runs["export"].add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="NAME=VALUE",
+        help="with --retrain: train with this hyperparameter value instead of the trial's "
+        "(say rotation_degrees=15 for stronger augmentation); repeatable",
     )
     runs["export"].add_argument(
         "--ensemble",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.core import records
 from bench.core.budget import Budget
-from bench.core.config import Recipe, SearchConfig
+from bench.core.config import Recipe, SearchConfig, recipe_signature
 from bench.release import choose, export, reference
 from bench.search import confirm
 
@@ -64,7 +64,7 @@ def expected_seconds(run_dir: Path, record: dict, saved: dict, recipe: Recipe) -
     yet, of what the whole release costs at the pace the run measured
     (confirm.release_seconds). The one place the night prices it."""
     epochs = recipe.epochs or record["best_epoch"]
-    key = export.release_key(record, saved, recipe.seed, epochs, recipe.clean_epochs)
+    key = export.release_key(export.with_overrides(record, recipe.overrides), saved, recipe, epochs)
     done = export.epochs_done(export.release_backup(run_dir, recipe.seed), key)
     total = epochs + recipe.clean_epochs
     whole = confirm.release_seconds(run_dir, saved, record, epochs, recipe.clean_epochs)
@@ -81,22 +81,16 @@ def already_shipped(best: Path, record: dict, recipe: Recipe) -> bool:
     made = (
         shipped.get("trial_id"),
         training.get("retrained_on_all_training_images"),
-        training.get("epochs"),
-        training.get("clean_epochs", 0),
+        recipe_signature(training),
         training.get("seed"),
     )
-    wanted = (record["trial_id"], True, recipe.epochs or record["best_epoch"])
-    return made == (*wanted, recipe.clean_epochs, recipe.seed)
+    signature = recipe.signature(recipe.epochs or record["best_epoch"])
+    return made == (record["trial_id"], True, signature, recipe.seed)
 
 
 def recipe_flags(recipe: Recipe) -> list[str]:
     """`bench export`'s flags for a retraining recipe, its seed left out."""
-    flags = ["--retrain"]
-    if recipe.epochs is not None:
-        flags += ["--epochs", str(recipe.epochs)]
-    if recipe.clean_epochs:
-        flags += ["--clean-epochs", str(recipe.clean_epochs)]
-    return flags
+    return recipe.flags(with_seed=False)
 
 
 def export_command(config: SearchConfig, recipe: Recipe) -> str:

@@ -103,7 +103,7 @@ def test_the_release_is_priced_by_the_epochs_its_backup_does_not_hold(tmp_path):
     fit = export.release_backup(tmp_path, 0) / export.FIT_STAGE
     fit.mkdir(parents=True)
     (fit / "epoch-3.weights.h5").touch()
-    key = export.release_key(record, saved, 0, 4, 1)
+    key = export.release_key(record, saved, recipe, 4)
     state = {"values": {**key, "stage": export.FIT_STAGE}, "weights": "epoch-3.weights.h5"}
     state.update(epoch=3, stopped=False, epochs=[0, 1, 2], history={"loss": [0.3, 0.2, 0.1]})
     records.atomic_write_json(fit / "state.json", state)

@@ -70,6 +70,16 @@ LIMITS = {
 # --retrain), by Recipe field.
 CONFIRM_LIMITS = {"top": (1, MAX_CONFIRM_TOP), "seeds": (1, MAX_CONFIRM_SEEDS)}
 RECIPE_LIMITS = {"epochs": (1, MAX_EPOCHS), "seed": (0, MAX_SEED), "clean_epochs": (0, MAX_EPOCHS)}
+# A release's refinements beyond its epochs, by Recipe field: the momentum of an exponential
+# moving average of the weights (Keras' ema_momentum: 0.999 averages over about 1,000 steps)
+# and the alpha, in pixels, of an elastic distortion of the digits (Simard et al. 2003 used
+# 34 at sigma 4); each is off when not given.
+RECIPE_FLOAT_LIMITS = {"ema": (0.9, 0.99999), "elastic": (0.0, 100.0)}
+ELASTIC_SIGMA = 4.0  # pixels: the smoothing of a release's elastic distortion, Simard's
+# How a stored release's recipe reads when a refinement was never given: as older files,
+# which have no such key, do.
+RECIPE_EXTRAS = ("ema", "elastic", "overrides")
+EXTRA_FLAGS = {"ema": "--ema", "elastic": "--elastic", "overrides": "--set"}
 # Fields that define what a run computes; a resumed run must agree on all of them.
 IDENTITY_FIELDS = (
     "space",
@@ -257,6 +267,54 @@ def bounded_int(lowest: int, highest: int):
     return parse
 
 
+def bounded_float(lowest: float, highest: float):
+    """An argparse type: a number from lowest to highest, else argparse's usage error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if (wrong := float_range_words(value, lowest, highest)) is not None:
+            raise argparse.ArgumentTypeError(wrong)
+        return value
+
+    parse.__name__ = f"number from {lowest:g} to {highest:g}"
+    parse.limits = (lowest, highest)
+    return parse
+
+
+def float_range_words(value: float, lowest: float, highest: float) -> str | None:
+    """range_words for a number that need not be whole (NaN is outside every range)."""
+    if lowest <= value <= highest:
+        return None
+    return f"must be from {lowest:g} to {highest:g}, not {value} ({lowest} to {highest})"
+
+
+def parse_overrides(texts) -> tuple[tuple[str, str], ...]:
+    """`--set`'s NAME=VALUE texts as (name, value) pairs, the value's type checked once the
+    trial is known; ExportError for one that is not NAME=VALUE."""
+    pairs = []
+    for text in texts or ():
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ExportError(f"--set {text!r} is not NAME=VALUE (say rotation_degrees=15)")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def recipe_signature(training: dict) -> dict:
+    """What a stored release (a shipped config's training, a member's file) was trained
+    with, as Recipe.signature gives it: two releases of one configuration are the same
+    recipe when their signatures are equal."""
+    extras = {name: training.get(name) for name in RECIPE_EXTRAS if training.get(name)}
+    return {
+        "epochs": training.get("epochs"),
+        "clean_epochs": training.get("clean_epochs") or 0,
+        **extras,
+    }
+
+
 def confirm_seed_range(seed: int, count: int) -> range:
     """The seeds that `count` confirmation retrainings of a run of `seed` train from."""
     return range(seed + CONFIRM_SEED_OFFSET + 1, seed + CONFIRM_SEED_OFFSET + count + 1)
@@ -308,15 +366,63 @@ class Recipe:
     epochs: int | None = None  # a retrain's epochs; None: the trial's best epoch count
     seed: int | None = None  # a retrain's seed (an ensemble's first); None: the run's seed
     clean_epochs: int = 0  # a retrain's last epochs, on the digits without augmentation
+    ema: float | None = None  # momentum of a moving average of the weights, which ships
+    elastic: float | None = None  # alpha (pixels) of an elastic distortion while training
+    # (name, value) pairs: hyperparameters a retrain trains with instead of the trial's
+    # (the augmentation's strength, say), their values as given on the command line.
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    def extras(self) -> dict:
+        """The refinements given, JSON-ready; none given: {} (an older recipe's)."""
+        given = {"ema": self.ema, "elastic": self.elastic, "overrides": dict(self.overrides)}
+        return {name: value for name, value in given.items() if value}
+
+    def signature(self, epochs: int) -> dict:
+        """What the release is trained with, its epochs resolved (see recipe_signature)."""
+        return {"epochs": epochs, "clean_epochs": self.clean_epochs, **self.extras()}
+
+    def flags(self, with_seed: bool = True) -> list[str]:
+        """`bench export`'s flags that make this recipe (its seed left out if asked)."""
+        given = {
+            "--epochs": self.epochs,
+            "--seed": self.seed if with_seed else None,
+            "--clean-epochs": self.clean_epochs or None,
+            "--ema": None if self.ema is None else f"{self.ema:g}",
+            "--elastic": None if self.elastic is None else f"{self.elastic:g}",
+        }
+        flags = ["--retrain"] if self.retrain else []
+        for flag, value in given.items():
+            flags += [] if value is None else [flag, str(value)]
+        for name, value in self.overrides:
+            flags += ["--set", f"{name}={value}"]
+        return flags
+
+    @classmethod
+    def of_signature(cls, signature: dict, seed: int | None = None) -> Recipe:
+        """The retrain recipe of a signature, from seed."""
+        overrides = tuple((signature.get("overrides") or {}).items())
+        return cls(
+            True,
+            signature["epochs"],
+            seed,
+            signature.get("clean_epochs") or 0,
+            signature.get("ema"),
+            signature.get("elastic"),
+            overrides,
+        )
 
     def validate(self) -> Recipe:
         """The recipe itself; ExportError naming the flag for settings that do not fit."""
         needs = {"--epochs": self.epochs is not None, "--seed": self.seed is not None}
         needs["--clean-epochs"] = bool(self.clean_epochs)
+        needs.update({EXTRA_FLAGS[name]: bool(value) for name, value in self.extras().items()})
         why = {
             "--epochs": "a trial's weights have their own epochs",
             "--seed": "a trial's weights have the run's seed",
             "--clean-epochs": "a trial's weights are as it left them",
+            "--ema": "a trial's weights were not averaged",
+            "--elastic": "a trial's weights trained without it",
+            "--set": "a trial's weights have its own hyperparameters",
         }
         for flag, given in needs.items():
             if given and not self.retrain:
@@ -325,6 +431,10 @@ class Recipe:
             if (value := getattr(self, name)) is not None:
                 flag = f"--{name.replace('_', '-')}"
                 check_range(flag, value, lowest, highest, ExportError)
+        for name, (lowest, highest) in RECIPE_FLOAT_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and (wrong := float_range_words(value, lowest, highest)):
+                raise ExportError(f"--{name} {wrong}")
         return self
 
 

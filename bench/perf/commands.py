@@ -39,6 +39,7 @@ from bench.core.config import (
     MAX_WORKERS,
     bounded_int,
 )
+from bench.core.data import TRAIN_COUNT
 from bench.perf import doc_tables, policies, soak, suite, workers
 
 PERF_DIR = "perf"
@@ -53,6 +54,7 @@ LIMITS = {
     "child_budget": (1, MAX_BUDGET_S),
     "max_epochs": (1, MAX_EPOCHS),
     "seed": (0, MAX_SEED),
+    "holdout": (0, TRAIN_COUNT - 1),
 }
 
 
@@ -118,7 +120,9 @@ def run_releases(args, out_dir: Path) -> int:
     from bench.perf import releases
 
     published = doc_tables.published("releases")
-    measured = releases.release_benchmark(out_dir, args.variants, args.seeds, published)
+    measured = releases.release_benchmark(
+        out_dir, args.variants, args.seeds, published, args.recipes, args.holdout
+    )
     result = {**provenance("releases"), **measured}
     write_result(out_dir, releases.RESULT_FILE, result, doc_tables.table("releases", result))
     return 0
@@ -190,6 +194,20 @@ def releases_flags(p: argparse.ArgumentParser) -> None:
         "--variants", nargs="+", choices=tuple(releases.VARIANTS), default=tuple(releases.VARIANTS)
     )
     p.add_argument("--seeds", nargs="+", type=limited("seed"), default=releases.SEEDS)
+    p.add_argument(
+        "--recipes",
+        nargs="+",
+        choices=tuple(releases.RECIPES),
+        default=(releases.BASE_RECIPE,),
+        help="release recipes to train each variant with (default: today's)",
+    )
+    p.add_argument(
+        "--holdout",
+        type=limited("holdout"),
+        default=0,
+        help=f"training digits held out to rank recipes by ({releases.SCREEN_HOLDOUT:,} for a "
+        "recipe screen; default 0: a release on all 60,000)",
+    )
 
 
 def optuna_child_flags(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+from bench.core import data
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 DATA_DIR = DOC.parent / "benchmarks"  # the published JSON behind each table
 # Benchmark name -> (results file under results/perf, the command that writes it).
@@ -152,27 +154,33 @@ def soak_rows(result: dict) -> list[str]:
 
 
 RELEASE_COLUMNS = (
-    "date", "command", "machine", "variant", "seed", "recipe", "test accuracy", "test loss",
-    "errors", "minutes",
+    "date", "command", "machine", "variant", "recipe", "trained on", "seed", "val accuracy",
+    "test accuracy", "test loss", "errors", "minutes",
 )  # fmt: skip
 AGAINST_COLUMNS = (
-    "variant", "seeds", "mean test accuracy", "95% interval", "against the defaults (seeds)",
-    "only it right", "only the defaults right", "McNemar p",
+    "variant", "recipe", "trained on", "seeds", "mean val accuracy", "val McNemar p",
+    "mean test accuracy", "95% interval", "against (seeds)", "only it right",
+    "only the other right", "McNemar p",
 )  # fmt: skip
 
 
 def release_rows(result: dict) -> list[str]:
     """One row per (variant, seed) release, its own machine and date (they accumulate)."""
+    from bench.perf import releases
+
     rows = []
     for r in result["rows"]:
-        recipe = f"{r['epochs']} + {r['clean_epochs']} clean epochs, batch {r['batch_size']}"
+        recipe = r.get("recipe", releases.BASE_RECIPE)
+        epochs = f"{r['epochs']} + {r['clean_epochs']} clean epochs, batch {r['batch_size']}"
         cells = [
             str(r["measured_at"])[:10],
             f"`{BENCHMARKS['releases'][1]}`",  # trains any row that is missing
             machine_text(r.get("machine")),
             r["variant"],
+            f"{recipe}: {epochs}",
+            f"{r['train_images']:,}",
             str(r["seed"]),
-            recipe,
+            _accuracy(r.get("val_accuracy")),
             f"{r['test_accuracy']:.4f}",
             f"{r['test_loss']:.4f}",
             str(len(r["wrong"])),
@@ -190,12 +198,20 @@ def against_table(result: dict) -> str:
     for line in releases.against_reference(result["rows"]):
         accuracy, test = line["accuracy"], line["mcnemar"]
         interval = "" if accuracy["n"] < 2 else f"{accuracy['low']:.4f} - {accuracy['high']:.4f}"
+        val, val_test = line.get("val_accuracy"), line["val_mcnemar"]
+        against = line["against"]
+        matched = ", ".join(map(str, line.get("matched", [])))
+        trained_on = data.TRAIN_COUNT - line["holdout"]
         cells = [
             line["variant"],
+            line["recipe"],
+            f"{trained_on:,}",
             ", ".join(map(str, line["seeds"])),
+            "" if val is None else f"{val['mean']:.4f}",
+            "" if val_test is None else f"{val_test['p_value']:.2g}",
             f"{accuracy['mean']:.4f}",
             interval,
-            ", ".join(map(str, line.get("matched", []))),
+            "" if against is None or not matched else f"{against[0]}, {against[1]} ({matched})",
             "" if test is None else str(test["a_only"]),
             "" if test is None else str(test["b_only"]),
             "" if test is None else f"{test['p_value']:.2g}",

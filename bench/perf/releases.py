@@ -13,20 +13,45 @@ never used to pick.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from bench.core import data, environment, records, stats
+from bench.core.config import Recipe
 
 RESULT_FILE = "release.json"
 RELEASES_DIR = "releases"
+PROBS_SUFFIX = ".npz"  # beside each row: its class probabilities, for ensembles of rows
 EPOCHS, CLEAN_EPOCHS, BATCH_SIZE = 25, 1, 128  # `make release`'s EXPORT_FLAGS
 SEEDS = (0, 1, 2)
 REFERENCE = "defaults"
+BASE_RECIPE = "release"
+# Training digits a recipe screen holds out (the last 10,000 of the 60,000) to rank recipes
+# by validation accuracy: a release on all 60,000 has none left to rank by, and the test set
+# never ranks.
+SCREEN_HOLDOUT = 10_000
+# The recipes measured, by name: today's `make release` and each refinement alone, decided
+# before any was measured (docs/benchmarks.md: recipes beyond the release).
+RECIPES = {
+    BASE_RECIPE: Recipe(True, EPOCHS, None, CLEAN_EPOCHS),
+    "ema": Recipe(True, EPOCHS, None, CLEAN_EPOCHS, ema=0.999),
+    "strong-augmentation": Recipe(
+        True,
+        EPOCHS,
+        None,
+        CLEAN_EPOCHS,
+        overrides=(("rotation_degrees", "15"), ("shift", "0.15"), ("zoom", "0.15")),
+    ),
+    "elastic": Recipe(True, EPOCHS, None, CLEAN_EPOCHS, elastic=34.0),
+    "50-epochs": Recipe(True, 2 * EPOCHS, None, CLEAN_EPOCHS),
+}
+
 # The configurations measured: a name, the space, its hyperparameters (the space's defaults
 # for any not given), and where they come from.
 VARIANTS = {
@@ -61,16 +86,34 @@ VARIANTS = {
 }
 
 
-def command(variants, seeds) -> str:
+def command(variants, seeds, recipes=(BASE_RECIPE,), holdout: int = 0) -> str:
+    flags = f" --recipes {' '.join(recipes)}" if tuple(recipes) != (BASE_RECIPE,) else ""
+    flags += f" --holdout {holdout}" if holdout else ""
     return (
         f"python -m bench.perf releases --variants {' '.join(variants)} "
-        f"--seeds {' '.join(map(str, seeds))}"
+        f"--seeds {' '.join(map(str, seeds))}{flags}"
     )
 
 
 def key(row: dict) -> tuple:
-    """What makes two rows the same measurement."""
-    return (row["variant"], row["seed"], row["epochs"], row["clean_epochs"], row["batch_size"])
+    """What makes two rows the same measurement (rows from before recipes and held-out
+    digits existed are today's recipe on all 60,000)."""
+    return (
+        row["variant"],
+        row.get("recipe", BASE_RECIPE),
+        row.get("holdout", 0),
+        row["seed"],
+        row["epochs"],
+        row["clean_epochs"],
+        row["batch_size"],
+    )
+
+
+def row_name(variant: str, recipe: str, holdout: int, seed: int) -> str:
+    """A row's file name: as before recipes for today's recipe on all the digits."""
+    parts = [variant] + ([] if recipe == BASE_RECIPE else [recipe])
+    parts += [f"holdout{holdout}"] if holdout else []
+    return "-".join([*parts, f"seed{seed}"])
 
 
 def measured(out_dir: Path, published: dict | None) -> list[dict]:
@@ -79,100 +122,192 @@ def measured(out_dir: Path, published: dict | None) -> list[dict]:
     for path in sorted((out_dir / RELEASES_DIR).glob("*.json")):
         row = json.loads(path.read_text())
         rows.setdefault(key(row), row)
-    return sorted(rows.values(), key=lambda r: (r["seed"], r["variant"] != REFERENCE, r["variant"]))
+    return sorted(
+        rows.values(),
+        key=lambda r: (
+            r.get("holdout", 0),
+            r.get("recipe", BASE_RECIPE) != BASE_RECIPE,
+            r["seed"],
+            r["variant"] != REFERENCE,
+            r["variant"],
+            r.get("recipe", BASE_RECIPE),
+        ),
+    )
 
 
-def release_benchmark(out_dir: Path, variants, seeds, published: dict | None) -> dict:
-    """Train each missing (variant, seed), seeds outer so that pairs complete together; return
-    every row at hand."""
+def release_benchmark(
+    out_dir: Path,
+    variants,
+    seeds,
+    published: dict | None,
+    recipes=(BASE_RECIPE,),
+    holdout: int = 0,
+) -> dict:
+    """Train each missing (variant, recipe, seed), seeds outer so that pairs complete
+    together; return every row at hand."""
     for seed in seeds:
         for name in variants:
-            wanted = {"variant": name, "seed": seed, "epochs": EPOCHS}
-            wanted.update(clean_epochs=CLEAN_EPOCHS, batch_size=BATCH_SIZE)
-            if key(wanted) in {key(r) for r in measured(out_dir, published)}:
-                continue
-            path = out_dir / RELEASES_DIR / f"{name}-seed{seed}.json"
-            backup = path.with_name(f".{path.stem}.resume")  # a stopped release goes on from it
-            row = release_once(name, seed, backup)
-            records.atomic_write_json(path, row)
-            shutil.rmtree(backup, ignore_errors=True)
-            print(f"{name} seed {seed}: test {row['test_accuracy']:.4f}", flush=True)
-    return {"rows": measured(out_dir, published), "command": command(variants, seeds)}
+            for recipe in recipes:
+                wanted = {"variant": name, "recipe": recipe, "holdout": holdout, "seed": seed}
+                wanted.update(
+                    epochs=RECIPES[recipe].epochs,
+                    clean_epochs=RECIPES[recipe].clean_epochs,
+                    batch_size=BATCH_SIZE,
+                )
+                if key(wanted) in {key(r) for r in measured(out_dir, published)}:
+                    continue
+                path = out_dir / RELEASES_DIR / f"{row_name(name, recipe, holdout, seed)}.json"
+                backup = path.with_name(f".{path.stem}.resume")  # a stop goes on from it
+                row, probs = release_once(name, seed, backup, recipe, holdout)
+                records.atomic_write_bytes(path.with_suffix(PROBS_SUFFIX), npz_bytes(probs))
+                records.atomic_write_json(path, row)
+                shutil.rmtree(backup, ignore_errors=True)
+                print(f"{path.stem}: test {row['test_accuracy']:.4f}", flush=True)
+    return {
+        "rows": measured(out_dir, published),
+        "command": command(variants, seeds, recipes, holdout),
+    }
 
 
-def release_once(name: str, seed: int, backup: Path | None = None) -> dict:
-    """One release of a variant from seed, as `bench export --retrain --epochs 25
-    --clean-epochs 1` trains it (its epochs backed up into `backup`), evaluated on the 10,000
-    test digits."""
-    from bench.release import export
-    from bench.train import fitting, kt_compat, served
+def npz_bytes(arrays: dict) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
 
-    kt_compat.install()
+
+def variant_record(name: str, sha256: str) -> dict:
+    """The record a variant releases from: its hyperparameters in full (the space's defaults
+    for any not given), so that a recipe may override any of them."""
+    from bench.train import fitting
+
     variant = VARIANTS[name]
-    raw = data.load_raw()
-    record = {
+    values = {**fitting.default_values(variant["space"]), **variant["hyperparameters"]}
+    return {
         "trial_id": name,
         "space": variant["space"],
-        "hyperparameters": variant["hyperparameters"],
+        "hyperparameters": values,
         "best_epoch": EPOCHS,
-        "dataset": {"sha256": raw.sha256},
+        "dataset": {"sha256": sha256},
     }
+
+
+def release_once(
+    name: str,
+    seed: int,
+    backup: Path | None = None,
+    recipe_name: str = BASE_RECIPE,
+    holdout: int = 0,
+) -> tuple[dict, dict]:
+    """One release of a variant from seed by a recipe, as `bench export --retrain` trains it
+    (its epochs backed up into `backup`), on all 60,000 training digits or all but the last
+    `holdout`, evaluated on those and on the 10,000 test digits. Returns the row and its
+    class probabilities (test, and validation with a holdout)."""
+    from bench.release import export
+    from bench.train import kt_compat, served
+
+    kt_compat.install()
+    raw = data.load_raw()
+    record = variant_record(name, raw.sha256)
+    recipe = replace(RECIPES[recipe_name], seed=seed)
+    splits = data.make_splits(raw, holdout) if holdout else None
+    images, labels = (
+        data.full_training_set(raw) if splits is None else (splits.train_images, splits.y_train)
+    )
     began = time.monotonic()
-    model, trained = export.retrain(
-        record, {"batch_size": BATCH_SIZE}, raw, seed, EPOCHS, CLEAN_EPOCHS, backup
-    )
-    plain = served.served_model(variant["space"], model)
-    images = data.with_channel(raw.x_test)
-    probs, accuracy, loss = fitting.evaluate(
-        plain, fitting.evaluation_set(images, raw.y_test), raw.y_test
-    )
-    predicted = np.asarray(probs).argmax(axis=1)
-    wrong = np.flatnonzero(predicted != raw.y_test)
-    return {
+    config = {"batch_size": BATCH_SIZE}
+    model, trained = export.train_with_recipe(record, config, images, labels, recipe, backup)
+    plain = served.served_model(record["space"], model)
+    row = {
         "variant": name,
-        "space": variant["space"],
-        "hyperparameters": variant["hyperparameters"],
+        "recipe": recipe_name,
+        "holdout": holdout,
+        "members": 1,
+        "space": record["space"],
+        "hyperparameters": VARIANTS[name]["hyperparameters"],
+        "recipe_flags": recipe.flags(with_seed=False),
         "seed": seed,
-        "epochs": EPOCHS,
-        "clean_epochs": CLEAN_EPOCHS,
+        "epochs": recipe.epochs,
+        "clean_epochs": recipe.clean_epochs,
         "batch_size": BATCH_SIZE,
         "train_images": trained["images"],
-        "test_images": len(raw.y_test),
-        "test_accuracy": accuracy,
-        "test_loss": loss,
-        "wrong": wrong.tolist(),  # test digit indices it got wrong
-        "wrong_predicted": predicted[wrong].tolist(),
-        "dataset_sha256": raw.sha256,
-        "minutes": round((time.monotonic() - began) / 60, 1),
-        "machine": environment.machine(),
-        "git_commit": environment.git_commit(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    probs = {"test": _scored(row, "test", plain, data.with_channel(raw.x_test), raw.y_test)}
+    if splits is not None:
+        probs["val"] = _scored(row, "val", plain, splits.val_images, splits.y_val)
+    row.update(
+        dataset_sha256=raw.sha256,
+        minutes=round((time.monotonic() - began) / 60, 1),
+        machine=environment.machine(),
+        git_commit=environment.git_commit(),
+        measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    return row, probs
 
 
-def correct(row: dict) -> np.ndarray:
-    right = np.ones(row["test_images"], dtype=bool)
-    right[row["wrong"]] = False
+def _scored(row: dict, part: str, model, images, labels) -> np.ndarray:
+    """The model's probabilities on one part, its figures put into row: accuracy, loss and
+    the digits it got wrong (test_wrong is `wrong`, as rows before held-out digits have it)."""
+    from bench.train import fitting
+
+    probs, accuracy, loss = fitting.evaluate(model, fitting.evaluation_set(images, labels), labels)
+    predicted = np.asarray(probs).argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    prefix = "" if part == "test" else f"{part}_"
+    row.update(
+        {
+            f"{part}_images": len(labels),
+            f"{part}_accuracy": accuracy,
+            f"{part}_loss": loss,
+            f"{prefix}wrong": wrong.tolist(),  # digit indices it got wrong
+            f"{prefix}wrong_predicted": predicted[wrong].tolist(),
+        }
+    )
+    return np.asarray(probs, dtype=np.float32)
+
+
+def correct(row: dict, part: str = "test") -> np.ndarray:
+    """Which digits of a part (test, val) the row's model got right."""
+    right = np.ones(row[f"{part}_images"], dtype=bool)
+    right[row["wrong" if part == "test" else f"{part}_wrong"]] = False
     return right
 
 
+def group(row: dict) -> tuple[str, str, int]:
+    return (row["variant"], row.get("recipe", BASE_RECIPE), row.get("holdout", 0))
+
+
+def baseline(name: tuple[str, str, int]) -> tuple[str, str, int] | None:
+    """What a group is measured against: a recipe against today's recipe for the same
+    configuration and digits; today's recipe of a configuration against the defaults."""
+    variant, recipe, holdout = name
+    if recipe != BASE_RECIPE:
+        return (variant, BASE_RECIPE, holdout)
+    return None if variant == REFERENCE else (REFERENCE, BASE_RECIPE, holdout)
+
+
 def against_reference(rows: list[dict]) -> list[dict]:
-    """Per variant: its seeds, mean test accuracy with its 95% t interval, and McNemar's test
-    against the defaults on the test digits of the seeds both have, pooled."""
-    by_variant: dict[str, dict[int, dict]] = {}
+    """Per (variant, recipe, held-out digits): its seeds, mean test (and validation) accuracy
+    with 95% t intervals, and McNemar's test against its baseline on the digits of the seeds
+    both have, pooled (on the validation digits too where they were held out: they decide)."""
+    groups: dict[tuple, dict[int, dict]] = {}
     for row in rows:
-        by_variant.setdefault(row["variant"], {})[row["seed"]] = row
-    reference = by_variant.get(REFERENCE, {})
+        groups.setdefault(group(row), {})[row["seed"]] = row
     summary = []
-    for name, seeds in by_variant.items():
-        accuracy = stats.mean_interval([r["test_accuracy"] for r in seeds.values()])
-        line = {"variant": name, "seeds": sorted(seeds), "accuracy": accuracy, "mcnemar": None}
-        matched = sorted(set(seeds) & set(reference))
-        if name != REFERENCE and matched:
+    for name, seeds in groups.items():
+        variant, recipe, holdout = name
+        line = {"variant": variant, "recipe": recipe, "holdout": holdout, "seeds": sorted(seeds)}
+        line["against"], line["mcnemar"], line["val_mcnemar"] = baseline(name), None, None
+        parts = ("test", "val") if holdout else ("test",)
+        for part in parts:
+            values = [r[f"{part}_accuracy"] for r in seeds.values()]
+            line["accuracy" if part == "test" else "val_accuracy"] = stats.mean_interval(values)
+        theirs = groups.get(line["against"], {})
+        if matched := sorted(set(seeds) & set(theirs)):
             line["matched"] = matched
-            line["mcnemar"] = stats.mcnemar_pair(
-                np.concatenate([correct(seeds[s]) for s in matched]),
-                np.concatenate([correct(reference[s]) for s in matched]),
-            )
+            for part in parts:
+                line["mcnemar" if part == "test" else "val_mcnemar"] = stats.mcnemar_pair(
+                    np.concatenate([correct(seeds[s], part) for s in matched]),
+                    np.concatenate([correct(theirs[s], part) for s in matched]),
+                )
         summary.append(line)
     return summary

@@ -5,6 +5,7 @@ data, quantitative analyses, caveats; rendered from the export's config.json dic
 from __future__ import annotations
 
 from bench.core import data, records
+from bench.core.config import ELASTIC_SIGMA
 
 # Northcutt, Athalye and Mueller 2021, "Pervasive Label Errors in Test Sets Destabilize
 # Machine Learning Benchmarks": 15 of MNIST's 10,000 test labels judged wrong by reviewers.
@@ -87,6 +88,7 @@ def _training(s: dict) -> str:
         how = (
             f"Retrained from scratch on all {train['train_images']:,} training images "
             f"(validation images included), for {_retrain_epochs(train)}.{_clean_epochs(train)}"
+            f"{_refinements(train)}"
         )
     else:
         how = (
@@ -103,7 +105,7 @@ def _members_training(s: dict) -> str:
         how = (
             f"Each member retrained from scratch on all {train['train_images']:,} training "
             f"images (validation images included), for {train['epochs']} epochs."
-            f"{_clean_epochs(train)}"
+            f"{_clean_epochs(train)}{_refinements(train)}"
         )
     else:
         how = (
@@ -130,6 +132,27 @@ def _clean_epochs(train: dict) -> str:
         f" Then {clean} more epoch{'s' if clean > 1 else ''} on the digits as they are "
         f"(augmentation off), at learning rate {train['clean_learning_rate']:.3g}."
     )
+
+
+def _refinements(train: dict) -> str:
+    """The recipe's refinements in sentences: what `bench export --ema/--elastic/--set`
+    added to the release."""
+    said = []
+    if train.get("elastic"):
+        said.append(
+            f" The training digits were distorted elastically (alpha {train['elastic']:g} "
+            f"pixels, sigma {ELASTIC_SIGMA:g}; Simard et al. 2003), except in the clean epochs."
+        )
+    if train.get("ema"):
+        said.append(
+            " The weights shipped are the exponential moving average of the training's "
+            f"weights (momentum {train['ema']:g}), their batch-norm statistics recomputed on "
+            "the training digits as they are."
+        )
+    if overrides := train.get("overrides"):
+        values = ", ".join(f"`{name}={value}`" for name, value in overrides.items())
+        said.append(f" Trained with {values} in place of the trial's values.")
+    return "".join(said)
 
 
 def _hyperparameters(s: dict) -> str:

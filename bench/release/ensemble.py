@@ -11,14 +11,20 @@ export resumes where it stopped.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from bench.core import data, environment, records, stats, swap
-from bench.core.config import AS_TRAINED, ENSEMBLE_MEMBERS, Recipe
+from bench.core.config import (
+    AS_TRAINED,
+    ENSEMBLE_MEMBERS,
+    RECIPE_EXTRAS,
+    Recipe,
+    recipe_signature,
+)
 from bench.errors import ExportError
 from bench.release import choose, export
 from bench.train import fitting, kt_compat, served, spaces
@@ -175,16 +181,16 @@ def release_members(
     seed unless one is given); members already trained with this recipe are kept."""
     base = config["seed"] if recipe.seed is None else recipe.seed
     epochs = recipe.epochs or record["best_epoch"]
-    clean = recipe.clean_epochs
+    signature = recipe.signature(epochs)
     folder = run_dir / RELEASE_DIR
     seeds = list(range(base, base + k))
-    adopted = adopt_release(run_dir, record, seeds, epochs, clean)
+    adopted = adopt_release(run_dir, record, seeds, signature)
     if adopted is not None:
         print(f"member of seed {adopted}: the run's release in {export.BEST_DIR}/", file=stream)
-    members = {s: _stored(folder, record, s, epochs, clean) for s in seeds}
+    members = {s: _stored(folder, record, s, signature) for s in seeds}
     todo = [s for s, member in members.items() if member is None]
     if todo:
-        hours = _expected_seconds(record, epochs + clean, config) * len(todo) / 3600
+        hours = _expected_seconds(record, epochs + recipe.clean_epochs, config) * len(todo) / 3600
         print(
             f"retraining {len(todo)} of {k} members with the release recipe (seeds "
             f"{', '.join(map(str, todo))}): about {hours:.1f} h on this machine; each member "
@@ -194,13 +200,17 @@ def release_members(
         )
     for seed in todo:
         backup = export.release_backup(run_dir, seed)  # a killed member goes on from it
-        model, trained = export.retrain(record, config, raw, seed, epochs, clean, backup)
+        member_recipe = replace(recipe, seed=seed)
+        model, trained = export.retrain(record, config, raw, member_recipe, backup)
         trained.update(
-            seed=seed, epochs=epochs, clean_epochs=clean, commit=environment.git_commit()
+            seed=seed,
+            epochs=epochs,
+            clean_epochs=recipe.clean_epochs,
+            commit=environment.git_commit(),
         )
         keep_member(folder, record, model, trained)
         export.discard_release(run_dir, seed)
-        members[seed] = _stored(folder, record, seed, epochs, clean)
+        members[seed] = _stored(folder, record, seed, signature)
     return list(members.values())
 
 
@@ -213,6 +223,7 @@ def keep_member(folder: Path, record: dict, model: keras.Model, trained: dict) -
         "seed": trained["seed"],
         "epochs": trained["epochs"],
         "clean_epochs": trained["clean_epochs"],
+        **{name: trained[name] for name in RECIPE_EXTRAS if trained.get(name)},
         "clean_rate": trained["clean_rate"],
         "images": trained["images"],
         "seconds": round(trained["seconds"], 3),
@@ -225,10 +236,10 @@ def keep_member(folder: Path, record: dict, model: keras.Model, trained: dict) -
         records.atomic_write_json(partial / MEMBER_FILE, member)
 
 
-def adopt_release(run_dir: Path, record: dict, seeds: list[int], epochs: int, clean: int):
+def adopt_release(run_dir: Path, record: dict, seeds: list[int], signature: dict):
     """The run's own release (best/, from `bench export --retrain`) as the member of its seed
-    when it was trained with this recipe and that member is missing; returns the seed taken,
-    else None."""
+    when it was trained with this recipe (its signature) and that member is missing; returns
+    the seed taken, else None."""
     best = run_dir / export.BEST_DIR
     swap.tidy(best)
     path = best / "config.json"
@@ -236,21 +247,22 @@ def adopt_release(run_dir: Path, record: dict, seeds: list[int], epochs: int, cl
         return None
     shipped = records.read_json(path, f"delete {best} or export again")
     train = shipped.get("training") or {}
-    recipe = (shipped.get("trial_id"), train.get("epochs"), train.get("clean_epochs", 0))
     seed = train.get("seed")
     folder = run_dir / RELEASE_DIR
     if (
         not train.get("retrained_on_all_training_images")
-        or recipe != (record["trial_id"], epochs, clean)
+        or shipped.get("trial_id") != record["trial_id"]
+        or recipe_signature(train) != signature
         or seed not in seeds
         or (folder / f"seed{seed}" / MEMBER_FILE).is_file()
     ):
         return None
     model = keras.saving.load_model(best / records.MODEL_FILE, compile=False)
     trained = {
+        **{name: train[name] for name in RECIPE_EXTRAS if train.get(name)},
         "seed": seed,
-        "epochs": epochs,
-        "clean_epochs": clean,
+        "epochs": signature["epochs"],
+        "clean_epochs": signature["clean_epochs"],
         "clean_rate": train.get("clean_learning_rate"),
         "images": train.get("train_images"),
         "seconds": train.get("train_seconds") or 0.0,
@@ -260,7 +272,7 @@ def adopt_release(run_dir: Path, record: dict, seeds: list[int], epochs: int, cl
     return seed
 
 
-def _stored(folder: Path, record: dict, seed: int, epochs: int, clean: int) -> Member | None:
+def _stored(folder: Path, record: dict, seed: int, signature: dict) -> Member | None:
     """The member of seed under folder when it was trained with this recipe, else None."""
     path = folder / f"seed{seed}" / MEMBER_FILE
     if not path.is_file() or not (path.parent / records.MODEL_FILE).is_file():
@@ -268,8 +280,7 @@ def _stored(folder: Path, record: dict, seed: int, epochs: int, clean: int) -> M
     member = records.read_json(
         path, f"delete {path.parent} to train it again", ("trial_id", "epochs", "clean_epochs")
     )
-    recipe = (member["trial_id"], member["epochs"], member["clean_epochs"])
-    if recipe != (record["trial_id"], epochs, clean):
+    if member["trial_id"] != record["trial_id"] or recipe_signature(member) != signature:
         return None
     model = keras.saving.load_model(path.parent / records.MODEL_FILE, compile=False)
     return Member(model, member["trial_id"], seed, member)
@@ -289,6 +300,7 @@ def _training(members: list[Member], splits: data.Splits, commit: str | None) ->
         "epochs": first["epochs"],
         "clean_epochs": first["clean_epochs"],
         "clean_rate": first["clean_rate"],
+        **{name: first[name] for name in RECIPE_EXTRAS if first.get(name)},
         "seed": [m.seed for m in members],
         "retrained": bool(first["retrained"]),
         "images": first.get("images") or splits.sizes()["train"],

@@ -13,10 +13,10 @@ import keras
 import numpy as np
 
 from bench.core import data, environment, metrics, records, space_source, stats, swap
-from bench.core.config import AS_TRAINED, Recipe
+from bench.core.config import AS_TRAINED, ELASTIC_SIGMA, RECIPE_EXTRAS, Recipe
 from bench.errors import ExportError
 from bench.release import card, choose, formats
-from bench.train import checkpoint, fitting, kt_compat, served, spaces
+from bench.train import averaging, checkpoint, distort, fitting, kt_compat, pipeline, served, spaces
 from bench.train.epoch_lines import EpochLines
 
 BEST_DIR = "best"
@@ -42,16 +42,13 @@ def load_trial_model(run_dir: Path, record: dict) -> keras.Model:
 
 
 def retrain(
-    record: dict,
-    config: dict,
-    raw: data.Raw,
-    seed: int,
-    epochs: int | None = None,
-    clean_epochs: int = 0,
-    backup: Path | None = None,
+    record: dict, config: dict, raw: data.Raw, recipe: Recipe, backup: Path | None = None
 ) -> tuple[keras.Model, dict]:
-    """Train the winning config afresh from `seed` on all 60,000 training images, for `epochs`
-    or else the trial's best epoch count, then `clean_epochs` more without augmentation.
+    """Train the winning config afresh from recipe.seed on all 60,000 training images, for
+    recipe.epochs or else the trial's best epoch count, then its clean epochs without
+    augmentation, with the recipe's refinements: its hyperparameter overrides, a moving
+    average of the weights (their batch-norm statistics recomputed on the digits as they
+    are) and elastic distortion (never in the clean epochs).
 
     With `backup` (release_backup's folder), both fits save their state after every epoch as
     a trial does (checkpoint.EpochBackup): a retrain that was killed goes on from its last
@@ -60,31 +57,104 @@ def retrain(
     never taken up (release_key).
 
     Returns the model and its training: seconds (of every invocation that trained it), images,
-    and clean_rate (the learning rate of the clean epochs; None without them).
+    clean_rate (the learning rate of the clean epochs; None without them) and the recipe's
+    refinements.
     """
     images, labels = data.full_training_set(raw)
-    epochs = epochs or record["best_epoch"]
-    key = release_key(record, config, seed, epochs, clean_epochs)
-    clean = f", then {clean_epochs} without augmentation" if clean_epochs else ""
+    return train_with_recipe(record, config, images, labels, recipe, backup)
+
+
+def train_with_recipe(
+    record: dict, config: dict, images, labels, recipe: Recipe, backup: Path | None = None
+) -> tuple[keras.Model, dict]:
+    """retrain() on these training images (all 60,000 for a release; `python -m bench.perf
+    recipes` holds some out to rank recipes by validation)."""
+    record = with_overrides(record, recipe.overrides)
+    epochs = recipe.epochs or record["best_epoch"]
+    key = release_key(record, config, recipe, epochs)
+    total = epochs + recipe.clean_epochs
     print(
-        f"retraining trial {record['trial_id']} with seed {seed} on {len(labels):,} images for "
-        f"{epochs} epochs{clean}{_going_on(backup, key, epochs + clean_epochs)}",
+        f"retraining trial {record['trial_id']} with seed {recipe.seed} on {len(labels):,} "
+        f"images: {describe_recipe(recipe.signature(epochs))}{_going_on(backup, key, total)}",
         flush=True,
     )
     lines = EpochLines("  release", sys.stdout)
     saver = _stage_backup(backup, FIT_STAGE, key)
-    training = fitting.Training(images, labels, config["batch_size"], seed, epochs)
+    distortion = None if recipe.elastic is None else distort.Elastic(recipe.elastic, ELASTIC_SIGMA)
+    training = fitting.Training(
+        images, labels, config["batch_size"], recipe.seed, epochs, recipe.ema, distortion
+    )
     fitted = fitting.fit_afresh(record, training, callbacks=_backed_up(lines, saver))
     seconds = fitted.seconds if saver is None else saver.seconds
+    clean_set = fitted.train if distortion is None else _plain_set(images, labels, training)
     rate = None
-    if clean_epochs:
+    if recipe.clean_epochs:
         began = time.monotonic()
         lines = EpochLines("  release without augmentation", sys.stdout)
         saver = _stage_backup(backup, CLEAN_STAGE, key)
         callbacks = _backed_up(lines, saver)
-        rate = clean_fit(fitted.space, fitted.model, fitted.train, clean_epochs, callbacks)
+        rate = clean_fit(
+            fitted.space, fitted.model, clean_set, recipe.clean_epochs, callbacks, recipe.ema
+        )
         seconds += time.monotonic() - began if saver is None else saver.seconds
-    return fitted.model, {"seconds": seconds, "images": len(labels), "clean_rate": rate}
+    if recipe.ema is not None:
+        plain = served.served_model(record["space"], fitted.model)
+        averaging.recompute_batch_norm(plain, clean_set)
+    trained = {"seconds": seconds, "images": len(labels), "clean_rate": rate}
+    return fitted.model, {**trained, **recipe.extras()}
+
+
+def _plain_set(images, labels, training: fitting.Training):
+    """The training digits as they are, in their own shuffled order: what the clean epochs
+    and the batch-norm statistics take when the fit distorted them."""
+    return pipeline.training_set(images, labels, training.batch_size, training.seed)
+
+
+def with_overrides(record: dict, overrides) -> dict:
+    """The record with the recipe's hyperparameter values in place of its own, each of the
+    type of the value it replaces; ExportError for a name the trial does not have or a value
+    of another kind."""
+    if not overrides:
+        return record
+    values = dict(record["hyperparameters"])
+    for name, text in overrides:
+        if name not in values:
+            have = ", ".join(sorted(values))
+            raise ExportError(
+                f"--set {name}: trial {record['trial_id']} has no such "
+                f"hyperparameter (it has {have})"
+            )
+        values[name] = _typed(name, text, values[name])
+    return {**record, "hyperparameters": values}
+
+
+def _typed(name: str, text: str, like):
+    """text as a value of like's type: a bool from true/false, numbers as numbers."""
+    if isinstance(like, bool):
+        if text.lower() not in ("true", "false"):
+            raise ExportError(f"--set {name}={text}: {name} is true or false")
+        return text.lower() == "true"
+    if isinstance(like, int | float):
+        try:
+            return type(like)(float(text)) if isinstance(like, float) else int(text)
+        except ValueError:
+            kind = "a number" if isinstance(like, float) else "a whole number"
+            raise ExportError(f"--set {name}={text}: {name} is {kind}") from None
+    return text
+
+
+def describe_recipe(signature: dict) -> str:
+    """A recipe in words, for the progress line and the model card."""
+    words = [f"{signature['epochs']} epochs"]
+    if signature.get("clean_epochs"):
+        words.append(f"then {signature['clean_epochs']} without augmentation")
+    if signature.get("ema"):
+        words.append(f"weights averaged (EMA momentum {signature['ema']:g})")
+    if signature.get("elastic"):
+        words.append(f"elastic distortion (alpha {signature['elastic']:g})")
+    for name, value in (signature.get("overrides") or {}).items():
+        words.append(f"{name}={value}")
+    return ", ".join(words)
 
 
 def release_backup(run_dir: Path, seed: int) -> Path:
@@ -98,17 +168,17 @@ def discard_release(run_dir: Path, seed: int) -> None:
     shutil.rmtree(release_backup(run_dir, seed), ignore_errors=True)
 
 
-def release_key(record: dict, config: dict, seed: int, epochs: int, clean_epochs: int) -> dict:
-    """What a release's backup must match to be taken up: the configuration, its data and
-    batch size, the seed and the recipe; anything else trains afresh over it."""
+def release_key(record: dict, config: dict, recipe: Recipe, epochs: int) -> dict:
+    """What a release's backup must match to be taken up: the configuration (its overrides
+    applied), its data and batch size, the seed and the recipe; anything else trains afresh
+    over it. A recipe without refinements keys as before they existed."""
     return {
         "trial_id": record["trial_id"],
         "hyperparameters": record["hyperparameters"],
         "dataset_sha256": record["dataset"]["sha256"],
         "batch_size": config["batch_size"],
-        "seed": seed,
-        "epochs": epochs,
-        "clean_epochs": clean_epochs,
+        "seed": recipe.seed,
+        **recipe.signature(epochs),
     }
 
 
@@ -140,10 +210,12 @@ def _going_on(backup: Path | None, key: dict, total: int) -> str:
     return f"; going on after {done} of its {total} epochs (backup in {backup})" if done else ""
 
 
-def clean_fit(space, model: keras.Model, train, epochs: int, callbacks=()) -> float:
+def clean_fit(
+    space, model: keras.Model, train, epochs: int, callbacks=(), ema: float | None = None
+) -> float:
     """Train `epochs` more epochs on the digits as they are (the space's augmentation left
-    out, dropout kept) at the learning rate training ended with, under a fresh Adam; returns
-    that rate.
+    out, dropout kept) at the learning rate training ended with, under a fresh Adam (its
+    weights averaged at momentum `ema` when given); returns that rate.
 
     Augmentation trains on turned, shifted and zoomed digits, and on batch statistics of
     those; test digits are none of these (docs/benchmarks.md: the release recipe with and
@@ -151,7 +223,7 @@ def clean_fit(space, model: keras.Model, train, epochs: int, callbacks=()) -> fl
     """
     rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     plain = space.without_augmentation(model)
-    plain.compile(optimizer=keras.optimizers.Adam(rate), loss=model.loss)
+    plain.compile(optimizer=averaging.ema_optimizer(rate, ema), loss=model.loss)
     plain.fit(train, epochs=epochs, shuffle=False, verbose=0, callbacks=list(callbacks))
     return rate
 
@@ -287,8 +359,7 @@ def _final_model(
 ) -> tuple[keras.Model, dict]:
     if recipe.retrain:
         clean = recipe.clean_epochs
-        backup = release_backup(run_dir, recipe.seed)
-        model, trained = retrain(record, config, raw, recipe.seed, recipe.epochs, clean, backup)
+        model, trained = retrain(record, config, raw, recipe, release_backup(run_dir, recipe.seed))
         epochs = recipe.epochs or record["best_epoch"]
         return model, {**trained, "retrained": True, "epochs": epochs, "clean_epochs": clean}
     model = load_trial_model(run_dir, record)
@@ -308,13 +379,15 @@ def _check_matches_record(record: dict, accuracy: float, test_images: int) -> No
 def shipped_config(record, config, trained: dict, splits: data.Splits) -> dict:
     """Hyperparameters, training settings, validation metrics and provenance of the exported
     model (ship adds the test figures)."""
+    overrides = tuple((trained.get("overrides") or {}).items())
     return {
         "run": record["run"],
         "trial_id": record["trial_id"],
         "space": record["space"],
         space_source.SOURCE_KEY: space_source.recorded(config),
         "tuner": record["tuner"],
-        "hyperparameters": record["hyperparameters"],
+        # As the model was built: a recipe's overrides in place of the trial's values.
+        "hyperparameters": with_overrides(record, overrides)["hyperparameters"],
         "architecture": record.get("architecture"),
         "training": {
             "batch_size": config["batch_size"],
@@ -326,6 +399,7 @@ def shipped_config(record, config, trained: dict, splits: data.Splits) -> dict:
             "retrained_on_all_training_images": trained["retrained"],
             "train_images": trained["images"],
             "train_seconds": round(trained["seconds"], 3),
+            **{name: trained[name] for name in RECIPE_EXTRAS if trained.get(name)},
         },
         "selection": "highest validation accuracy (ties: lower validation loss)",
         "val_accuracy": record["val_accuracy"],

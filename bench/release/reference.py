@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core import data, records, space_source, stats, swap
+from bench.core.config import Recipe, recipe_signature
 from bench.errors import ExportError
 
 REFERENCE_PREFIX = "reference-"
@@ -29,7 +30,6 @@ KEY_FILE = "reference.json"
 MEMBER_FILE = "member.json"  # as an ensemble's release member has it
 PREDICTIONS_FILE = "predictions.npz"
 REVISION_POINT = "reference.swapping"  # faults point: the release before its comparison, aside
-KEY_FIELDS = ("space", "space_sha256", "dataset_sha256", "batch_size", "epochs", "clean_epochs")
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,16 @@ class Side:
     source: str  # where the model is, for the card
 
 
-def recipe_key(config: dict, record: dict, epochs: int, clean_epochs: int) -> dict:
+def recipe_key(config: dict, record: dict, training: dict) -> dict:
     """What makes two releases comparable: the space (its file's hash too), the data (its
-    fingerprint), the batch size and the recipe's epochs."""
+    fingerprint), the batch size and the recipe the release's `training` (a shipped config's
+    or a member's) was made with: its epochs and refinements (recipe_signature)."""
     return {
         "space": record["space"],
         "space_sha256": space_source.recorded(config).get("sha256"),
         "dataset_sha256": (record.get("dataset") or {}).get("sha256"),
         "batch_size": config["batch_size"],
-        "epochs": int(epochs),
-        "clean_epochs": int(clean_epochs),
+        **recipe_signature(training),
     }
 
 
@@ -109,8 +109,7 @@ def _run_releases(run_dir: Path, key: dict) -> list[tuple[int, Path]]:
             "space_sha256": (shipped.get(space_source.SOURCE_KEY) or {}).get("sha256"),
             "dataset_sha256": (shipped.get("dataset") or {}).get("sha256"),
             "batch_size": train.get("batch_size"),
-            "epochs": train.get("epochs"),
-            "clean_epochs": train.get("clean_epochs", 0),
+            **recipe_signature(train),
         }
         if (
             train.get("retrained_on_all_training_images")
@@ -127,7 +126,7 @@ def _run_releases(run_dir: Path, key: dict) -> list[tuple[int, Path]]:
         )
         if trial is None or not is_defaults(run_dir, trial["trial_id"]):
             continue
-        mine = recipe_key(config, trial, member["epochs"], member["clean_epochs"])
+        mine = recipe_key(config, trial, member)
         if mine == key:
             out.append((int(member["seed"]), path.parent / records.MODEL_FILE))
     return [(seed, model) for seed, model in out if model.is_file()]
@@ -254,7 +253,7 @@ def against_defaults(run_dir: Path, out: Path, mode: str = "find", data_dir=None
     if is_defaults(run_dir, record["trial_id"]):
         result = {"verdict": "The release is of the space's defaults itself."}
     else:
-        key = recipe_key(config, record, train["epochs"], train.get("clean_epochs", 0))
+        key = recipe_key(config, record, train)
         raw = data.load_for_run(config, data_dir)
         splits = data.splits_for_run(raw, config)
         mine = _release_sides(run_dir, out, record, train, splits)
@@ -284,8 +283,7 @@ def _release_sides(run_dir: Path, out: Path, record: dict, train: dict, splits) 
         if (
             member
             and member.get("trial_id") == record["trial_id"]
-            and (member.get("epochs"), member.get("clean_epochs"))
-            == (train["epochs"], train.get("clean_epochs", 0))
+            and recipe_signature(member) == recipe_signature(train)
             and int(member["seed"]) not in sides
         ):
             seed = int(member["seed"])
@@ -318,9 +316,8 @@ def train_missing(run_dir: Path, config: dict, raw, key: dict, seeds: list[int],
     )
     for seed in todo:
         backup = home / f".seed{seed}.resume"  # a stopped training goes on from its last epoch
-        model, trained = export.retrain(
-            record, config, raw, seed, key["epochs"], key["clean_epochs"], backup
-        )
+        recipe = Recipe.of_signature(recipe_signature(key), seed)
+        model, trained = export.retrain(record, config, raw, recipe, backup)
         trained.update(
             seed=seed,
             epochs=key["epochs"],

@@ -14,7 +14,7 @@ import numpy as np
 
 from bench.core import metrics
 from bench.errors import ConfigError
-from bench.train import pipeline
+from bench.train import averaging, pipeline
 from search_spaces import SpaceModel, hypermodel
 
 EVAL_BATCH_SIZE = 1024  # validation and test batches: no gradients, so larger than training's
@@ -56,6 +56,13 @@ def trial_hyperparameters(values: dict) -> kt.HyperParameters:
     return hp
 
 
+def default_values(space: str) -> dict:
+    """The space's default hyperparameter values, as its first trial draws them."""
+    hp = kt.HyperParameters()
+    hypermodel(space).build(hp)
+    return dict(hp.values)
+
+
 def build_model(space: str, hyperparameters: dict) -> keras.Model:
     """The space's compiled model for exactly these hyperparameter values."""
     return hypermodel(space).build(trial_hyperparameters(hyperparameters))
@@ -87,6 +94,8 @@ class Training:
     batch_size: int
     seed: int
     epochs: int
+    ema: float | None = None  # momentum of a moving average of the weights; None: none
+    distortion: object | None = None  # a bench.train.distort transform of every batch
 
 
 @dataclass
@@ -105,13 +114,15 @@ def fit_afresh(
 ) -> Fitted:
     """Build a record's configuration from the training's seed and train it for its epochs
     through its space's own fit (so its learning-rate schedule spans those epochs), with
-    `callbacks`."""
+    `callbacks`, averaging its weights and distorting its digits where the training says."""
     keras.utils.set_random_seed(training.seed)
     space = hypermodel(record["space"])
     hp = trial_hyperparameters(record["hyperparameters"])
     model = space.build(hp)
+    if training.ema is not None:
+        averaging.with_ema(model, training.ema)
     train = pipeline.training_set(
-        training.images, training.labels, training.batch_size, training.seed
+        training.images, training.labels, training.batch_size, training.seed, training.distortion
     )
     began = time.monotonic()
     history = space.fit(

@@ -1,13 +1,21 @@
 """The release benchmark: rows that accumulate, and the comparison drawn from them alone."""
 
+import numpy as np
 import pytest
 
 from bench.core import records
 from bench.perf import doc_tables, releases
 
 
-def _row(variant: str, seed: int, wrong: list[int], images: int = 100) -> dict:
-    return {
+def _row(
+    variant: str,
+    seed: int,
+    wrong: list[int],
+    images: int = 100,
+    recipe: str | None = None,
+    val_wrong: list[int] | None = None,
+) -> dict:
+    row = {
         "variant": variant,
         "seed": seed,
         "epochs": releases.EPOCHS,
@@ -21,15 +29,23 @@ def _row(variant: str, seed: int, wrong: list[int], images: int = 100) -> dict:
         "minutes": 90.0,
         "machine": {"cpu": "AMD EPYC", "flags": ["avx2"], "cores": 2},
         "measured_at": "2026-12-03T10:00:00+0000",
+        "train_images": 60_000,
     }
+    if recipe is not None:  # a recipe screen's row: validation digits held out
+        row.update(recipe=recipe, holdout=releases.SCREEN_HOLDOUT, train_images=50_000)
+        row["epochs"] = releases.RECIPES[recipe].epochs
+        row.update(val_images=images, val_accuracy=1 - len(val_wrong) / images)
+        row.update(val_loss=0.01 * len(val_wrong), val_wrong=val_wrong)
+        row["val_wrong_predicted"] = [0] * len(val_wrong)
+    return row
 
 
 def test_only_missing_releases_train_and_published_ones_count(tmp_path, monkeypatch):
     trained = []
 
-    def fake_release(name, seed, backup=None):
+    def fake_release(name, seed, backup=None, recipe="release", holdout=0):
         trained.append((name, seed))
-        return _row(name, seed, [seed])
+        return _row(name, seed, [seed]), {"test": np.zeros((100, 10), np.float32)}
 
     monkeypatch.setattr(releases, "release_once", fake_release)
     published = {"rows": [_row("defaults", 0, [1, 2])]}
@@ -62,5 +78,57 @@ def test_the_comparison_pools_the_matched_seeds_test_digits():
     assert winner["accuracy"]["mean"] == pytest.approx((0.99 + 0.97 + 1.0) / 3)
     assert lines["defaults"]["mcnemar"] is None
     rendered = doc_tables.table("releases", {"rows": rows, "command": "c"})
-    assert "| night-asha-041 | 0, 1, 2 | 0.9867 |" in rendered
+    assert "| night-asha-041 | release | 60,000 | 0, 1, 2 |  |  | 0.9867 |" in rendered
     assert rendered.count("\n| 2026-12-03 |") == len(rows)
+
+
+def test_a_recipe_is_judged_against_todays_recipe_on_the_same_held_out_digits():
+    rows = [
+        _row("defaults", 0, [1, 2], recipe="release", val_wrong=[1, 2, 3, 4]),
+        _row("defaults", 0, [1], recipe="ema", val_wrong=[1]),
+        _row("defaults", 1, [3], recipe="release", val_wrong=[5, 6]),
+        _row("defaults", 1, [3, 4], recipe="ema", val_wrong=[5]),
+        _row("defaults", 0, [9]),  # a release on all 60,000: not the screen's baseline
+    ]
+    lines = {(line["recipe"], line["holdout"]): line for line in releases.against_reference(rows)}
+    ema = lines[("ema", releases.SCREEN_HOLDOUT)]
+    assert ema["against"] == ("defaults", "release", releases.SCREEN_HOLDOUT)
+    assert ema["matched"] == [0, 1]
+    # Validation decides: 4 digits only the refinement got right, none only today's recipe.
+    assert (ema["val_mcnemar"]["a_only"], ema["val_mcnemar"]["b_only"]) == (4, 0)
+    assert (ema["mcnemar"]["a_only"], ema["mcnemar"]["b_only"]) == (1, 1)
+    assert ema["val_accuracy"]["mean"] == pytest.approx((0.99 + 0.99) / 2)
+    assert lines[("release", 0)]["val_mcnemar"] is None
+    assert lines[("release", releases.SCREEN_HOLDOUT)]["against"] is None  # the defaults'
+
+
+def test_rows_of_todays_recipe_keep_their_names_and_keys():
+    old = _row("defaults", 0, [1])  # measured before recipes existed
+    assert releases.key(old) == releases.key({**old, "recipe": "release", "holdout": 0})
+    assert releases.row_name("defaults", "release", 0, 2) == "defaults-seed2"
+    assert releases.row_name("defaults", "ema", 10_000, 2) == "defaults-ema-holdout10000-seed2"
+    # Every recipe of the screen is a release recipe the export command line can repeat.
+    for recipe in releases.RECIPES.values():
+        assert recipe.validate().flags(with_seed=False)[0] == "--retrain"
+
+
+def test_a_screen_row_trains_on_all_but_the_held_out_digits_and_scores_both(monkeypatch):
+    from bench.core import data
+    from bench.core.config import Recipe
+
+    monkeypatch.setitem(releases.VARIANTS, "small", {"space": "tiny", "hyperparameters": {}})
+    refined = Recipe(True, 1, None, 1, ema=0.9, overrides=(("filters", "4"),))
+    monkeypatch.setitem(releases.RECIPES, "refined", refined)
+    splits = data.make_splits
+    monkeypatch.setattr(data, "make_splits", lambda raw, held: splits(raw, held, 300))
+    row, probs = releases.release_once("small", 0, None, "refined", 500)
+    assert (row["train_images"], row["val_images"], row["test_images"]) == (300, 500, 10_000)
+    assert probs["val"].shape == (500, 10) and probs["test"].shape == (10_000, 10)
+    labels = {"val": data.load_raw().y_train[-500:], "test": data.load_raw().y_test}
+    for part, wrong in (("val", row["val_wrong"]), ("test", row["wrong"])):
+        predicted = probs[part].argmax(1)
+        assert wrong == np.flatnonzero(predicted != labels[part]).tolist()
+        assert row[f"{part}_accuracy"] == pytest.approx(1 - len(wrong) / len(labels[part]))
+    assert row["recipe_flags"] == ["--retrain", "--epochs", "1", "--clean-epochs", "1"] + [
+        "--ema", "0.9", "--set", "filters=4",
+    ]  # fmt: skip

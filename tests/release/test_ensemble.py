@@ -118,9 +118,9 @@ def test_release_members_are_kept_and_a_larger_ensemble_trains_only_the_new(
     seeds = []
     retrain = export.retrain
 
-    def counted(record, config, raw, seed, *args):
-        seeds.append(seed)
-        return retrain(record, config, raw, seed, *args)
+    def counted(record, config, raw, recipe, *args):
+        seeds.append(recipe.seed)
+        return retrain(record, config, raw, recipe, *args)
 
     monkeypatch.setattr(export, "retrain", counted)
     out = ensemble.export_ensemble(run_dir, 3, "release", recipe=recipe, stream=io.StringIO())

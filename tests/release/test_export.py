@@ -265,13 +265,14 @@ def test_a_resumed_release_keeps_its_learning_rate_schedule(
         show(self, epoch, logs)
 
     monkeypatch.setattr(EpochLines, "on_epoch_end", noted)
-    export.retrain(record, config, raw, 0, 4)  # in one go
+    recipe = Recipe(True, 4, 0)
+    export.retrain(record, config, raw, recipe)  # in one go
     whole, rates[:] = list(rates), []
     release_epochs(monkeypatch, [], cut_after=("fit", 1))
     with pytest.raises(Cut):
-        export.retrain(record, config, raw, 0, 4, 0, tmp_path / "backup")
+        export.retrain(record, config, raw, recipe, tmp_path / "backup")
     trained = release_epochs(monkeypatch, [])
-    export.retrain(record, config, raw, 0, 4, 0, tmp_path / "backup")
+    export.retrain(record, config, raw, recipe, tmp_path / "backup")
     assert trained == [("fit", 2), ("fit", 3)]
     assert len(set(whole)) == 4  # the rate changes every epoch
     assert rates == pytest.approx(whole)  # and the resumed epochs had the same ones
@@ -372,3 +373,58 @@ def test_what_an_export_killed_between_its_renames_left_is_put_back_then_cleaned
         export.export_run(run_dir)
     assert json.loads((best / "config.json").read_text()) == {"previous": True}
     assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".best.")]
+
+
+def test_a_refined_release_ships_its_averaged_weights_and_says_how(
+    run_dir, few_retrain_images, monkeypatch
+):
+    from bench.release import reference
+    from bench.train import distort, pipeline
+
+    given = []
+    training_set = pipeline.training_set
+
+    def noted(images, labels, batch_size, seed, distortion=None):
+        given.append(distortion)
+        return training_set(images, labels, batch_size, seed, distortion)
+
+    monkeypatch.setattr(pipeline, "training_set", noted)
+    recipe = Recipe(retrain=True, epochs=1, clean_epochs=1, ema=0.99, elastic=34.0)
+    out = export.export_run(run_dir, recipe)
+    # The fit trains on distorted digits; the clean epoch on the digits as they are.
+    assert given == [distort.Elastic(34.0, distort.SIMARD_SIGMA), None]
+    shipped = json.loads((out / "config.json").read_text())
+    assert (shipped["training"]["ema"], shipped["training"]["elastic"]) == (0.99, 34.0)
+    card = (out / "model_card.md").read_text()
+    assert "exponential moving average of the training's weights (momentum 0.99)" in card
+    assert "distorted elastically (alpha 34 pixels, sigma 4" in card
+    assert keras.saving.load_model(out / "model.keras").optimizer.use_ema
+    # A release of another recipe is never the reference of this one, nor its backup.
+    (record,) = records.load_records(run_dir)
+    config = records.load_config(run_dir)
+    plain = reference.recipe_key(config, record, {"epochs": 1, "clean_epochs": 1})
+    assert reference.recipe_key(config, record, shipped["training"]) == {
+        **plain,
+        "ema": 0.99,
+        "elastic": 34.0,
+    }
+    assert export.release_key(record, config, recipe, 1) != export.release_key(
+        record, config, Recipe(True, 1, recipe.seed, 1), 1
+    )
+
+
+def test_overrides_take_the_kind_of_the_value_they_replace():
+    record = {"trial_id": "7", "hyperparameters": {"filters": 16, "rate": 1e-3, "bn": True}}
+    record["hyperparameters"]["head"] = "gap"
+    given = (("filters", "8"), ("rate", "3e-3"), ("bn", "False"), ("head", "flatten"))
+    values = export.with_overrides(record, given)["hyperparameters"]
+    assert values == {"filters": 8, "rate": 3e-3, "bn": False, "head": "flatten"}
+    assert record["hyperparameters"]["filters"] == 16  # the trial's record is left as it was
+    for wrong, refusal in [
+        (("filters", "8.5"), "--set filters=8.5: filters is a whole number"),
+        (("rate", "fast"), "--set rate=fast: rate is a number"),
+        (("bn", "yes"), "--set bn=yes: bn is true or false"),
+        (("units", "8"), r"--set units: trial 7 has no such hyperparameter \(it has bn, filt"),
+    ]:
+        with pytest.raises(export.ExportError, match=refusal):
+            export.with_overrides(record, (wrong,))
