@@ -220,6 +220,32 @@ def against_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+ENSEMBLE_COLUMNS = (
+    "ensemble", "members", "test accuracy", "test loss", "best member (chosen by)",
+    "its test accuracy", "only the ensemble right", "only the member right", "McNemar p",
+)  # fmt: skip
+
+
+def ensemble_table(result: dict) -> str:
+    """The ensembles of released rows, each against its best member on the test digits."""
+    lines = [_line(ENSEMBLE_COLUMNS), "|" + "---|" * len(ENSEMBLE_COLUMNS)]
+    for e in result.get("ensembles", []):
+        best, test = e["best_member"], e["mcnemar"]
+        cells = [
+            e["name"],
+            ", ".join(e["members"]),
+            f"{e['test_accuracy']:.4f}",
+            f"{e['test_loss']:.4f}",
+            f"{best['row']} ({best['by'].replace('_', ' ')})",
+            f"{best['test_accuracy']:.4f}",
+            str(test["a_only"]),
+            str(test["b_only"]),
+            f"{test['p_value']:.2g}",
+        ]
+        lines.append(_line(cells))
+    return "\n".join(lines)
+
+
 def _accuracy(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
@@ -239,7 +265,9 @@ def table(name: str, result: dict) -> str:
     with its comparison against the defaults below it."""
     columns, rows = TABLES[name]
     rendered = "\n".join([_line(columns), "|" + "---|" * len(columns), *rows(result)])
-    return f"{rendered}\n\n{against_table(result)}" if name == "releases" else rendered
+    if name != "releases":
+        return rendered
+    return f"{rendered}\n\n{against_table(result)}\n\n{ensemble_table(result)}"
 
 
 def with_table(doc: str, name: str, rendered: str) -> str:

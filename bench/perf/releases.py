@@ -28,6 +28,7 @@ from bench.core.config import Recipe
 RESULT_FILE = "release.json"
 RELEASES_DIR = "releases"
 PROBS_SUFFIX = ".npz"  # beside each row: its class probabilities, for ensembles of rows
+MODEL_SUFFIX = ".keras"  # and its model as served
 EPOCHS, CLEAN_EPOCHS, BATCH_SIZE = 25, 1, 128  # `make release`'s EXPORT_FLAGS
 SEEDS = (0, 1, 2)
 REFERENCE = "defaults"
@@ -158,13 +159,16 @@ def release_benchmark(
                     continue
                 path = out_dir / RELEASES_DIR / f"{row_name(name, recipe, holdout, seed)}.json"
                 backup = path.with_name(f".{path.stem}.resume")  # a stop goes on from it
-                row, probs = release_once(name, seed, backup, recipe, holdout)
+                keep = path.with_suffix(MODEL_SUFFIX)
+                row, probs = release_once(name, seed, backup, recipe, holdout, keep)
                 records.atomic_write_bytes(path.with_suffix(PROBS_SUFFIX), npz_bytes(probs))
                 records.atomic_write_json(path, row)
                 shutil.rmtree(backup, ignore_errors=True)
                 print(f"{path.stem}: test {row['test_accuracy']:.4f}", flush=True)
+    rows = measured(out_dir, published)
     return {
-        "rows": measured(out_dir, published),
+        "rows": rows,
+        "ensembles": ensembles(out_dir, rows, published),
         "command": command(variants, seeds, recipes, holdout),
     }
 
@@ -197,11 +201,13 @@ def release_once(
     backup: Path | None = None,
     recipe_name: str = BASE_RECIPE,
     holdout: int = 0,
+    keep: Path | None = None,
 ) -> tuple[dict, dict]:
     """One release of a variant from seed by a recipe, as `bench export --retrain` trains it
     (its epochs backed up into `backup`), on all 60,000 training digits or all but the last
     `holdout`, evaluated on those and on the 10,000 test digits. Returns the row and its
-    class probabilities (test, and validation with a holdout)."""
+    class probabilities (test, and validation with a holdout); the model as served is kept
+    in `keep` when given."""
     from bench.release import export
     from bench.train import kt_compat, served
 
@@ -217,6 +223,8 @@ def release_once(
     config = {"batch_size": BATCH_SIZE}
     model, trained = export.train_with_recipe(record, config, images, labels, recipe, backup)
     plain = served.served_model(record["space"], model)
+    if keep is not None:
+        served.save_served(plain, keep)
     row = {
         "variant": name,
         "recipe": recipe_name,
@@ -311,3 +319,74 @@ def against_reference(rows: list[dict]) -> list[dict]:
                 )
         summary.append(line)
     return summary
+
+
+def _probs(out_dir: Path, row: dict) -> dict | None:
+    name = row_name(
+        row["variant"], row.get("recipe", BASE_RECIPE), row.get("holdout", 0), row["seed"]
+    )
+    path = out_dir / RELEASES_DIR / f"{name}{PROBS_SUFFIX}"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as stored:
+        return {part: stored[part] for part in stored.files}
+
+
+def ensemble_plans(rows: list[dict]) -> dict[str, list[dict]]:
+    """The ensembles the rows make, by name: every (variant, recipe, digits) group's seeds
+    averaged, and for each recipe and digits, every variant's seeds together (different
+    configurations, each released the same way)."""
+    plans: dict[str, list[dict]] = {}
+    singles = [r for r in rows if r.get("members", 1) == 1]
+    for name in dict.fromkeys(group(r) for r in singles):
+        members = [r for r in singles if group(r) == name]
+        if len(members) > 1:
+            plans[_ensemble_name(name[0], name[1], name[2], len(members))] = members
+    for recipe, holdout in dict.fromkeys((g[1], g[2]) for g in map(group, singles)):
+        members = [r for r in singles if group(r)[1:] == (recipe, holdout)]
+        if len({r["variant"] for r in members}) > 1:
+            plans[_ensemble_name("all variants", recipe, holdout, len(members))] = members
+    return plans
+
+
+def _ensemble_name(variant: str, recipe: str, holdout: int, members: int) -> str:
+    held = f", {data.TRAIN_COUNT - holdout:,} digits" if holdout else ""
+    return f"{variant}, {recipe}{held}: {members} members"
+
+
+def ensembles(out_dir: Path, rows: list[dict], published: dict | None) -> list[dict]:
+    """Each planned ensemble whose members' probabilities are all at hand under out_dir:
+    its test (and validation) accuracy and loss, and McNemar's test against its best member,
+    the best by validation accuracy where digits were held out (the test set never picks),
+    else by test accuracy; published ones are kept where their members are elsewhere."""
+    found = {e["name"]: e for e in (published or {}).get("ensembles", [])}
+    for name, members in ensemble_plans(rows).items():
+        probs = [_probs(out_dir, r) for r in members]
+        if any(p is None for p in probs):
+            continue
+        found[name] = _ensemble(name, members, probs)
+    return sorted(found.values(), key=lambda e: e["name"])
+
+
+def _ensemble(name: str, members: list[dict], probs: list[dict]) -> dict:
+    from bench.core import metrics
+
+    labels = data.load_raw().y_test
+    mean = np.mean([p["test"] for p in probs], axis=0)
+    accuracy, loss = metrics.test_metrics(mean, labels)
+    by = "val_accuracy" if all("val_accuracy" in r for r in members) else "test_accuracy"
+    best = max(range(len(members)), key=lambda i: members[i][by])
+    test = stats.mcnemar_pair(mean.argmax(1) == labels, correct(members[best]))
+    names = [row_name(*group(r), r["seed"]) for r in members]
+    return {
+        "name": name,
+        "members": names,
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "best_member": {
+            "row": names[best],
+            "by": by,
+            "test_accuracy": members[best]["test_accuracy"],
+        },
+        "mcnemar": test,
+    }

@@ -43,7 +43,7 @@ def _row(
 def test_only_missing_releases_train_and_published_ones_count(tmp_path, monkeypatch):
     trained = []
 
-    def fake_release(name, seed, backup=None, recipe="release", holdout=0):
+    def fake_release(name, seed, backup=None, recipe="release", holdout=0, keep=None):
         trained.append((name, seed))
         return _row(name, seed, [seed]), {"test": np.zeros((100, 10), np.float32)}
 
@@ -112,7 +112,9 @@ def test_rows_of_todays_recipe_keep_their_names_and_keys():
         assert recipe.validate().flags(with_seed=False)[0] == "--retrain"
 
 
-def test_a_screen_row_trains_on_all_but_the_held_out_digits_and_scores_both(monkeypatch):
+def test_a_screen_row_trains_on_all_but_the_held_out_digits_and_scores_both(monkeypatch, tmp_path):
+    import keras
+
     from bench.core import data
     from bench.core.config import Recipe
 
@@ -121,9 +123,13 @@ def test_a_screen_row_trains_on_all_but_the_held_out_digits_and_scores_both(monk
     monkeypatch.setitem(releases.RECIPES, "refined", refined)
     splits = data.make_splits
     monkeypatch.setattr(data, "make_splits", lambda raw, held: splits(raw, held, 300))
-    row, probs = releases.release_once("small", 0, None, "refined", 500)
+    row, probs = releases.release_once("small", 0, None, "refined", 500, tmp_path / "m.keras")
     assert (row["train_images"], row["val_images"], row["test_images"]) == (300, 500, 10_000)
     assert probs["val"].shape == (500, 10) and probs["test"].shape == (10_000, 10)
+    kept = keras.saving.load_model(tmp_path / "m.keras")  # as served: for later ensembles
+    np.testing.assert_allclose(
+        kept.predict(data.scale(data.load_raw().x_test[:5])), probs["test"][:5], atol=1e-5
+    )
     labels = {"val": data.load_raw().y_train[-500:], "test": data.load_raw().y_test}
     for part, wrong in (("val", row["val_wrong"]), ("test", row["wrong"])):
         predicted = probs[part].argmax(1)
@@ -132,3 +138,31 @@ def test_a_screen_row_trains_on_all_but_the_held_out_digits_and_scores_both(monk
     assert row["recipe_flags"] == ["--retrain", "--epochs", "1", "--clean-epochs", "1"] + [
         "--ema", "0.9", "--set", "filters=4",
     ]  # fmt: skip
+
+
+def test_seeds_of_one_recipe_make_an_ensemble_judged_against_the_member_validation_picks(
+    tmp_path,
+):
+    from bench.core import data
+
+    labels = data.load_raw().y_test
+    wrongs = {0: ([0, 1, 2], [1]), 1: ([3], [1, 2, 3]), 2: ([0, 1, 4], [1, 2])}
+    rows = []
+    for seed, (wrong, val_wrong) in wrongs.items():
+        row = _row("defaults", seed, wrong, len(labels), recipe="ema", val_wrong=val_wrong)
+        probs = np.eye(10, dtype=np.float32)[labels]
+        probs[wrong] = np.eye(10, dtype=np.float32)[(labels[wrong] + 1) % 10]
+        name = releases.row_name("defaults", "ema", releases.SCREEN_HOLDOUT, seed)
+        path = tmp_path / releases.RELEASES_DIR / f"{name}{releases.PROBS_SUFFIX}"
+        records.atomic_write_bytes(path, releases.npz_bytes({"test": probs}))
+        rows.append(row)
+    rows.append(_row("defaults", 0, [5]))  # another group, with one seed: no ensemble
+    (ensemble,) = releases.ensembles(tmp_path, rows, None)
+    assert ensemble["name"] == "defaults, ema, 50,000 digits: 3 members"
+    # Two members of three wrong on digits 0 and 1 only: the average is wrong there only.
+    assert ensemble["test_accuracy"] == pytest.approx(1 - 2 / len(labels))
+    # Seed 0 has the best validation accuracy, though seed 1 has the best test accuracy.
+    assert ensemble["best_member"]["row"] == "defaults-ema-holdout10000-seed0"
+    assert (ensemble["mcnemar"]["a_only"], ensemble["mcnemar"]["b_only"]) == (1, 0)
+    rendered = doc_tables.ensemble_table({"ensembles": [ensemble]})
+    assert "| defaults-ema-holdout10000-seed0 (val accuracy) | 0.9997 | 1 | 0 |" in rendered
