@@ -605,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ensemble-from",
         metavar="SOURCE",
         help="seeds (default): the winner's confirmed seeds; top: the best confirmed seed of "
-        "each of the top K; release: K retrains with the release recipe (needs --retrain)",
+        "each of the top K; release: K retrains with the release recipe (needs --retrain); "
+        "top-release: the top K confirmed configurations, each retrained so (needs --retrain)",
     )
     runs["export"].add_argument(
         "--reference",

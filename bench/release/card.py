@@ -77,6 +77,8 @@ def _sources(source: str) -> str:
         "seeds": "the winning configuration retrained from several seeds by `bench confirm`",
         "top": "the best `bench confirm` seed of each of the top configurations",
         "release": "the winning configuration retrained with the release recipe from several seeds",
+        "top-release": "the top configurations by confirmed validation accuracy, each retrained "
+        "with the release recipe",
     }[source]
 
 

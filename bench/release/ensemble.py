@@ -10,6 +10,7 @@ export resumes where it stopped.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,9 +28,10 @@ from bench.core.config import (
 )
 from bench.errors import ExportError
 from bench.release import choose, export
-from bench.train import fitting, kt_compat, served, spaces
+from bench.train import checkpoint, fitting, kt_compat, served, spaces
 
-SOURCES = ("seeds", "top", "release")
+SOURCES = ("seeds", "top", "release", "top-release")
+RETRAINED = ("release", "top-release")  # the sources whose members the export retrains
 DEFAULT_SOURCE = "seeds"
 ENSEMBLE_DIR = "ensemble"
 RELEASE_DIR = "release-members"
@@ -75,13 +77,18 @@ def check_flags(k: int, source: str, retrain_all: bool, pick: str) -> None:
         raise ExportError(f"--ensemble must be {MIN_MEMBERS} to {MAX_MEMBERS} members, not {k}")
     if source not in SOURCES:
         raise ExportError(f"--ensemble-from must be one of {', '.join(SOURCES)}, not {source!r}")
-    if source == "release" and not retrain_all:
-        raise ExportError("--ensemble-from release needs --retrain: its members are retrained")
-    if source != "release" and (retrain_all or pick != choose.AUTO):
+    if source in RETRAINED and not retrain_all:
+        raise ExportError(f"--ensemble-from {source} needs --retrain: its members are retrained")
+    if source == "top-release" and pick != choose.AUTO:
+        raise ExportError(
+            f"{choose.FLAGS[pick]} does not go with --ensemble-from top-release: its members "
+            "are the top configurations by their confirmed validation accuracy"
+        )
+    if source not in RETRAINED and (retrain_all or pick != choose.AUTO):
         flag = "--retrain" if retrain_all else choose.FLAGS[pick]
         raise ExportError(
-            f"{flag} goes with --ensemble-from release; {source} members are `bench confirm`'s "
-            "models, chosen by their confirmed validation accuracy"
+            f"{flag} goes with --ensemble-from release or top-release; {source} members are "
+            "`bench confirm`'s models, chosen by their confirmed validation accuracy"
         )
 
 
@@ -107,6 +114,9 @@ def export_ensemble(
     if source == "release":
         winner, selection = choose.winner(run_dir, pick)
         kept = []
+    elif source == "top-release":
+        winner, selection = choose.winner(run_dir, choose.CONFIRMED)
+        kept = top_records(run_dir, k)
     else:
         winner, selection, kept = kept_choice(run_dir, k, source)
     raw = data.load_for_run(config, data_dir)
@@ -115,6 +125,8 @@ def export_ensemble(
     commit = environment.git_commit()
     if source == "release":
         members = release_members(run_dir, winner, config, raw, k, recipe, stream)
+    elif source == "top-release":
+        members = top_release_members(run_dir, kept, config, raw, recipe, stream)
     else:
         members = [_kept_member(run_dir, result) for result in kept]
     model = average([m.model for m in members])
@@ -155,6 +167,66 @@ def kept_choice(run_dir: Path, k: int, source: str) -> tuple[dict, str, list[dic
                 f"{len(chosen)} configuration(s) were confirmed, --ensemble {k} needs {k}: {redo}"
             )
     return winner, selection, chosen
+
+
+def top_records(run_dir: Path, k: int) -> list[dict]:
+    """The trial records of the top K configurations by mean confirmed validation accuracy;
+    ExportError when fewer were confirmed."""
+    ranked = choose.confirmed_by_val_accuracy(records.load_confirmed(run_dir))
+    if len(ranked) < k:
+        raise ExportError(
+            f"{len(ranked)} configuration(s) were confirmed, --ensemble {k} needs {k}: "
+            f"`bench confirm {run_dir.name} --top {k} --seeds N` confirms more"
+        )
+    by_id = {r["trial_id"]: r for r in records.load_records(run_dir)}
+    return [by_id[trial_id] for trial_id in ranked[:k]]
+
+
+def top_release_members(
+    run_dir: Path, chosen: list[dict], config: dict, raw, recipe: Recipe, stream
+) -> list[Member]:
+    """Each chosen configuration retrained with the release recipe from one seed (the
+    recipe's, else the run's), kept under release-members/trial<id>-seed<N>/ as it finishes,
+    so that a stopped export trains only the members still missing; a member already kept
+    with this recipe is taken as it is."""
+    seed = config["seed"] if recipe.seed is None else recipe.seed
+    recipe = replace(recipe, seed=seed)
+    folder = run_dir / RELEASE_DIR
+    members = {}
+    for record in chosen:
+        signature = recipe.signature(recipe.epochs or record["best_epoch"])
+        home = folder / f"trial{record['trial_id']}"
+        members[record["trial_id"]] = _stored(home, record, seed, signature)
+    todo = [r for r in chosen if members[r["trial_id"]] is None]
+    if todo:
+        seconds = (
+            _expected_seconds(r, (recipe.epochs or r["best_epoch"]) + recipe.clean_epochs, config)
+            for r in todo
+        )
+        hours = sum(seconds) / 3600
+        print(
+            f"retraining {len(todo)} of {len(chosen)} configurations with the release recipe "
+            f"from seed {seed}: about {hours:.1f} h on this machine; each member is kept under "
+            f"{folder} as it finishes",
+            file=stream,
+            flush=True,
+        )
+    for record in todo:
+        backup = checkpoint.backup_dir(run_dir, f"release-trial{record['trial_id']}-seed{seed}")
+        model, trained = export.retrain(record, config, raw, recipe, backup)
+        epochs = recipe.epochs or record["best_epoch"]
+        trained.update(
+            seed=seed,
+            epochs=epochs,
+            clean_epochs=recipe.clean_epochs,
+            commit=environment.git_commit(),
+        )
+        home = folder / f"trial{record['trial_id']}"
+        keep_member(home, record, model, trained)
+        shutil.rmtree(backup, ignore_errors=True)
+        signature = recipe.signature(epochs)
+        members[record["trial_id"]] = _stored(home, record, seed, signature)
+    return [members[r["trial_id"]] for r in chosen]
 
 
 def _model_path(run_dir: Path, result: dict) -> Path:

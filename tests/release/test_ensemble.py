@@ -139,7 +139,9 @@ def test_release_members_are_kept_and_a_larger_ensemble_trains_only_the_new(
     [
         (1, "seeds", {}, "--ensemble must be 2 to 20"),
         (21, "seeds", {}, "--ensemble must be 2 to 20"),
-        (2, "all", {}, "--ensemble-from must be one of seeds, top, release"),
+        (2, "all", {}, "--ensemble-from must be one of seeds, top, release, top-release"),
+        (2, "top-release", {}, "--ensemble-from top-release needs --retrain"),
+        (3, "top-release", {"retrain": True}, "2 configuration\\(s\\) were confirmed"),
         (2, "release", {}, "needs --retrain"),
         (2, "seeds", {"retrain": True}, "--retrain goes with --ensemble-from release"),
         (2, "top", {"epochs": 3}, "--epochs needs --retrain"),
@@ -159,3 +161,30 @@ def test_the_command_line_refuses_a_source_without_a_size(run_dir, capsys):
     code = cli.main(["export", run_dir.name, "--results", results, "--ensemble-from", "top"])
     assert code == 2
     assert capsys.readouterr().err.strip() == "error: --ensemble-from needs --ensemble K"
+
+
+def test_top_release_retrains_each_top_configuration_once_with_the_recipe(
+    run_dir, few_retrain_images, monkeypatch
+):
+    recipe = Recipe(retrain=True, epochs=1, ema=0.9)
+    out = ensemble.export_ensemble(run_dir, 2, "top-release", recipe=recipe, stream=io.StringIO())
+    shipped = json.loads((out / "config.json").read_text())
+    top = choose.confirmed_by_val_accuracy(records.load_confirmed(run_dir))[:2]
+    assert [m["trial_id"] for m in shipped["ensemble"]["members"]] == top
+    assert [m["seed"] for m in shipped["ensemble"]["members"]] == [SEED, SEED]
+    assert shipped["training"]["ema"] == 0.9
+    kept = sorted(p.name for p in (run_dir / ensemble.RELEASE_DIR).glob("trial*"))
+    assert kept == sorted(f"trial{t}" for t in top)
+    # Both members are kept: the same export again trains nothing; another recipe retrains.
+    trained = []
+    retrain = export.retrain
+
+    def counted(record, *args):
+        trained.append(record["trial_id"])
+        return retrain(record, *args)
+
+    monkeypatch.setattr(export, "retrain", counted)
+    ensemble.export_ensemble(run_dir, 2, "top-release", recipe=recipe, stream=io.StringIO())
+    assert trained == []
+    with pytest.raises(ExportError, match="--single-trial does not go with --ensemble-from top"):
+        ensemble.export_ensemble(run_dir, 2, "top-release", recipe=recipe, pick=choose.SINGLE)
