@@ -121,7 +121,7 @@ def run_releases(args, out_dir: Path) -> int:
 
     published = doc_tables.published("releases")
     measured = releases.release_benchmark(
-        out_dir, args.variants, args.seeds, published, args.recipes, args.holdout
+        out_dir, args.variants, args.seeds, published, args.recipes, args.holdout, args.tta
     )
     result = {**provenance("releases"), **measured}
     write_result(out_dir, releases.RESULT_FILE, result, doc_tables.table("releases", result))
@@ -207,6 +207,14 @@ def releases_flags(p: argparse.ArgumentParser) -> None:
         default=0,
         help=f"training digits held out to rank recipes by ({releases.SCREEN_HOLDOUT:,} for a "
         "recipe screen; default 0: a release on all 60,000)",
+    )
+    p.add_argument(
+        "--tta",
+        nargs="*",
+        type=int,
+        choices=(5, 9),
+        default=(),
+        help="also evaluate every kept model averaged over 5 or 9 shifted copies of each digit",
     )
 
 

@@ -29,6 +29,9 @@ RESULT_FILE = "release.json"
 RELEASES_DIR = "releases"
 PROBS_SUFFIX = ".npz"  # beside each row: its class probabilities, for ensembles of rows
 MODEL_SUFFIX = ".keras"  # and its model as served
+# A row of kept models evaluated on shifted copies (bench.release.tta), under the recipe's
+# name with this and the copies added: "release+tta5".
+TTA_MARK = "+tta"
 EPOCHS, CLEAN_EPOCHS, BATCH_SIZE = 25, 1, 128  # `make release`'s EXPORT_FLAGS
 SEEDS = (0, 1, 2)
 REFERENCE = "defaults"
@@ -143,9 +146,11 @@ def release_benchmark(
     published: dict | None,
     recipes=(BASE_RECIPE,),
     holdout: int = 0,
+    tta=(),
 ) -> dict:
     """Train each missing (variant, recipe, seed), seeds outer so that pairs complete
-    together; return every row at hand."""
+    together, then evaluate every kept model on `tta`'s numbers of shifted copies where that
+    row is missing; return every row at hand."""
     for seed in seeds:
         for name in variants:
             for recipe in recipes:
@@ -165,12 +170,51 @@ def release_benchmark(
                 records.atomic_write_json(path, row)
                 shutil.rmtree(backup, ignore_errors=True)
                 print(f"{path.stem}: test {row['test_accuracy']:.4f}", flush=True)
+    for copies in tta:
+        for row in [r for r in measured(out_dir, published) if r.get("members", 1) == 1]:
+            _tta_row(out_dir, row, copies, published)
     rows = measured(out_dir, published)
     return {
         "rows": rows,
         "ensembles": ensembles(out_dir, rows, published),
         "command": command(variants, seeds, recipes, holdout),
     }
+
+
+def _tta_row(out_dir: Path, row: dict, copies: int, published: dict | None) -> None:
+    """The row of `row`'s kept model averaged over shifted copies, written beside it unless
+    it exists (here or published) or the model is not here."""
+    import keras
+
+    from bench.release import tta
+
+    variant, recipe, holdout = group(row)
+    if TTA_MARK in recipe:
+        return
+    wanted = {**row, "recipe": f"{recipe}{TTA_MARK}{copies}"}
+    kept = (
+        out_dir / RELEASES_DIR / f"{row_name(variant, recipe, holdout, row['seed'])}{MODEL_SUFFIX}"
+    )
+    if key(wanted) in {key(r) for r in measured(out_dir, published)} or not kept.is_file():
+        return
+    began = time.monotonic()
+    model = tta.shifted_average(keras.saving.load_model(kept), copies)
+    raw = data.load_raw()
+    scored = {k: v for k, v in row.items() if not k.startswith(("test_", "val_", "wrong"))}
+    scored.update(recipe=wanted["recipe"], tta_copies=copies, measured_at=_now())
+    probs = {"test": _scored(scored, "test", model, data.with_channel(raw.x_test), raw.y_test)}
+    if holdout:
+        splits = data.make_splits(raw, holdout)
+        probs["val"] = _scored(scored, "val", model, splits.val_images, splits.y_val)
+    scored.update(minutes=round((time.monotonic() - began) / 60, 1), machine=environment.machine())
+    path = out_dir / RELEASES_DIR / f"{row_name(*group(scored), row['seed'])}.json"
+    records.atomic_write_bytes(path.with_suffix(PROBS_SUFFIX), npz_bytes(probs))
+    records.atomic_write_json(path, scored)
+    print(f"{path.stem}: test {scored['test_accuracy']:.4f}", flush=True)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def npz_bytes(arrays: dict) -> bytes:
@@ -247,7 +291,7 @@ def release_once(
         minutes=round((time.monotonic() - began) / 60, 1),
         machine=environment.machine(),
         git_commit=environment.git_commit(),
-        measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        measured_at=_now(),
     )
     return row, probs
 
@@ -285,9 +329,12 @@ def group(row: dict) -> tuple[str, str, int]:
 
 
 def baseline(name: tuple[str, str, int]) -> tuple[str, str, int] | None:
-    """What a group is measured against: a recipe against today's recipe for the same
-    configuration and digits; today's recipe of a configuration against the defaults."""
+    """What a group is measured against: shifted copies against the same models without
+    them; a recipe against today's recipe for the same configuration and digits; today's
+    recipe of a configuration against the defaults."""
     variant, recipe, holdout = name
+    if TTA_MARK in recipe:
+        return (variant, recipe.split(TTA_MARK)[0], holdout)
     if recipe != BASE_RECIPE:
         return (variant, BASE_RECIPE, holdout)
     return None if variant == REFERENCE else (REFERENCE, BASE_RECIPE, holdout)

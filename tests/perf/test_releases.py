@@ -1,5 +1,7 @@
 """The release benchmark: rows that accumulate, and the comparison drawn from them alone."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -138,6 +140,17 @@ def test_a_screen_row_trains_on_all_but_the_held_out_digits_and_scores_both(monk
     assert row["recipe_flags"] == ["--retrain", "--epochs", "1", "--clean-epochs", "1"] + [
         "--ema", "0.9", "--set", "filters=4",
     ]  # fmt: skip
+    # The kept model, averaged over shifted copies, makes a row of its own without training.
+    name = releases.row_name("small", "refined", 500, 0)
+    folder = tmp_path / releases.RELEASES_DIR
+    folder.mkdir()
+    (tmp_path / "m.keras").rename(folder / f"{name}{releases.MODEL_SUFFIX}")
+    records.atomic_write_json(folder / f"{name}.json", row)
+    releases._tta_row(tmp_path, row, 5, None)
+    shifted = json.loads((folder / "small-refined+tta5-holdout500-seed0.json").read_text())
+    assert releases.baseline(releases.group(shifted)) == ("small", "refined", 500)
+    assert shifted["val_accuracy"] == pytest.approx(1 - len(shifted["val_wrong"]) / 500)
+    assert shifted["wrong"] != row["wrong"]  # other predictions, from the same weights
 
 
 def test_seeds_of_one_recipe_make_an_ensemble_judged_against_the_member_validation_picks(
