@@ -68,7 +68,7 @@ def train_with_recipe(
     record: dict, config: dict, images, labels, recipe: Recipe, backup: Path | None = None
 ) -> tuple[keras.Model, dict]:
     """retrain() on these training images (all 60,000 for a release; `python -m bench.perf
-    recipes` holds some out to rank recipes by validation)."""
+    releases --holdout N` keeps some out, to rank recipes by validation accuracy)."""
     record = with_overrides(record, recipe.overrides)
     epochs = recipe.epochs or record["best_epoch"]
     key = release_key(record, config, recipe, epochs)
@@ -80,7 +80,7 @@ def train_with_recipe(
     )
     lines = EpochLines("  release", sys.stdout)
     saver = _stage_backup(backup, FIT_STAGE, key)
-    distortion = None if recipe.elastic is None else distort.Elastic(recipe.elastic, ELASTIC_SIGMA)
+    distortion = distort.Elastic(recipe.elastic, ELASTIC_SIGMA) if recipe.elastic else None
     training = fitting.Training(
         images, labels, config["batch_size"], recipe.seed, epochs, recipe.ema, distortion
     )
@@ -144,7 +144,7 @@ def _typed(name: str, text: str, like):
 
 
 def describe_recipe(signature: dict) -> str:
-    """A recipe in words, for the progress line and the model card."""
+    """A recipe in words, for the progress line."""
     words = [f"{signature['epochs']} epochs"]
     if signature.get("clean_epochs"):
         words.append(f"then {signature['clean_epochs']} without augmentation")
