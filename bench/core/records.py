@@ -130,7 +130,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    swap.sweep(path.parent)
+    swap.sweep_after_write(path.parent)
 
 
 def disk_full_or(exc: OSError, path: Path) -> BaseException:

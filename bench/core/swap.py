@@ -44,6 +44,12 @@ RENAME_SWAP = 2
 FILE_MODE, DIR_MODE = 0o666, 0o777  # less the umask
 # What a file system without exchange answers; the two-rename way then serves.
 NO_EXCHANGE = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV)
+# A folder written many times over (a trials folder of hundreds of records) is scanned for a
+# dead writer's scratch at most this often by one process: such a file waits for this
+# process's first write after that, or for the first write of the next process.
+SWEEP_EVERY_SECONDS = 60.0
+clock = time.monotonic  # of the sweeps after writes; tests move it on
+_last_swept: dict[str, float] = {}
 
 
 def scratch_name(target: Path, kind: str, suffix: str = "") -> Path:
@@ -103,6 +109,18 @@ def sweep(folder: Path, kinds: tuple[str, ...] = (TEMP,), target: str | None = N
             # a writer that may; the write that swept has succeeded either way.
             with contextlib.suppress(PermissionError):
                 _remove(entry.path)
+
+
+def sweep_after_write(folder: Path) -> None:
+    """sweep(folder), unless this process swept it less than SWEEP_EVERY_SECONDS ago: every
+    atomic write ends with this, and a scan per write would cost a scan of the whole folder."""
+    key = os.path.abspath(folder)
+    now = clock()
+    last = _last_swept.get(key)
+    if last is not None and now - last < SWEEP_EVERY_SECONDS:
+        return
+    sweep(folder)
+    _last_swept[key] = now
 
 
 def _asides(target: Path) -> list[Path]:

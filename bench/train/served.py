@@ -67,7 +67,7 @@ def save_atomic(model: keras.Model, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    swap.sweep(path.parent)
+    swap.sweep_after_write(path.parent)
 
 
 def threads_used() -> int:

@@ -141,3 +141,27 @@ def test_only_scratch_of_writers_that_are_gone_is_swept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [target.name, *(p.name for p in kept)]
     )
+
+
+def test_a_folder_written_again_soon_is_not_scanned_again_but_swept_after_a_while(
+    tmp_path, monkeypatch
+):
+    now = [1000.0]
+    monkeypatch.setattr(swap, "clock", lambda: now[0])
+    scans = []
+    real_scandir = os.scandir
+
+    def counted(path="."):
+        if Path(path) == tmp_path:
+            scans.append(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counted)
+    records.atomic_write_json(tmp_path / "00.json", {"trial_id": "00"})
+    dead = scratch(tmp_path / "01.json", "tmp", dead_pid())
+    dead.write_text("half")
+    records.atomic_write_json(tmp_path / "01.json", {"trial_id": "01"})
+    assert len(scans) == 1 and dead.exists()  # the second write did not scan the folder
+    now[0] += swap.SWEEP_EVERY_SECONDS
+    records.atomic_write_json(tmp_path / "02.json", {"trial_id": "02"})
+    assert len(scans) == 2 and not dead.exists()
