@@ -19,8 +19,7 @@ import pytest
 
 import search_spaces
 from bench import cli
-from bench.core import records, swap
-from bench.core.budget import REPORT_MARGIN_S
+from bench.core import budget, records, swap
 from bench.train import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,22 +126,25 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
-def test_a_trial_cut_by_the_budget_runs_again_on_resume(tmp_path, capsys):
-    args = ["search", "--run", "c", "--results", str(tmp_path), "--space", "seed"]
-    args += [
-        "--tuner",
-        "random",
-        "--train-limit",
-        "20000",
-        "--test-limit",
-        "128",
-        "--max-epochs",
-        "5",
-    ]
-    # About three seconds of training, then the cut: the trial needs twice that on a fast
-    # machine (with 5,000 images it could end in time there, and nothing was cut).
-    budget = f"{int(REPORT_MARGIN_S) + 3}s"
-    code, out, _ = run_cli(capsys, *args, "--budget", budget)
+def spend_the_budget_in_the_first_batch(monkeypatch) -> None:
+    """The run's clock jumps past its whole budget during the first batch trained, so that
+    the cut lands inside a trial whatever the machine's pace."""
+    real_check = budget.Budget.check
+
+    def check(self):
+        skipped = self.seconds or 0.0
+        clock = types.SimpleNamespace(monotonic=lambda: time.monotonic() + skipped)
+        monkeypatch.setattr(budget, "time", clock)
+        real_check(self)
+
+    monkeypatch.setattr(budget.Budget, "check", check)
+
+
+def test_a_trial_cut_by_the_budget_runs_again_on_resume(tmp_path, capsys, monkeypatch):
+    args = bench_args(tmp_path, "c", "--space", "seed", "--max-epochs", "2")
+    with monkeypatch.context() as patched:
+        spend_the_budget_in_the_first_batch(patched)
+        code, out, _ = run_cli(capsys, *args, "--budget", "1h")
     assert code == 0 and "stopped the trial in progress" in out
     assert records.load_records(tmp_path / "c") == []
     code, out, _ = run_cli(capsys, *args, "--max-epochs", "1")
@@ -150,7 +152,7 @@ def test_a_trial_cut_by_the_budget_runs_again_on_resume(tmp_path, capsys):
     code, out, _ = run_cli(capsys, *args)
     assert code == 0 and "resuming" in out
     (record,) = records.load_records(tmp_path / "c")
-    assert record["status"] == "completed" and record["epochs_run"] >= 1
+    assert record["status"] == "completed" and record["epochs_run"] == 2
 
 
 def nan_space():
@@ -222,7 +224,7 @@ def test_bad_budgets_are_bad_input(tmp_path, capsys, budget):
     assert code == 2 and "duration" in err
 
 
-def test_fresh_moves_the_old_run_aside(tmp_path, capsys):
+def test_fresh_moves_the_old_run_aside(tmp_path, capsys, figures_left_out):
     args = bench_args(tmp_path, "f", "--space", "seed")
     assert run_cli(capsys, *args)[0] == 0
     (old,) = records.load_records(tmp_path / "f")
@@ -236,7 +238,9 @@ def test_fresh_moves_the_old_run_aside(tmp_path, capsys):
     assert new["started_at"] >= old["started_at"]
 
 
-def test_a_resume_refuses_damaged_files_naming_them_and_keeps_them(tmp_path, capsys):
+def test_a_resume_refuses_damaged_files_naming_them_and_keeps_them(
+    tmp_path, capsys, figures_left_out
+):
     args = bench_args(tmp_path, "d", "--space", "seed")
     assert run_cli(capsys, *args)[0] == 0
     (record,) = records.trials_dir(tmp_path / "d").glob("*.json")
@@ -305,7 +309,7 @@ def assert_one_line(err: str, *fragments: str) -> None:
     assert line.startswith("error: ") and all(f in line for f in fragments), line
 
 
-def test_trials_per_process_runs_each_share_in_a_fresh_process(tmp_path, capsys):
+def test_trials_per_process_runs_each_share_in_a_fresh_process(tmp_path, capsys, figures_left_out):
     # Whatever else a week-long run may grow (docs/design.md), a fresh process per share of
     # trials bounds it.
     args = bench_args(tmp_path, "w", "--space", "tiny", "--max-trials", "4")

@@ -202,7 +202,7 @@ def test_report_of_two_runs_is_combined(tmp_path):
     assert len(list((tmp_path / "out").glob("*.png"))) == len(writer.FIGURES) - 1
 
 
-def test_a_damaged_record_is_listed_and_the_rest_reported(tmp_path):
+def test_a_damaged_record_is_listed_and_the_rest_reported(tmp_path, quick_figures):
     run_dir = fake_run(tmp_path, n=4, failed=0)
     record = records.trials_dir(run_dir) / "02.json"
     record.write_text(record.read_text()[:100])
@@ -247,7 +247,7 @@ def test_runs_on_another_dataset_are_named_apart_not_ranked(tmp_path):
     assert "their accuracies do not compare" in text
 
 
-def test_runs_are_compared_oldest_first_with_their_environments(tmp_path):
+def test_runs_are_compared_oldest_first_with_their_environments(tmp_path, quick_figures):
     newer = fake_run(tmp_path, run="tuesday", n=3, failed=0)
     older = fake_run(tmp_path, run="monday", n=3, failed=0)
     env = {field: "x" for field in writer.ENVIRONMENT_FIELDS}
@@ -276,7 +276,7 @@ def test_runs_are_compared_oldest_first_with_their_environments(tmp_path):
     assert "| keras | x | x |  |" in environment
 
 
-def test_an_old_run_without_environment_shows_what_its_records_name(tmp_path):
+def test_an_old_run_without_environment_shows_what_its_records_name(tmp_path, quick_figures):
     run_dir = fake_run(tmp_path, n=2, failed=0)
     writer.write_report([run_dir], tmp_path / "out")
     text = (tmp_path / "out" / writer.REPORT_MD).read_text()
@@ -420,7 +420,9 @@ def test_the_defaults_are_the_trials_of_a_runs_first_configuration():
 
 # ---------------------------------------------------------------- replaced whole or not at all
 
-QUICK_FIGURES = 3  # of writer.FIGURES, drawn as a few bytes: these tests are about the files
+# Of writer.FIGURES, drawn as a few bytes, for tests of the files and the text; the figures
+# themselves are drawn in the reports of one run, of two, and of a run without predictions.
+QUICK_FIGURES = 3
 # `bench report` with quick figures, as a process that can be killed.
 QUICK_REPORT = f"""
 import sys

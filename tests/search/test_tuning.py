@@ -305,6 +305,7 @@ def test_a_new_run_tries_the_best_configurations_of_earlier_runs_after_the_defau
         w["hyperparameters"] for w in warm if w["hyperparameters"] != first["hyperparameters"]
     ]
     assert [r["hyperparameters"] for r in done[1:]] == others[:2]
-    cold = tiny_config(tmp_path, run="c", warm_start=False, **tiny)
+    # Without warm starts, none is planned: the config, written before the first trial, says so.
+    cold = tiny_config(tmp_path, run="c", warm_start=False, space="tiny", max_trials=1)
     tuning.run_search(cold, stream=io.StringIO())
     assert records.load_config(cold.run_dir)[tuning.WARM_START_KEY] == []
