@@ -99,6 +99,8 @@ def given_settings(args) -> dict:
     given = {k: v for k, v in vars(args).items() if k in known and v is not None}
     if "budget" in given:
         given["budget"] = parse_budget(given["budget"])
+    if "release_set" in given:
+        given["release_set"] = tuple(given["release_set"])
     if "space" in given:
         given["space"], _ = space_source.resolve(given["space"], space_names())
     return given
@@ -458,6 +460,27 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         "--release-clean-epochs",
         type=limited("release_clean_epochs"),
         help="with --release: epochs to add without augmentation (default 0)",
+    )
+    p.add_argument(
+        "--release-ema",
+        type=bounded_float(*RECIPE_FLOAT_LIMITS["ema"]),
+        metavar="MOMENTUM",
+        help="with --release: ship the exponential moving average of the weights, as "
+        "`bench export --ema` does",
+    )
+    p.add_argument(
+        "--release-elastic",
+        type=bounded_float(*RECIPE_FLOAT_LIMITS["elastic"]),
+        metavar="ALPHA",
+        help="with --release: elastic distortion of the training digits, as `bench export "
+        "--elastic` does",
+    )
+    p.add_argument(
+        "--release-set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="with --release: a hyperparameter's value for the release instead of the "
+        "winner's, as `bench export --set` does (repeatable)",
     )
     p.add_argument(
         "--promotion",

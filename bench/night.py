@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bench.core import records
 from bench.core.budget import Budget
-from bench.core.config import Recipe, SearchConfig, recipe_signature
+from bench.core.config import Recipe, SearchConfig, parse_overrides, recipe_signature
+from bench.errors import ConfigError, ExportError
 from bench.release import choose, export, reference
 from bench.search import confirm
 
@@ -56,7 +57,34 @@ def night_recipe(config: SearchConfig) -> Recipe:
         epochs=config.release_epochs,
         seed=config.seed,
         clean_epochs=config.release_clean_epochs,
+        ema=config.release_ema,
+        elastic=config.release_elastic,
+        overrides=parse_overrides(config.release_set),
     ).validate()
+
+
+def check_release_set(config: SearchConfig) -> None:
+    """ConfigError, when the run starts rather than after its search, for a --release-set
+    naming a hyperparameter the space does not have or a value not of its kind."""
+    if not config.release_set:
+        return
+    import keras_tuner as kt
+
+    from bench.train import fitting
+
+    hp = kt.HyperParameters()
+    fitting.hypermodel(config.space).build(hp)
+    defaults = {h.name: h.default for h in hp.space}
+    for name, text in parse_overrides(config.release_set):
+        if name not in defaults:
+            have = ", ".join(sorted(defaults))
+            raise ConfigError(
+                f"--release-set {name}: the space has no such hyperparameter (it has {have})"
+            )
+        try:
+            export.typed_value(name, text, defaults[name])
+        except ExportError as exc:
+            raise ConfigError(str(exc).replace("--set", "--release-set", 1)) from None
 
 
 def expected_seconds(run_dir: Path, record: dict, saved: dict, recipe: Recipe) -> float:

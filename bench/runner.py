@@ -42,7 +42,10 @@ RESUME_FIELDS = (
     "confirm_seeds",
     "release_epochs",
     "release_clean_epochs",
+    "release_ema",
+    "release_elastic",
 )
+RESUME_REPEATED = ("release_set",)  # a flag given once for each value
 RESUME_SWITCHES = ("tensorboard", "release")
 # Flags a supervisor does not pass on to its children (name -> how many values follow it).
 SUPERVISOR_ONLY = {"--fresh": 0, "--force": 0, "--workers": 1, "--listen": 1}
@@ -62,7 +65,9 @@ def search_config(given: dict) -> SearchConfig:
             "space": space_source.resolve(given["space"], spaces.registry().SPACES)[0],
         }
     config = SearchConfig(**given)
-    return with_space_defaults(config, spaces.fit_defaults(config.space), set(given)).validate()
+    config = with_space_defaults(config, spaces.fit_defaults(config.space), set(given)).validate()
+    night.check_release_set(config)
+    return config
 
 
 def resume_command(config: SearchConfig) -> str:
@@ -77,6 +82,9 @@ def resume_command(config: SearchConfig) -> str:
                 parts.append(f"--no-{name.replace('_', '-')}")
             else:
                 parts += [flag] if value is True else [flag, str(value)]
+    for name in RESUME_REPEATED:
+        for value in getattr(config, name):
+            parts += [f"--{name.replace('_', '-')}", value]
     return shlex.join(parts)
 
 

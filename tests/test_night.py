@@ -13,7 +13,7 @@ from bench.core.budget import Budget
 from bench.core.config import Recipe, SearchConfig
 from bench.release import choose, export
 from tests.release.test_export import Cut, release_epochs
-from tests.test_cli import run_cli
+from tests.test_cli import assert_one_line_error, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RETRAIN_IMAGES = 300
@@ -68,6 +68,48 @@ def test_a_night_ships_its_confirmed_winner_resumes_a_killed_release_and_never_r
     assert trained == [("fit", 0), ("fit", 1), ("clean", 0)]
     assert f"already holds trial {shipped['trial_id']} trained with this recipe" in out
     assert json.loads((best / "config.json").read_text()) == shipped
+
+
+def test_a_night_releases_with_the_refinements_it_was_given(
+    tmp_path, few_retrain_images, reports, capsys
+):
+    refined = ["--release-ema", "0.99", "--release-elastic", "20"]
+    refined += ["--release-set", "filters=8", "--release-set", "dense_units=16"]
+    args = night_args(tmp_path, "e", "--max-trials", "1", *refined)
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    shipped = json.loads((tmp_path / "e" / export.BEST_DIR / "config.json").read_text())
+    training = shipped["training"]
+    assert (training["ema"], training["elastic"]) == (0.99, 20.0)
+    assert training["overrides"] == {"filters": "8", "dense_units": "16"}
+    assert (shipped["hyperparameters"]["filters"], shipped["hyperparameters"]["dense_units"]) == (
+        8,
+        16,
+    )
+    flags = "--ema 0.99 --elastic 20 --set filters=8 --set dense_units=16"
+    assert flags in shipped["reproduce"]["command"]
+    config = runner.search_config(cli.given_settings(cli.build_parser().parse_args(args)))
+    assert " --release-set filters=8 --release-set dense_units=16" in runner.resume_command(config)
+    code, out, err = run_cli(capsys, *args)  # its signature matches: kept, not redone
+    assert code == 0 and "already holds trial" in out, err
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragments"),
+    [
+        (["--release-set", "width=8"], ["--release-set width", "no such", "filters"]),
+        (["--release-set", "filters=wide"], ["--release-set filters=wide", "whole number"]),
+        (["--release-set", "filters"], ["--release-set 'filters' is not NAME=VALUE"]),
+        (["--no-release", "--release-ema", "0.99"], ["--release-ema needs --release"]),
+    ],
+)
+def test_a_refinement_the_night_could_not_ship_is_refused_before_the_search(
+    tmp_path, capsys, flags, fragments
+):
+    code, _, err = run_cli(capsys, *night_args(tmp_path, "x"), *flags)
+    assert code == 2
+    assert_one_line_error(err, *fragments)
+    assert not records.trials_dir(tmp_path / "x").exists()
 
 
 def test_a_release_the_budget_cannot_hold_is_skipped_with_the_command_that_ships_it(

@@ -154,6 +154,16 @@ class SearchConfig:
     release: bool = False
     release_epochs: int | None = None
     release_clean_epochs: int = 0
+    # The release's refinements, as `bench export`'s --ema, --elastic and --set give them
+    # (None, None, none: today's recipe). The --set names are checked against the space when
+    # the run starts, not after a night of search.
+    release_ema: float | None = None
+    release_elastic: float | None = None
+    release_set: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # a list, as config.json holds it
+        object.__setattr__(self, "release_set", tuple(self.release_set))
 
     @property
     def run_dir(self) -> Path:
@@ -180,13 +190,34 @@ class SearchConfig:
         if self.promotion not in PROMOTIONS:
             known = ", ".join(PROMOTIONS)
             raise ConfigError(f"unknown --promotion {self.promotion!r}; known: {known}")
+        self.check_release_recipe()
         return self
+
+    def check_release_recipe(self) -> None:
+        """ConfigError for a release refinement out of its range, a --release-set that is
+        not NAME=VALUE, or any of them without --release."""
+        given = {
+            "--release-ema": self.release_ema is not None,
+            "--release-elastic": self.release_elastic is not None,
+            "--release-set": bool(self.release_set),
+        }
+        for flag, on in given.items():
+            if on and not self.release:
+                raise ConfigError(f"{flag} needs --release: it refines the night's release")
+        for name, (lowest, highest) in RECIPE_FLOAT_LIMITS.items():
+            value = getattr(self, f"release_{name}")
+            if value is not None and (wrong := float_range_words(value, lowest, highest)):
+                raise ConfigError(f"--release-{name} {wrong}")
+        try:
+            parse_overrides(self.release_set)
+        except ExportError as exc:
+            raise ConfigError(str(exc).replace("--set", "--release-set", 1)) from None
 
     def identity(self) -> dict:
         return {name: getattr(self, name) for name in IDENTITY_FIELDS}
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "release_set": list(self.release_set)}
 
     @classmethod
     def from_json(cls, saved: dict, **overrides) -> SearchConfig:

@@ -124,11 +124,11 @@ def with_overrides(record: dict, overrides) -> dict:
                 f"--set {name}: trial {record['trial_id']} has no such "
                 f"hyperparameter (it has {have})"
             )
-        values[name] = _typed(name, text, values[name])
+        values[name] = typed_value(name, text, values[name])
     return {**record, "hyperparameters": values}
 
 
-def _typed(name: str, text: str, like):
+def typed_value(name: str, text: str, like):
     """text as a value of like's type: a bool from true/false, numbers as numbers."""
     if isinstance(like, bool):
         if text.lower() not in ("true", "false"):

@@ -40,6 +40,9 @@ NON_IDENTITY_FIELDS = (
     "release",  # what the night ships after its search, not what it searches
     "release_epochs",
     "release_clean_epochs",
+    "release_ema",
+    "release_elastic",
+    "release_set",
 )
 
 
