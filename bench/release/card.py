@@ -219,8 +219,10 @@ Members, each on the same test images:
 | --- | --- | --- | --- | --- | --- |
 {rows}
 
-Against its best member ({ensemble["best_member"]}), McNemar's test: the ensemble alone right
-on {test["a_only"]} test images, the member alone on {test["b_only"]}, p = {test["p_value"]:.3g}.
+Against its best member on these test images ({ensemble["best_member"]}: the hardest
+comparison, after the fact; the test images chose nothing that ships), McNemar's test: the
+ensemble alone right on {test["a_only"]} test images, the member alone on {test["b_only"]},
+p = {test["p_value"]:.3g}.
 """
 
 
