@@ -138,11 +138,15 @@ bench-workers: $(STAMP)
 
 # random, hyperband, asha (promotions retrained, and continued) and Optuna (TPE + Hyperband
 # pruner) on the same space, data subset, budget and seeds, one after another: 5 policies x
-# 2 seeds x SEARCH_BUDGET seconds; SEARCH_POLICIES="random asha-continue" runs some of them.
-SEARCH_BUDGET ?= 300
+# 5 seeds x SEARCH_BUDGET seconds (over 6 hours at 900). A run that finished is kept: the
+# same command again runs only the rest. SEARCH_SEEDS="0 1" and
+# SEARCH_POLICIES="random asha-continue" run some of them.
+SEARCH_BUDGET ?= 900
+SEARCH_SEEDS ?=
 SEARCH_POLICIES ?=
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.perf search --budget $(SEARCH_BUDGET) --results $(RESULTS) \
+		$(if $(SEARCH_SEEDS),--seeds $(SEARCH_SEEDS)) \
 		$(if $(SEARCH_POLICIES),--policies $(SEARCH_POLICIES))
 
 # A search killed 20 times at random moments and resumed, then its chief and workers 5 times;

@@ -7,7 +7,9 @@ one invocation (never timed tests).
   resident memory of a search process on full MNIST, and what the data costs.
 - `workers` (`make bench-workers`): one small search as 1 worker x all threads and as N workers
   x 1 thread (bench.perf.workers).
-- `search` (`make bench-search`): search policies side by side (bench.perf.policies).
+- `search` (`make bench-search`): search policies side by side over seeds, each finished run
+  kept for the next invocation (bench.perf.policies), and the field's statistics
+  (bench.perf.policy_stats).
 - `soak` (`make soak`): a search killed at random and at named moments and resumed, then checked
   (bench.perf.soak).
 - `releases`: configurations released with the release recipe, seed by seed, beside the
@@ -40,9 +42,10 @@ from bench.core.config import (
     bounded_int,
 )
 from bench.core.data import TRAIN_COUNT
-from bench.perf import doc_tables, policies, soak, suite, workers
+from bench.perf import doc_tables, policies, policy_stats, soak, suite, workers
 
 PERF_DIR = "perf"
+SEARCH_FIGURE = "search.png"  # beside search.json, and published beside it
 MAX_REPEATS = 100
 # Each benchmark's numbers and their (lowest, highest): a search's budget is a `bench search
 # --budget`, which takes a trial and the report at least.
@@ -54,6 +57,7 @@ LIMITS = {
     "child_budget": (1, MAX_BUDGET_S),
     "max_epochs": (1, MAX_EPOCHS),
     "seed": (0, MAX_SEED),
+    "bench_seed": (0, policies.MAX_BENCH_SEED),
     "holdout": (0, TRAIN_COUNT - 1),
 }
 
@@ -101,18 +105,36 @@ def run_soak(args, out_dir: Path) -> int:
 
 
 def run_search(args, out_dir: Path) -> int:
-    """`make bench-search`: the policies side by side; search.json, search.png and a table."""
+    """`make bench-search`: the policies side by side at each seed, the runs that finished
+    before with the same settings kept; search.json, search.png and the field's table."""
+    chosen, seeds = tuple(args.policies), tuple(dict.fromkeys(args.seeds))
+    try:
+        measured = policies.search_benchmark(out_dir, args.budget, args.max_epochs, seeds, chosen)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the finished runs are kept under {out_dir}; the same command runs "
+            "the others",
+            file=sys.stderr,
+        )
+        return 130
+    result = {**measured, **provenance("search")}
+    result["command"] = policies.make_command(args.budget, args.max_epochs, chosen, seeds)
+    result["field"] = policy_stats.field(result["runs"], args.budget)
+    result["winner"] = result["field"]["winner"]
+    records.atomic_write_bytes(out_dir / SEARCH_FIGURE, search_figure(result))
+    write_result(out_dir, "search.json", result, policy_stats.text_table(result["field"]))
+    print(f"written: {out_dir / SEARCH_FIGURE}")
+    return 0
+
+
+def search_figure(result: dict) -> bytes:
+    """The PNG of a search benchmark's curves: each policy's mean best-so-far validation with
+    its band over the seeds, and its average rank over time."""
     from bench.report import plots
 
-    chosen = tuple(args.policies)
-    measured = policies.search_benchmark(out_dir, args.budget, args.max_epochs, policies=chosen)
-    result = {**measured, **provenance("search")}
-    result["command"] = policies.make_command(args.budget, args.max_epochs, chosen)
-    figure = plots.plot_search_benchmark(policies.curves(result))
-    records.atomic_write_bytes(out_dir / "search.png", plots.figure_png(figure))
-    write_result(out_dir, "search.json", result, policies.table(result))
-    print(f"written: {out_dir / 'search.png'}")
-    return 0
+    best = policy_stats.best_so_far(result["runs"], result["budget_seconds"] / 60.0)
+    bands, ranks = policy_stats.curve_bands(best), policy_stats.rank_over_time(best)
+    return plots.figure_png(plots.plot_search_benchmark(bands, ranks))
 
 
 def run_releases(args, out_dir: Path) -> int:
@@ -147,6 +169,9 @@ def publish(args, out_dir: Path) -> int:
         if (out_dir / filename).is_file():
             text = (out_dir / filename).read_text()
             records.atomic_write_text(doc_tables.DATA_DIR / filename, text)
+            if filename == doc_tables.BENCHMARKS["search"][0]:  # its figure, drawn from it
+                figure = search_figure(json.loads(text))
+                records.atomic_write_bytes(doc_tables.DATA_DIR / SEARCH_FIGURE, figure)
     doc = doc_tables.render_doc(doc_tables.DOC.read_text())
     records.atomic_write_text(doc_tables.DOC, doc)
     print(f"written: {doc_tables.DOC}")
@@ -185,6 +210,13 @@ def search_flags(p: argparse.ArgumentParser) -> None:
         help="the policies to run (default all)",
     )
     p.add_argument("--max-epochs", type=limited("max_epochs"), default=policies.MAX_EPOCHS)
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=limited("bench_seed"),
+        default=list(policies.SEEDS),
+        help="the benchmark seeds (default 0-4); each derives its search seed",
+    )
 
 
 def releases_flags(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from bench.core import data
+from bench.perf import policies, policy_stats
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 DATA_DIR = DOC.parent / "benchmarks"  # the published JSON behind each table
@@ -27,9 +28,10 @@ WORKERS_COLUMNS = (
     "date", "command", "machine", "layouts", "trials/h", "ratio",
     "ratio over the trials' span", "chief s/trial",
 )  # fmt: skip
-SEARCH_COLUMNS = (
-    "date", "command", "machine", "policy", "seed", "configurations", "trials", "epochs",
-    "best val", "its test", "minutes to test 0.98", "to 0.99",
+SEARCH_COLUMNS = ("date", "command", "machine", *policy_stats.COLUMNS)
+SEARCH_RUN_COLUMNS = (
+    "policy", "seed", "search seed", "configurations", "trials", "epochs", "best val",
+    "its test", *(f"minutes to test {key}" for key in policy_stats.TARGET_KEYS),
 )  # fmt: skip
 SOAK_COLUMNS = (
     "date", "command", "machine", "soak", "kills (aimed)", "trials finished", "recorded twice",
@@ -102,15 +104,25 @@ def workers_row(result: dict) -> str:
 
 
 def search_rows(result: dict) -> list[str]:
-    """One row per (policy, seed) of `make bench-search`."""
+    """One row per policy of `make bench-search`: its figures over the seeds, from the runs'
+    rows (bench.perf.policy_stats)."""
     head = _provenance(result, "search")
-    rows = []
+    stats = policy_stats.field(result["runs"], result["budget_seconds"])
+    return [
+        _line([*head, *policy_stats.cells(name, line)]) for name, line in stats["policies"].items()
+    ]
+
+
+def search_footer(result: dict) -> str:
+    """Friedman's test, the rule and its verdict under the search table, then every run."""
+    stats = policy_stats.field(result["runs"], result["budget_seconds"])
+    lines = [_line(SEARCH_RUN_COLUMNS), "|" + "---|" * len(SEARCH_RUN_COLUMNS)]
     for run in result["runs"]:
-        reached = [run["minutes_to_test"].get(t) for t in ("0.98", "0.99")]
+        reached = [policies.minutes_to(run["curve"], t) for t in policies.TARGETS]
         cells = [
-            *head,
             run["policy"],
             str(run["seed"]),
+            str(run.get("search_seed", "")),  # runs from before seeds were derived lack it
             str(run["configurations"]),
             str(run["trials"]),
             str(run["epochs"]),
@@ -118,8 +130,8 @@ def search_rows(result: dict) -> list[str]:
             _accuracy(run["test_accuracy_of_pick"]),
             *("not reached" if m is None else f"{m:.1f}" for m in reached),
         ]
-        rows.append(_line(cells))
-    return rows
+        lines.append(_line(cells))
+    return "\n\n".join([*policy_stats.footer(stats), "\n".join(lines)])
 
 
 def soak_rows(result: dict) -> list[str]:
@@ -261,10 +273,13 @@ TABLES = {
 
 
 def table(name: str, result: dict) -> str:
-    """The doc's table of one benchmark (header and the rows of this result); the releases'
-    with its comparison against the defaults below it."""
+    """The doc's table of one benchmark (header and the rows of this result); the search's with
+    Friedman's test, the rule's verdict and every run below it, the releases' with its
+    comparison against the defaults."""
     columns, rows = TABLES[name]
     rendered = "\n".join([_line(columns), "|" + "---|" * len(columns), *rows(result)])
+    if name == "search":
+        return f"{rendered}\n\n{search_footer(result)}"
     if name != "releases":
         return rendered
     return f"{rendered}\n\n{against_table(result)}\n\n{ensemble_table(result)}"

@@ -304,25 +304,33 @@ def plot_rung_curves(curves: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_search_benchmark(curves: pd.DataFrame) -> Figure:
-    """The pick's validation and test accuracy against minutes, per policy and seed."""
-    fig, axes = _subplots(1, 2, figsize=(FIG_WIDTH, FIG_WIDTH * 0.4), sharey=True)
-    for ax, metric in zip(axes, ("validation", "test"), strict=True):
-        part = curves[curves["metric"] == metric].assign(seed=lambda f: f["seed"].astype(str))
-        sns.lineplot(
-            data=part,
-            x="minutes",
-            y="accuracy",
-            hue="policy",
-            style="seed",
-            drawstyle="steps-post",
-            estimator=None,
-            ax=ax,
-            legend=_legend(ax is axes[0]),
-        )
-        _zoom(ax, part["accuracy"], axis="y")
-        ax.set(title=f"{metric} accuracy of the pick", xlabel="minutes")
-    fig.suptitle("Search policies side by side (the pick by validation accuracy)")
+def plot_search_benchmark(bands: pd.DataFrame, ranks: pd.DataFrame) -> Figure:
+    """Left: each policy's mean best-so-far validation accuracy over the seeds against minutes,
+    its 95% interval as a band; right: its average rank among the policies (1 the best).
+    bands and ranks are bench.perf.policy_stats' curve_bands and rank_over_time."""
+    names = list(dict.fromkeys([*bands["policy"], *ranks["policy"]]))
+    palette = dict(zip(names, sns.color_palette(n_colors=len(names)), strict=True))
+    fig, (left, right) = _subplots(1, 2, figsize=(FIG_WIDTH, FIG_WIDTH * 0.4))
+    sns.lineplot(
+        data=bands, x="minutes", y="mean", hue="policy", palette=palette,
+        drawstyle="steps-post", estimator=None, ax=left,
+    )  # fmt: skip
+    for name, part in bands.groupby("policy", sort=False):
+        left.fill_between(
+            part["minutes"], part["low"], part["high"], step="post", alpha=0.2, lw=0,
+            color=palette[name],
+        )  # fmt: skip
+    if len(bands):
+        _zoom(left, bands["mean"], axis="y")
+    left.set(title="best validation accuracy so far", xlabel="minutes", ylabel="mean over seeds")
+    sns.lineplot(
+        data=ranks, x="minutes", y="rank", hue="policy", palette=palette,
+        drawstyle="steps-post", estimator=None, ax=right, legend=False,
+    )  # fmt: skip
+    right.invert_yaxis()  # the best, rank 1, on top
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set(title="average rank by best validation so far", xlabel="minutes", ylabel="rank")
+    fig.suptitle("Search policies side by side (bands: 95% interval over seeds)")
     return fig
 
 

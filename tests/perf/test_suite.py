@@ -1,6 +1,7 @@
 """bench.perf.suite and bench.perf.doc_tables: the suite's arithmetic (its timings are measured
 by `make bench`, not tested) and the published tables."""
 
+import json
 import math
 
 import pytest
@@ -149,3 +150,23 @@ def test_the_doc_shows_the_published_figures():
     assert doc_tables.published("suite") is not None
     text = doc_tables.DOC.read_text()
     assert doc_tables.render_doc(text) == text
+
+
+def test_publish_draws_the_search_figure_from_the_data_it_publishes(tmp_path, monkeypatch):
+    from bench.perf import commands
+
+    published = json.loads((doc_tables.DATA_DIR / "search.json").read_text())
+    out, docs = tmp_path / "perf", tmp_path / "docs"
+    out.mkdir()
+    docs.mkdir()
+    (out / "search.json").write_text(json.dumps(published))
+    doc = docs / "benchmarks.md"
+    doc.write_text(doc_tables.DOC.read_text())
+    monkeypatch.setattr(doc_tables, "DATA_DIR", docs)
+    monkeypatch.setattr(doc_tables, "DOC", doc)
+    assert commands.publish(None, out) == 0
+    figure = (docs / commands.SEARCH_FIGURE).read_bytes()
+    assert figure.startswith(b"\x89PNG") and len(figure) > 10_000
+    assert json.loads((docs / "search.json").read_text()) == published
+    # The doc shows the figure where its data is published.
+    assert f"](benchmarks/{commands.SEARCH_FIGURE})" in doc.read_text()

@@ -99,3 +99,24 @@ def test_long_architecture_names_wrap_and_keep_the_layout():
     assert [str(w.message) for w in caught if "constrained_layout" in str(w.message)] == []
     assert len(ticks) == 1 and ticks[0].count("\n") >= 2
     assert ticks[0].replace("\n", " ") == f"r/0: {name}"
+
+
+def test_the_search_benchmark_draws_each_policys_band_and_rank():
+    minutes = [0.25, 0.5, 0.75]
+    bands = pd.DataFrame(
+        {
+            "policy": ["random"] * 3 + ["optuna"] * 3,
+            "minutes": minutes * 2,
+            "mean": [0.98, 0.985, 0.99, 0.97, 0.99, 0.992],
+            "low": [float("nan"), 0.98, 0.985, 0.96, 0.985, 0.99],
+            "high": [float("nan"), 0.99, 0.995, 0.98, 0.995, 0.994],
+            "seeds": [1, 2, 2, 2, 2, 2],
+        }
+    )
+    ranks = bands[["policy", "minutes"]].assign(rank=[1.0, 1.5, 2.0, 2.0, 1.5, 1.0])
+    fig = plots.plot_search_benchmark(bands, ranks)
+    left, right = fig.axes[:2]
+    assert len(left.collections) == 2  # one band per policy
+    assert len(right.get_lines()) == 2  # one rank line per policy
+    assert right.get_ylim()[0] > right.get_ylim()[1]  # rank 1 on top
+    assert plots.figure_png(fig).startswith(PNG_MAGIC)
