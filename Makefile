@@ -136,10 +136,10 @@ bench: $(STAMP)
 bench-workers: $(STAMP)
 	$(BIN)/python -m bench.perf workers --results $(RESULTS)
 
-# random, hyperband, asha (promotions retrained, and continued) and Optuna (TPE + Hyperband
-# pruner) on the same space, data subset, budget and seeds, one after another: 5 policies x
-# 5 seeds x SEARCH_BUDGET seconds (over 6 hours at 900). A run that finished is kept: the
-# same command again runs only the rest. SEARCH_SEEDS="0 1" and
+# random, hyperband, asha (promotions retrained, and continued), Optuna (TPE + Hyperband
+# pruner) and DEHB on the same space, data subset, budget and seeds, one after another:
+# 6 policies x 5 seeds x SEARCH_BUDGET seconds (7.5 hours at 900). A run that finished is
+# kept: the same command again runs only the rest. SEARCH_SEEDS="0 1" and
 # SEARCH_POLICIES="random asha-continue" run some of them.
 SEARCH_BUDGET ?= 900
 SEARCH_SEEDS ?=

@@ -9,7 +9,8 @@ one invocation (never timed tests).
   x 1 thread (bench.perf.workers).
 - `search` (`make bench-search`): search policies side by side over seeds, each finished run
   kept for the next invocation (bench.perf.policies), and the field's statistics
-  (bench.perf.policy_stats).
+  (bench.perf.policy_stats); Optuna and DEHB each run in a child process
+  (`optuna-child`, `dehb-child`: bench.perf.optuna_adapter, bench.perf.dehb_adapter).
 - `soak` (`make soak`): a search killed at random and at named moments and resumed, then checked
   (bench.perf.soak).
 - `releases`: configurations released with the release recipe, seed by seed, beside the
@@ -108,6 +109,13 @@ def run_search(args, out_dir: Path) -> int:
     """`make bench-search`: the policies side by side at each seed, the runs that finished
     before with the same settings kept; search.json, search.png and the field's table."""
     chosen, seeds = tuple(args.policies), tuple(dict.fromkeys(args.seeds))
+    if "dehb" in chosen and args.max_epochs < policies.MIN_DEHB_EPOCHS:
+        print(
+            f"dehb needs --max-epochs {policies.MIN_DEHB_EPOCHS} or more (its fidelities run "
+            "from 1 epoch up); leave it out of --policies",
+            file=sys.stderr,
+        )
+        return 2
     try:
         measured = policies.search_benchmark(out_dir, args.budget, args.max_epochs, seeds, chosen)
     except KeyboardInterrupt:
@@ -191,6 +199,14 @@ def optuna_child(args, out_dir: Path) -> int:
     return 0
 
 
+def dehb_child(args, out_dir: Path) -> int:
+    from bench.perf import dehb_adapter
+
+    run_dir = Path(args.results) / args.run
+    dehb_adapter.run_study(run_dir, args.seed, args.budget, args.max_epochs, policies.DATA)
+    return 0
+
+
 def workers_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=limited("trials"), default=8)
     p.add_argument("--workers", type=limited("workers"), default=2)
@@ -250,7 +266,7 @@ def releases_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def optuna_child_flags(p: argparse.ArgumentParser) -> None:
+def child_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True)
     for flag, name in (
         ("--seed", "seed"),
@@ -268,7 +284,7 @@ def no_flags(p: argparse.ArgumentParser) -> None:
 COMMANDS = {
     "suite": (run_suite, "training path vs plain fit, trial overhead, memory", suite_flags),
     "workers": (run_workers, "1 worker x all threads vs N workers x 1 thread", workers_flags),
-    "search": (run_search, "random, hyperband, asha and Optuna side by side", search_flags),
+    "search": (run_search, "random, hyperband, asha, Optuna and DEHB side by side", search_flags),
     "soak": (
         run_soak,
         "a search killed at random and at named moments (after a record, in an export, in a "
@@ -283,7 +299,8 @@ COMMANDS = {
     "table": (print_tables, "print the measured tables as docs/benchmarks.md has them", no_flags),
     "publish": (publish, "copy the measured figures into docs/benchmarks.md", no_flags),
     "memory-child": (memory_child, None, no_flags),
-    "optuna-child": (optuna_child, None, optuna_child_flags),
+    "optuna-child": (optuna_child, None, child_flags),
+    "dehb-child": (dehb_child, None, child_flags),
 }
 
 
@@ -296,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (handler, help_text, add_flags) in COMMANDS.items():
         # A child process's command gets no help: argparse would list it as "==SUPPRESS==".
         p = sub.add_parser(name, **({} if help_text is None else {"help": help_text}))
-        p.add_argument("--results", default="results", required=name == "optuna-child")
+        required = name in policies.CHILD_COMMANDS.values()
+        p.add_argument("--results", default="results", required=required)
         add_flags(p)
         p.set_defaults(handler=handler)
     return parser

@@ -1,7 +1,7 @@
-"""`make bench-search`: one space, one budget, one data subset, the same seeds, under five
+"""`make bench-search`: one space, one budget, one data subset, the same seeds, under six
 search policies side by side: random search of full-length trials, KerasTuner's Hyperband,
 the suite's ASHA with promotions trained afresh and with promotions that continue their
-parent's weights, and Optuna's TPE sampler with its Hyperband pruner.
+parent's weights, Optuna's TPE sampler with its Hyperband pruner, and DEHB.
 
 Each (policy, seed) is a fresh process, one after another (seeds outer, so that a benchmark
 cut short leaves whole seeds), so that all see the same machine. Each is its own run folder,
@@ -24,7 +24,12 @@ from pathlib import Path
 from bench.core import records
 from bench.core.config import LIMITS
 
-POLICIES = ("random", "hyperband", "asha", "asha-continue", "optuna")
+POLICIES = ("random", "hyperband", "asha", "asha-continue", "optuna", "dehb")
+# The policies of outside optimizers, each run by its own child command (bench.perf.commands)
+# that writes the run's events itself.
+CHILD_COMMANDS = {"optuna": "optuna-child", "dehb": "dehb-child"}
+# DEHB's fidelities run from 1 epoch (bench.perf.dehb_adapter.MIN_EPOCHS) up to the max.
+MIN_DEHB_EPOCHS = 2
 # The `bench search` flags of the suite's own policies (the others are a --tuner's name).
 # The benchmark confirms nothing, so asha's plan keeps full fidelity for the defaults and one
 # more configuration rather than a night's top 3: its top rung then has the others' epochs.
@@ -46,6 +51,7 @@ DATA = {"train_limit": 10_000, "val_size": 5_000, "test_limit": 10_000}
 INCUMBENT = "asha-continue"
 TARGETS = (0.99, 0.995)  # test accuracy of the pick, as the report's time-to-accuracy tracks
 EVENTS_FILE = "events.json"
+OPTIMIZER_FILE = "optimizer.json"  # beside an outside optimizer's events: its settings
 SUMMARY_FILE = "summary.json"  # in a run's folder, written once the run finished
 # A benchmark seed k searches with seed (k + 1) * SEED_SPACING. KerasTuner's oracles draw from
 # the seed states seed + 1, seed + 2, ... (one per hyperparameter drawn), so consecutive search
@@ -177,26 +183,28 @@ def run_child(command: list[str]) -> None:
 
 
 def run_policy(results: Path, policy: str, seed: int, budget: int, epochs: int) -> dict:
-    """One (policy, seed) run in a fresh process, in a fresh folder; its summary row, also
-    written as the folder's summary.json once the run finished."""
+    """One (policy, seed) run in a fresh process, in a fresh folder; its summary row (an
+    outside optimizer's with its settings, from OPTIMIZER_FILE), also written as the folder's
+    summary.json once the run finished."""
     run, wanted = run_name(policy, seed), settings(seed, budget, epochs)
     shutil.rmtree(results / run, ignore_errors=True)  # this benchmark's own scratch run
     chosen = wanted["search_seed"]
-    if policy == "optuna":
-        args = ["optuna-child", "--run", run, "--results", str(results), "--seed", str(chosen)]
-        command = [sys.executable, "-m", "bench.perf", *args, "--budget", str(budget)]
-        command += ["--max-epochs", str(epochs)]
+    if policy in CHILD_COMMANDS:
+        args = [CHILD_COMMANDS[policy], "--run", run, "--results", str(results)]
+        command = [sys.executable, "-m", "bench.perf", *args, "--seed", str(chosen)]
+        command += ["--budget", str(budget), "--max-epochs", str(epochs)]
     else:
         args = bench_args(run, results, policy, chosen, budget, epochs)
         command = [sys.executable, "-m", "bench", *args]
     started = time.time()
     run_child(command)
     wall = time.time() - started
-    if policy == "optuna":
+    row = {"policy": policy, "seed": seed, "search_seed": chosen}
+    if policy in CHILD_COMMANDS:
         events = json.loads((results / run / EVENTS_FILE).read_text())
+        row["optimizer"] = json.loads((results / run / OPTIMIZER_FILE).read_text())
     else:
         events = events_of(records.load_records(results / run))
-    row = {"policy": policy, "seed": seed, "search_seed": chosen}
     row.update(summary(events, started, wall))
     records.atomic_write_json(results / run / SUMMARY_FILE, {"settings": wanted, "run": row})
     return row

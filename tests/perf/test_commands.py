@@ -18,7 +18,7 @@ def test_every_command_in_the_table_parses_with_its_own_flags():
     parser = commands.build_parser()
     for name, (handler, _, _) in commands.COMMANDS.items():
         argv = [name, "--results", "r"]
-        if name == "optuna-child":
+        if name in policies.CHILD_COMMANDS.values():
             argv += ["--run", "x", "--seed", "0", "--budget", "60", "--max-epochs", "1"]
         args = parser.parse_args(argv)
         assert args.handler is handler and args.results == "r"
@@ -52,7 +52,8 @@ def test_python_m_bench_perf_runs_the_table(tmp_path):
 
 def fake_runs(calls: list[str], die_at: int | None = None):
     """A stand-in for the runs' processes: each writes what a short real run leaves (a trial
-    record, or the Optuna child's events) and, the die_at-th, is interrupted half-way."""
+    record, or an outside optimizer's events and settings) and, the die_at-th, is
+    interrupted half-way."""
 
     def run_child(command: list[str]) -> None:
         run_dir = (
@@ -64,10 +65,11 @@ def fake_runs(calls: list[str], die_at: int | None = None):
             (run_dir / "half-done").write_text("")
             raise KeyboardInterrupt
         seed = int(command[command.index("--seed") + 1])
-        if "optuna-child" in command:
+        if set(command) & set(policies.CHILD_COMMANDS.values()):
             events = [{"ended_at": records.utc_now(), "epochs": 2, "configuration": "{}",
                        "val_accuracy": 0.99, "test_accuracy": 0.991}]  # fmt: skip
             records.atomic_write_json(run_dir / policies.EVENTS_FILE, events)
+            records.atomic_write_json(run_dir / policies.OPTIMIZER_FILE, {"optimizer": "x"})
         else:
             record = fake_record(run=run_dir.name, seed=seed, finished_at=records.utc_now())
             records.atomic_write_json(records.record_path(run_dir, "00"), record)
@@ -114,3 +116,11 @@ def test_the_search_seeds_are_benchmark_seeds_within_their_range():
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["search", "--seeds", str(policies.MAX_BENCH_SEED + 1)])
     assert exit_info.value.code == 2
+
+
+def test_dehb_is_refused_up_front_below_two_epochs(tmp_path, monkeypatch, capsys):
+    calls: list[str] = []
+    monkeypatch.setattr(policies, "run_child", fake_runs(calls))
+    argv = ["search", "--results", str(tmp_path), "--seeds", "0", "--budget", "60"]
+    assert commands.main([*argv, "--max-epochs", "1", "--policies", "random", "dehb"]) == 2
+    assert calls == [] and "dehb needs --max-epochs 2" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import optuna
 import pytest
 from keras_tuner.engine.hyperparameters import HyperParameter
 
+from bench.core import records
 from bench.core.config import (
     CONFIRM_SEED_OFFSET,
     LIMITS,
@@ -112,6 +113,28 @@ def test_the_pruner_stops_training_when_optuna_says_so():
     callback.on_epoch_end(1, {"val_accuracy": 0.8})
     assert reported == [(1, 0.9), (2, 0.8)]
     assert callback.pruned and callback.model.stop_training
+
+
+def test_an_outside_optimizers_run_is_its_child_command_and_its_row_holds_its_settings(
+    tmp_path, monkeypatch
+):
+    seen = []
+
+    def child(command):
+        seen.append(command)
+        run_dir = tmp_path / policies.run_name("dehb", 2)
+        events = [event(1, 0.98, 0.97, epochs=2), event(3, 0.99, 0.985, epochs=6, config="b")]
+        records.atomic_write_json(run_dir / policies.EVENTS_FILE, events)
+        records.atomic_write_json(run_dir / policies.OPTIMIZER_FILE, {"eta": 3})
+
+    monkeypatch.setattr(policies, "run_child", child)
+    row = policies.run_policy(tmp_path, "dehb", 2, budget=60, epochs=6)
+    (command,) = seen
+    assert command[command.index("-m") + 1 :][:3] == ["bench.perf", "dehb-child", "--run"]
+    assert command[command.index("--seed") + 1] == str(policies.search_seed(2))
+    assert (row["policy"], row["optimizer"]) == ("dehb", {"eta": 3})
+    assert (row["trials"], row["epochs"]) == (2, 8)
+    assert policies.finished_run(tmp_path, "dehb", 2, policies.settings(2, 60, 6)) == row
 
 
 def test_the_published_command_runs_the_measured_settings():
