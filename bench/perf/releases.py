@@ -402,16 +402,16 @@ def _ensemble_name(variant: str, recipe: str, holdout: int, members: int) -> str
 
 
 def ensembles(out_dir: Path, rows: list[dict], published: dict | None) -> list[dict]:
-    """Each planned ensemble whose members' probabilities are all at hand under out_dir:
-    its test (and validation) accuracy and loss, and McNemar's test against its best member,
-    the best by validation accuracy where digits were held out (the test set never picks),
-    else by test accuracy; published ones are kept where their members are elsewhere."""
+    """The ensembles the rows whose probabilities are at hand under out_dir make (rows
+    measured on another machine have theirs there): each one's test (and validation) accuracy
+    and loss, and McNemar's test against its best member, the best by validation accuracy
+    where digits were held out (the test set never picks), else by test accuracy; published
+    ones are kept where their members are elsewhere."""
     found = {e["name"]: e for e in (published or {}).get("ensembles", [])}
-    for name, members in ensemble_plans(rows).items():
-        probs = [_probs(out_dir, r) for r in members]
-        if any(p is None for p in probs):
-            continue
-        found[name] = _ensemble(name, members, probs)
+    probs = {id(r): _probs(out_dir, r) for r in rows}
+    at_hand = [r for r in rows if probs[id(r)] is not None]
+    for name, members in ensemble_plans(at_hand).items():
+        found[name] = _ensemble(name, members, [probs[id(r)] for r in members])
     return sorted(found.values(), key=lambda e: e["name"])
 
 

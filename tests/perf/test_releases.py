@@ -42,12 +42,21 @@ def _row(
     return row
 
 
+def _probs(labels, wrong: list[int]) -> np.ndarray:
+    """Class probabilities right on every test digit but those in `wrong`."""
+    probs = np.eye(10, dtype=np.float32)[labels]
+    probs[wrong] = np.eye(10, dtype=np.float32)[(labels[wrong] + 1) % 10]
+    return probs
+
+
 def test_only_missing_releases_train_and_published_ones_count(tmp_path, monkeypatch):
-    trained = []
+    from bench.core import data
+
+    labels, trained = data.load_raw().y_test, []
 
     def fake_release(name, seed, backup=None, recipe="release", holdout=0, keep=None):
         trained.append((name, seed))
-        return _row(name, seed, [seed]), {"test": np.zeros((100, 10), np.float32)}
+        return _row(name, seed, [seed], len(labels)), {"test": _probs(labels, [seed])}
 
     monkeypatch.setattr(releases, "release_once", fake_release)
     published = {"rows": [_row("defaults", 0, [1, 2])]}
@@ -63,6 +72,11 @@ def test_only_missing_releases_train_and_published_ones_count(tmp_path, monkeypa
         ("defaults", 1),
         ("night-asha-041", 1),
     ]
+    # Only the rows trained here have their probabilities here: seed 1's two configurations,
+    # both wrong on digit 1 alone, make the one ensemble.
+    (ensemble,) = result["ensembles"]
+    assert ensemble["name"] == "all variants, release: 2 members"
+    assert ensemble["test_accuracy"] == pytest.approx(1 - 1 / len(labels))
 
 
 def test_the_comparison_pools_the_matched_seeds_test_digits():
@@ -163,13 +177,15 @@ def test_seeds_of_one_recipe_make_an_ensemble_judged_against_the_member_validati
     rows = []
     for seed, (wrong, val_wrong) in wrongs.items():
         row = _row("defaults", seed, wrong, len(labels), recipe="ema", val_wrong=val_wrong)
-        probs = np.eye(10, dtype=np.float32)[labels]
-        probs[wrong] = np.eye(10, dtype=np.float32)[(labels[wrong] + 1) % 10]
+        probs = _probs(labels, wrong)
         name = releases.row_name("defaults", "ema", releases.SCREEN_HOLDOUT, seed)
         path = tmp_path / releases.RELEASES_DIR / f"{name}{releases.PROBS_SUFFIX}"
         records.atomic_write_bytes(path, releases.npz_bytes({"test": probs}))
         rows.append(row)
     rows.append(_row("defaults", 0, [5]))  # another group, with one seed: no ensemble
+    # A seed measured on another machine: its probabilities are there, and the seeds at hand
+    # make their ensemble without it.
+    rows.append(_row("defaults", 3, [6], len(labels), recipe="ema", val_wrong=[]))
     (ensemble,) = releases.ensembles(tmp_path, rows, None)
     assert ensemble["name"] == "defaults, ema, 50,000 digits: 3 members"
     # Two members of three wrong on digits 0 and 1 only: the average is wrong there only.
