@@ -235,6 +235,9 @@ NOT_JSON = "not valid JSON"
 NOT_OBJECT = "not a JSON object"
 NOT_NPZ = "not a valid .npz"
 MISSING_KEY = "missing key {key}"
+# In config.json of a run whose budget trains nothing full-length: what it can reach, in words
+# (bench.search.rung_plan.reach_words), said at its start and in its report.
+BUDGET_REACH_KEY = "budget_reach"
 # What numpy, zipfile and zlib raise for bytes that are no .npz (a pickle among them: numpy
 # refuses it, allow_pickle being False).
 NPZ_DAMAGE = (

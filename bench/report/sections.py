@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.core import metrics
+from bench.core import metrics, records
 from bench.report import compare, tables, time_spent
 from bench.report.columns import RESULT_COLUMNS, format_value
 from bench.report.loading import NO_TRIAL, Context, Run, by_creation, class_names
@@ -280,6 +280,9 @@ def the_search(ctx: Context, figures: list[Figure]) -> list[Block]:
     if speed.empty:
         return []
     blocks: list[Block] = [Heading("The search", 2), Paragraph(_PACE_NOTE), Table(cells(speed))]
+    for run in ctx.runs:
+        if reach := run.config.get(records.BUDGET_REACH_KEY):
+            blocks.append(Paragraph(f"{run.name}, from its start: {reach}."))
     steps = time_spent.rungs(ctx.df)
     if len(steps):
         blocks += [Heading("Rungs", 3), Paragraph(_RUNGS_NOTE), Table(cells(steps))]

@@ -236,3 +236,48 @@ def _epochs(epochs: float) -> str:
         return f"{epochs:g}"
     share = 1 / epochs
     return f"1/{round(share)}" if abs(share - round(share)) < 0.01 else f"{epochs:.2f}"
+
+
+# The validation accuracies whose reach a short budget's night states at its start.
+REACH_TARGETS = (0.99, 0.995)
+
+
+def reach_words(plan: Plan, max_epochs: int, earlier: list[dict]) -> str | None:
+    """What a budget whose rungs stop short of max_epochs can reach, in a sentence, from the
+    trials of earlier runs of the space on the same data that trained from scratch (their
+    validation accuracy epoch by epoch; the test set plays no part): the best within the top
+    rung's epochs and the fewest epochs any of them took to each REACH_TARGETS. None when the
+    top rung trains max_epochs."""
+    top = plan.full_epochs
+    if top >= max_epochs:
+        return None
+    words = (
+        f"this budget's longest training is {_epochs(top)} epochs, short of the {max_epochs} "
+        "of a full-length trial"
+    )
+    curves = [
+        r["history"]["val_accuracy"]
+        for r in earlier
+        if not r.get("initial_epoch") and (r.get("history") or {}).get("val_accuracy")
+    ]
+    if not curves:
+        return f"{words}; no earlier run of this space on this data shows what that reaches"
+    within = int(top)  # whole epochs: a history has no figure within an epoch
+    best = max((max(curve[:within]) for curve in curves if within), default=None)
+    seen = (
+        f"the best validation accuracy within {within} epochs was {best:.4f}"
+        if best is not None
+        else "their histories count whole epochs only"
+    )
+    reached = []
+    for target in REACH_TARGETS:
+        took = [next((i + 1 for i, v in enumerate(c) if v >= target), None) for c in curves]
+        took = [epochs for epochs in took if epochs is not None]
+        reached.append(
+            f"{target:.1%} took {min(took)} at the fewest" if took else f"{target:.1%} never came"
+        )
+    return (
+        f"{words}; in {len(curves)} trial{'s' * (len(curves) != 1)} of earlier runs of this "
+        f"space on this data, {seen}, "
+        f"and {', '.join(reached)}"
+    )

@@ -173,10 +173,13 @@ def prepare_run_dir(config: SearchConfig, splits: data.Splits) -> bool:
         space_source.check_unchanged(old)
         check_tuner_state(config.run_dir)
     else:
-        warm = warm_start_configs(config) if config.warm_start else []
+        earlier = earlier_records(config)
+        warm = warm_start_configs(config, earlier) if config.warm_start else []
         created = {**wanted, "created_at": utc_now(), WARM_START_KEY: warm}
         if plan := rung_plan.new_plan(config, splits):
             created[rung_plan.PLAN_KEY] = plan.to_json()
+            if reach := rung_plan.reach_words(plan, config.max_epochs, earlier):
+                created[records.BUDGET_REACH_KEY] = reach
         records.atomic_write_json(path, created)
     records.note_environment(config.run_dir, environment.environment(), utc_now())
     return resumed
@@ -196,11 +199,10 @@ def work_done(run_dir: Path) -> list[str]:
     return [f"{name}/" for name in held if (run_dir / name).exists()]
 
 
-def warm_start_configs(config: SearchConfig) -> list[dict]:
-    """The best configurations by validation accuracy of earlier runs of the same space (a
-    space file as it is now) and dataset under config.results: distinct, at most
-    WARM_START_CONFIGS, each with its run, trial and validation accuracy. Runs moved aside by
-    --fresh and unreadable ones are left out; the test set plays no part."""
+def earlier_records(config: SearchConfig) -> list[dict]:
+    """The completed trials of earlier runs of the same space (a space file as it is now) and
+    dataset under config.results, each with its run. Runs moved aside by --fresh and
+    unreadable ones are left out."""
     sha256 = spaces.source_of(config.space).get("sha256")  # None for a registered space
     wanted = (config.space, config.dataset, config.custom_data, sha256)
     found = []
@@ -219,6 +221,14 @@ def warm_start_configs(config: SearchConfig) -> list[dict]:
                 found += records.completed(records.load_records(run_dir))
         except (OSError, ValueError, KeyError):
             continue  # not a run, or one the report would name as damaged
+    return found
+
+
+def warm_start_configs(config: SearchConfig, earlier: list[dict] | None = None) -> list[dict]:
+    """The best configurations by validation accuracy of earlier runs (earlier_records, or
+    those given): distinct, at most WARM_START_CONFIGS, each with its run, trial and
+    validation accuracy; the test set plays no part."""
+    found = earlier_records(config) if earlier is None else earlier
     chosen: dict[str, dict] = {}
     for record in records.ranked_by_validation(found):
         key = json.dumps(record["hyperparameters"], sort_keys=True)
@@ -376,6 +386,8 @@ def _search(
         file=stream,
         flush=True,
     )
+    if reach := records.load_config(config.run_dir).get(records.BUDGET_REACH_KEY):
+        print(f"budget: {reach}", file=stream, flush=True)
     if ended := getattr(tuner, "ended_as_recorded", None):
         print(
             f"finished before the last stop, as their records say: trial {', '.join(ended)}",

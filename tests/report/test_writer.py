@@ -223,6 +223,20 @@ def as_fashion_run(run_dir: Path) -> Path:
     return run_dir
 
 
+def test_a_run_whose_budget_trains_nothing_full_length_says_what_it_can_reach(
+    tmp_path, quick_figures
+):
+    run_dir = fake_run(tmp_path, n=2, failed=0)
+    config = records.load_config(run_dir)
+    reach = "this budget's longest training is 3 epochs, short of the 10 of a full-length trial"
+    records.atomic_write_json(
+        run_dir / records.CONFIG_FILE, {**config, records.BUDGET_REACH_KEY: reach}
+    )
+    writer.write_report([run_dir], tmp_path / "out")
+    text = (tmp_path / "out" / writer.REPORT_MD).read_text()
+    assert f"{run_dir.name}, from its start: {reach}." in text
+
+
 def test_runs_on_another_dataset_are_named_apart_not_ranked(tmp_path):
     digits = fake_run(tmp_path, run="digits", n=4, failed=0)
     clothes = as_fashion_run(fake_run(tmp_path, run="clothes", n=4, failed=0))

@@ -196,3 +196,33 @@ def test_the_stop_line_says_what_the_time_left_is_kept_for(tmp_path):
         r"and the release; the next trial may take 20 s",
         str(stop.value),
     )
+
+
+def _trial(val_accuracy: list[float], initial_epoch: int = 0) -> dict:
+    return {"initial_epoch": initial_epoch, "history": {"val_accuracy": val_accuracy}}
+
+
+def test_a_budget_short_of_full_length_says_what_earlier_trials_reached_within_it():
+    plan = rung_plan.Plan([1 / 3, 1, 3])
+    earlier = [
+        _trial([0.985, 0.991, 0.993, 0.994, 0.996]),
+        _trial([0.980, 0.989, 0.992, 0.995]),
+        _trial([0.999], initial_epoch=3),  # continued from its parent's epochs: not counted
+        {"history": None},  # a trial that kept no history
+    ]
+    words = rung_plan.reach_words(plan, 10, earlier)
+    assert words == (
+        "this budget's longest training is 3 epochs, short of the 10 of a full-length trial; "
+        "in 2 trials of earlier runs of this space on this data, the best validation accuracy "
+        "within 3 epochs was 0.9930, and 99.0% took 2 at the fewest, 99.5% took 4 at the fewest"
+    )
+    assert rung_plan.reach_words(plan, 3, earlier) is None  # its top rung is full length
+    first = rung_plan.reach_words(rung_plan.Plan([1 / 3]), 10, [])
+    assert first.endswith("; no earlier run of this space on this data shows what that reaches")
+    assert "longest training is 1/3 epochs" in first
+    never = rung_plan.reach_words(rung_plan.Plan([1 / 3]), 10, [_trial([0.98])])
+    assert (
+        "in 1 trial of earlier runs of this space on this data, their histories count whole"
+        in never
+    )
+    assert never.endswith("epochs only, and 99.0% never came, 99.5% never came")
